@@ -1,0 +1,501 @@
+"""The benchmark harness shared by `benches.run` and `benches.test_bench` (SPEC §4).
+
+    SHAPES       the standard shapes, name -> Dims(T, B, I, H); `parse_shapes` also takes "all", the
+                 unlisted "tiny" (smoke runs) and literal shapes written TxBxIxH, e.g. "50x32x128x128".
+    Workload     one thing to time: a cell ("rnn", "gru"), a shape, a dtype and a pass ("fwd", "train").
+    CONTENDERS   name -> Contender, each building the callable to time for a workload, once:
+                   fastrnn    fastrnn.functional with backend=None (the fastest backend built)
+                   reference  the same with backend="numpy"
+                   torch      torch.nn.RNN / torch.nn.GRU with the same weights
+                   gemm       the GEMM-bound time: the same BLAS (NumPy's matmul) doing exactly the GEMM
+                              shapes of SPEC §4 and nothing else
+    measure()    the timing protocol: each contender runs in its own worker process, so that the thread
+                 pools of different libraries never share a process; the rounds alternate the
+                 contenders; a worker times every workload with `time_call` (one warm-up call, then
+                 repeats until `min_time` and 3 runs, the median) and the result is the median of
+                 the rounds. Every worker gets the same thread count (OMP_NUM_THREADS,
+                 OPENBLAS_NUM_THREADS, MKL_NUM_THREADS, FASTRNN_NUM_THREADS and each library's own
+                 setter). A contender that is not installed, or fails, comes back as None: a gap in
+                 the table, never a crash.
+
+"fwd" is one forward call; "train" is forward + backward with a fixed random d_out (torch:
+`(out * d_out).sum().backward()`, with x and h0 requiring gradients as fastrnn returns dx and dh0).
+
+A worker can be run by hand; it prints one JSON object per line, {"info": ...} first:
+
+    python -m benches.harness --worker torch --threads 2 --workload gru:small:fwd --workload rnn:tiny:train
+"""
+import argparse
+import gc
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections import namedtuple
+from dataclasses import dataclass, field
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+Dims = namedtuple("Dims", "T B I H")
+
+# SPEC §4: every benchmark and every claim uses these.
+SHAPES = {
+    "small": Dims(50, 32, 128, 128),
+    "medium": Dims(100, 64, 256, 256),
+    "gnmt": Dims(50, 64, 512, 512),  # oneDNN benchdnn GNMT encoder
+    "mxnet": Dims(300, 20, 800, 800),  # MXNet fused GRU report
+    "large": Dims(25, 64, 1024, 1024),
+    "stream-256": Dims(1000, 1, 256, 256),  # streaming inference, B = 1
+    "stream-512": Dims(1000, 1, 512, 512),  # DeepBench inference, B = 1
+}
+QUICK_SHAPES = ("small", "medium")
+_UNLISTED_SHAPES = {"tiny": Dims(10, 4, 16, 16)}  # for smoke runs of the harness itself
+
+CELLS = ("rnn", "gru")
+GATES = {"rnn": 1, "gru": 3}
+PASSES = ("fwd", "train")
+DTYPES = ("float32", "float64")
+
+# The NumPy reference is slow; above this much GEMM work per call it is skipped (run.py can change it).
+REFERENCE_MAX_GFLOP = 20.0
+WORKER_TIMEOUT_S = 1800
+
+
+def parse_shape(spec):
+    """Dims of a shape name, of "tiny", or of a literal "TxBxIxH"; ValueError otherwise."""
+    spec = spec.strip()
+    if spec in SHAPES:
+        return SHAPES[spec]
+    if spec in _UNLISTED_SHAPES:
+        return _UNLISTED_SHAPES[spec]
+    parts = spec.lower().split("x")
+    if len(parts) == 4 and all(p.isdigit() for p in parts):
+        dims = Dims(*map(int, parts))
+        if min(dims) >= 1:
+            return dims
+    raise ValueError(f"unknown shape {spec!r}: expected one of {', '.join(SHAPES)}, 'all', "
+                     f"or T x B x I x H written like 50x32x128x128")
+
+
+def parse_shapes(text):
+    """A comma-separated list of shapes ("all" = every standard shape) -> {name: Dims}, in order."""
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    if not names:
+        raise ValueError("no shape given")
+    out = {}
+    for name in names:
+        if name == "all":
+            out.update(SHAPES)
+        else:
+            out[name] = parse_shape(name)
+    return out
+
+
+def parse_choices(what, text, allowed):
+    """A comma-separated list of names from `allowed`, in the order given; ValueError naming the bad one."""
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    for name in names:
+        if name not in allowed:
+            raise ValueError(f"unknown {what} {name!r}: expected one of {', '.join(allowed)}")
+    if not names:
+        raise ValueError(f"no {what} given")
+    return list(dict.fromkeys(names))
+
+
+def default_threads():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class Workload:
+    cell: str  # "rnn" or "gru"
+    shape: str  # a name from SHAPES, "tiny" or a literal TxBxIxH
+    phase: str  # "fwd" or "train"
+    dtype: str = "float32"
+
+    @property
+    def dims(self):
+        return parse_shape(self.shape)
+
+    @property
+    def key(self):
+        """What a worker is told on its command line and answers with: cell:shape:phase."""
+        return f"{self.cell}:{self.shape}:{self.phase}"
+
+    @classmethod
+    def from_key(cls, key, dtype="float32"):
+        try:
+            cell, shape, phase = key.split(":")
+        except ValueError:
+            raise ValueError(f"workload {key!r}: expected cell:shape:pass, e.g. gru:small:fwd") from None
+        parse_choices("cell", cell, CELLS)
+        parse_choices("pass", phase, PASSES)
+        parse_shape(shape)
+        return cls(cell, shape, phase, dtype)
+
+    @property
+    def gflop(self):
+        """GEMM work of one call (SPEC §4): forward 2·G·T·B·H·(I+H) FLOPs, a training step three times it."""
+        T, B, I, H = self.dims
+        fwd = 2 * GATES[self.cell] * T * B * H * (I + H)
+        return fwd * (3 if self.phase == "train" else 1) / 1e9
+
+
+def workloads(cells, shapes, phases=PASSES, dtype="float32"):
+    return [Workload(c, s, p, dtype) for c in cells for s in shapes for p in phases]
+
+
+Inputs = namedtuple("Inputs", "x h0 w_ih w_hh b_ih b_hh d_out")
+
+
+def make_inputs(w, seed=0):
+    """The one set of arrays every contender gets for `w`: PyTorch's default init for the weights."""
+    T, B, I, H = w.dims
+    G = GATES[w.cell]
+    rng = np.random.default_rng(seed)
+    k = 1.0 / np.sqrt(H)
+
+    def uniform(shape, bound):
+        return rng.uniform(-bound, bound, shape).astype(w.dtype)
+
+    return Inputs(
+        x=uniform((T, B, I), 1.0),
+        h0=np.zeros((B, H), w.dtype),
+        w_ih=uniform((G * H, I), k),
+        w_hh=uniform((G * H, H), k),
+        b_ih=uniform((G * H,), k),
+        b_hh=uniform((G * H,), k),
+        d_out=rng.standard_normal((T, B, H)).astype(w.dtype),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Contenders. A contender is an object with
+#   setup(threads) -> dict   once per process: import the library (ImportError = not installed), set its
+#                            thread count and denormal flushing; returns what to report (versions...)
+#   build(w, inputs) -> fn   the zero-argument callable to time; raise Unsupported for workloads the
+#                            library does not have (e.g. ONNX Runtime has no training)
+#   slow                     True: skipped above REFERENCE_MAX_GFLOP (see too_slow)
+
+
+class Unsupported(Exception):
+    """The contender has no such workload: shown as a gap, without an error message."""
+
+
+def _limit_blas_threads(threads):
+    """Cap NumPy's BLAS pool (the environment variables already do; this also covers a BLAS that has
+    been loaded before they were read). Returns a description of the BLAS, or None."""
+    try:
+        from threadpoolctl import threadpool_info, threadpool_limits
+    except ImportError:
+        return None
+    threadpool_limits(limits=threads, user_api="blas")
+    blas = [f"{d['internal_api']} {d['version']}" for d in threadpool_info() if d["user_api"] == "blas"]
+    return ", ".join(blas) or None
+
+
+class FastRNN:
+    """fastrnn.functional with one backend (None: the fastest one built)."""
+
+    def __init__(self, backend=None, slow=False):
+        self.backend, self.slow = backend, slow
+
+    def setup(self, threads):
+        import fastrnn
+
+        available = fastrnn.backends()
+        if self.backend is not None and self.backend not in available:
+            raise ImportError(f"fastrnn backend {self.backend!r} not built (have {available})")
+        fastrnn.set_num_threads(threads)
+        return {"fastrnn": fastrnn.__version__, "backend": self.backend or available[0],
+                "threads": fastrnn.get_num_threads()}
+
+    def build(self, w, inputs):
+        from fastrnn import functional as F
+
+        forward, backward = {"rnn": (F.rnn_forward, F.rnn_backward),
+                             "gru": (F.gru_forward, F.gru_backward)}[w.cell]
+        args = inputs[:6]
+        if w.phase == "fwd":
+            return lambda: forward(*args, backend=self.backend)
+
+        def train():
+            _, _, cache = forward(*args, backend=self.backend)
+            backward(inputs.d_out, None, cache)
+
+        return train
+
+
+class Torch:
+    """torch.nn.RNN / torch.nn.GRU (CPU), loaded with the same weights."""
+
+    slow = False
+
+    def setup(self, threads):
+        import torch
+
+        torch.set_num_threads(threads)
+        torch.set_flush_denormal(True)
+        return {"torch": torch.__version__, "threads": torch.get_num_threads()}
+
+    def build(self, w, inputs):
+        import torch
+
+        T, B, I, H = w.dims
+        layer = {"rnn": torch.nn.RNN, "gru": torch.nn.GRU}[w.cell]
+        model = layer(I, H, dtype=getattr(torch, w.dtype))
+        with torch.no_grad():
+            for name, value in zip(("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"), inputs[2:6]):
+                getattr(model, name).copy_(torch.from_numpy(value))
+        x, h0 = torch.from_numpy(inputs.x), torch.from_numpy(inputs.h0)[None]
+        if w.phase == "fwd":
+            def forward():
+                with torch.no_grad():
+                    model(x, h0)
+
+            return forward
+
+        x.requires_grad_(True)
+        h0.requires_grad_(True)
+        d_out = torch.from_numpy(inputs.d_out)
+
+        def train():
+            model.zero_grad(set_to_none=True)
+            x.grad = h0.grad = None
+            out, _ = model(x, h0)
+            (out * d_out).sum().backward()
+
+        return train
+
+
+class Gemm:
+    """The GEMM-bound time of SPEC §4: NumPy's BLAS doing the GEMMs of the workload and nothing else.
+
+    forward:   one (T*B, I) @ (I, G*H) for the input projection, T x (B, H) @ (H, G*H) for the steps;
+    training adds T x (B, G*H) @ (G*H, H) (dh), (T*B, G*H) @ (G*H, I) (dx),
+               (G*H, T*B) @ (T*B, I) (dW_ih) and (G*H, T*B) @ (T*B, H) (dW_hh).
+    Each product is one np.matmul into a preallocated output, so at B = 1 (T small products) the
+    ~1 µs of a NumPy call is counted too: a slightly generous bound there."""
+
+    slow = False
+
+    def setup(self, threads):
+        blas = _limit_blas_threads(threads)
+        if blas is None:
+            try:
+                cfg = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+                blas = f"{cfg['name']} {cfg['version']}"
+            except Exception:
+                blas = "unknown"
+        return {"numpy": np.__version__, "blas": blas, "threads": threads}
+
+    def build(self, w, inputs):
+        T, B, I, H = w.dims
+        GH = GATES[w.cell] * H
+        rng = np.random.default_rng(1)
+
+        def operand(*shape):  # random, not zeros: the same values a kernel would see, no denormals
+            return rng.uniform(-1, 1, shape).astype(w.dtype)
+
+        x = inputs.x.reshape(T * B, I)
+        h = operand(B, H)
+        products = [(x, inputs.w_ih.T, np.empty((T * B, GH), w.dtype))]
+        products += [(h, inputs.w_hh.T, np.empty((B, GH), w.dtype))] * T
+        if w.phase == "train":
+            d_gates = operand(T * B, GH)  # the gate gradients of all steps
+            hs = operand(T * B, H)  # the states of all steps
+            products += [(d_gates[:B], inputs.w_hh, np.empty((B, H), w.dtype))] * T
+            products += [
+                (d_gates, inputs.w_ih, np.empty((T * B, I), w.dtype)),
+                (d_gates.T, x, np.empty((GH, I), w.dtype)),
+                (d_gates.T, hs, np.empty((GH, H), w.dtype)),
+            ]
+
+        def gemms():
+            for a, b, c in products:
+                np.matmul(a, b, out=c)
+
+        return gemms
+
+
+# The registry: name -> contender, in the order of the table's columns. To add a peer, write a class
+# like Torch above and register it here, e.g. SPEC §4's ONNX Runtime GRU (linear_before_reset=1), whose
+# build() raises Unsupported for the RNN and for "train":
+#     CONTENDERS["onnxruntime"] = OnnxRuntime()
+CONTENDERS = {
+    "fastrnn": FastRNN(None),
+    "reference": FastRNN("numpy", slow=True),
+    "torch": Torch(),
+    "gemm": Gemm(),
+}
+# Contenders that fastrnn is compared against ("peer time / fastrnn time"); the rest are fastrnn and gemm.
+SUBJECT, BOUND = "fastrnn", "gemm"
+
+
+def too_slow(contender, w, max_gflop=REFERENCE_MAX_GFLOP):
+    """True when a slow contender (the NumPy reference) should skip workload `w`."""
+    return contender.slow and w.gflop > max_gflop
+
+
+# ---------------------------------------------------------------------------------------------------
+# Timing
+
+
+def time_call(fn, min_time=0.3, min_runs=3):
+    """(median seconds, runs) of fn(): one warm-up call, then calls until both min_runs and min_time."""
+    fn()
+    gc.collect()
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        times = []
+        while len(times) < min_runs or sum(times) < min_time:
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return statistics.median(times), len(times)
+
+
+def worker(name, keys, threads, dtype="float32", min_time=0.3, out=sys.stdout):
+    """Time `CONTENDERS[name]` on each workload key in this process; one JSON line per result."""
+
+    def emit(record):
+        print(json.dumps(record), file=out, flush=True)
+
+    contender = CONTENDERS[name]
+    try:
+        emit({"info": contender.setup(threads)})
+    except ImportError as exc:
+        emit({"missing": f"not installed ({exc})"})
+        return
+    for key in keys:
+        record = {"workload": key}
+        try:
+            w = Workload.from_key(key, dtype)
+            fn = contender.build(w, make_inputs(w))
+            record["time_s"], record["runs"] = time_call(fn, min_time)
+        except Unsupported as exc:
+            record["unsupported"] = str(exc)
+        except Exception as exc:  # reported, and the other workloads still run
+            record["error"] = f"{type(exc).__name__}: {exc}"
+        fn = None
+        emit(record)
+
+
+def worker_env(threads):
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "FASTRNN_NUM_THREADS"):
+        env[var] = str(threads)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
+    return env
+
+
+def _run_worker(name, ws, threads, min_time, timeout):
+    """Run one worker process; returns (info or None, {key: record}, problem or None)."""
+    cmd = [sys.executable, "-m", "benches.harness", "--worker", name, "--threads", str(threads),
+           "--dtype", ws[0].dtype, "--min-time", str(min_time)]
+    for w in ws:
+        cmd += ["--workload", w.key]
+    problem = None
+    try:
+        proc = subprocess.run(cmd, env=worker_env(threads), capture_output=True, text=True, timeout=timeout)
+        stdout, stderr = proc.stdout, proc.stderr
+        if proc.returncode != 0:
+            problem = f"worker exited with code {proc.returncode}"
+    except subprocess.TimeoutExpired as exc:
+        stdout, stderr = exc.stdout or "", exc.stderr or ""
+        problem = f"worker timed out after {timeout} s"
+    if isinstance(stdout, bytes):
+        stdout, stderr = stdout.decode(errors="replace"), stderr.decode(errors="replace")
+    if problem and stderr.strip():
+        problem += ": " + stderr.strip().splitlines()[-1]
+    info, records = None, {}
+    for line in stdout.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # something the library printed
+        if not isinstance(record, dict):
+            continue
+        if "info" in record:
+            info = record["info"]
+        elif "missing" in record:
+            problem = record["missing"]
+        elif "workload" in record:
+            records[record["workload"]] = record
+    return info, records, problem
+
+
+@dataclass
+class Results:
+    """What measure() returns; times in seconds, None where missing."""
+
+    rounds: dict = field(default_factory=dict)  # contender -> key -> [seconds per round]
+    info: dict = field(default_factory=dict)  # contender -> what its setup() reported
+    problems: dict = field(default_factory=dict)  # contender -> key (or None: all) -> message
+
+    def time(self, contender, w):
+        times = self.rounds.get(contender, {}).get(w.key)
+        return statistics.median(times) if times else None
+
+
+def measure(jobs, *, threads, rounds=3, min_time=0.3, timeout=WORKER_TIMEOUT_S, progress=None):
+    """Time jobs = {contender name: [Workload]} following SPEC §4; returns Results.
+
+    Every round starts one worker process per contender, in an order rotated from round to round."""
+    results = Results()
+    names = [name for name, ws in jobs.items() if ws]
+    for r in range(rounds):
+        order = names[r % len(names):] + names[:r % len(names)] if names else []
+        for name in order:
+            started = time.perf_counter()
+            info, records, problem = _run_worker(name, jobs[name], threads, min_time, timeout)
+            if info is not None:
+                results.info[name] = info
+            per_key = results.problems.setdefault(name, {})
+            if problem and not records:
+                per_key[None] = problem
+            for w in jobs[name]:
+                record = records.get(w.key)
+                if record is None:
+                    if problem and records:
+                        per_key[w.key] = problem
+                elif "time_s" in record:
+                    results.rounds.setdefault(name, {}).setdefault(w.key, []).append(record["time_s"])
+                elif "error" in record:
+                    per_key[w.key] = record["error"]
+            if progress:
+                progress(f"round {r + 1}/{rounds}: {name} ({len(jobs[name])} workloads) "
+                         f"{time.perf_counter() - started:.1f} s" + (f" [{problem}]" if problem else ""))
+    results.problems = {name: p for name, p in results.problems.items() if p}
+    return results
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="One benchmark worker (run by benches.run).")
+    parser.add_argument("--worker", required=True, choices=list(CONTENDERS), help="the contender to time")
+    parser.add_argument("--workload", action="append", default=[], help="cell:shape:pass, repeatable")
+    parser.add_argument("--threads", type=int, default=default_threads())
+    parser.add_argument("--dtype", default="float32", choices=DTYPES)
+    parser.add_argument("--min-time", type=float, default=0.3)
+    args = parser.parse_args(argv)
+    for key in args.workload:
+        try:
+            Workload.from_key(key, args.dtype)
+        except ValueError as exc:
+            parser.error(str(exc))
+    worker(args.worker, args.workload, args.threads, args.dtype, args.min_time)
+
+
+if __name__ == "__main__":
+    main()

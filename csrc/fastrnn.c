@@ -1,0 +1,128 @@
+/* fastrnn kernels: the shared helpers, then kernels_impl.h instantiated for float and double. */
+#include "fastrnn.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#else
+static int omp_get_thread_num(void) { return 0; }
+static int omp_get_num_threads(void) { return 1; }
+#endif
+
+#if defined(__SSE__) || defined(__x86_64__) || defined(_M_X64)
+#include <xmmintrin.h>
+/* Flush denormals to zero (FTZ) and treat denormal inputs as zero (DAZ) in this thread; returns the
+ * previous control word for fr_ftz_restore. */
+static unsigned fr_ftz_on(void)
+{
+    unsigned csr = _mm_getcsr();
+    _mm_setcsr(csr | 0x8040);
+    return csr;
+}
+static void fr_ftz_restore(unsigned csr) { _mm_setcsr(csr); }
+#else
+static unsigned fr_ftz_on(void) { return 0; }
+static void fr_ftz_restore(unsigned csr) { (void)csr; }
+#endif
+
+#if defined(__AVX__)
+#define FR_VBYTES 32
+#else
+#define FR_VBYTES 16
+#endif
+
+#include "mathfun.h"
+
+/* 64-byte aligned allocation; NULL on failure (never for a zero size). */
+static void *fr_alloc(size_t bytes)
+{
+    size_t rounded = (bytes + 63) / 64 * 64;
+    return aligned_alloc(64, rounded ? rounded : 64);
+}
+static void fr_free(void *p) { free(p); }
+
+/* Time index read by sequence b at step s, or -1 when the sequence is already over (fastrnn.h). */
+static inline int fr_time_index(int s, int b, int T, const int64_t *lengths, int reverse)
+{
+    int len = lengths ? (int)lengths[b] : T;
+    if (s >= len) return -1;
+    return reverse ? len - 1 - s : s;
+}
+
+/* Thread `tid` of `nt` owns hidden units [*j0, *j0 + *hs): whole chunks of `vl` units, spread evenly. */
+static void fr_slice(int H, int nt, int tid, int vl, int *j0, int *hs)
+{
+    int chunks = (H + vl - 1) / vl;
+    int c0 = (int)((long)chunks * tid / nt), c1 = (int)((long)chunks * (tid + 1) / nt);
+    int a = c0 * vl, e = c1 * vl < H ? c1 * vl : H;
+    *j0 = a < H ? a : H;
+    *hs = e > *j0 ? e - *j0 : 0;
+}
+
+/* Threads worth using for the time loop: at most one per chunk of units, and enough recurrent work
+ * per step (2 B G H K flops) for each to outweigh a barrier. */
+#define FR_MIN_FLOPS_PER_THREAD 65536.0
+static int fr_loop_threads(int nthreads, int B, int H, int K, int G, int vl)
+{
+    double flops = 2.0 * B * G * (double)H * K;
+    int by_work = (int)(flops / FR_MIN_FLOPS_PER_THREAD);
+    int by_units = (H + vl - 1) / vl;
+    int n = nthreads;
+    if (n > by_work) n = by_work;
+    if (n > by_units) n = by_units;
+    return n < 1 ? 1 : n;
+}
+
+int fr_openmp_enabled(void)
+{
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+int fr_max_threads(void)
+{
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+const char *fr_simd(void)
+{
+#if defined(__AVX512F__)
+    return "avx512 (kernels use 256-bit vectors)";
+#elif defined(__AVX2__) && defined(__FMA__)
+    return "avx2+fma";
+#elif defined(__AVX__)
+    return "avx";
+#elif defined(__SSE2__)
+    return "sse2";
+#else
+    return "generic";
+#endif
+}
+
+#define REAL float
+#define SFX(name) name##_f32
+#define GEMM_T fr_gemm_f32
+#define SIGMOID fr_sigmoid_f32
+#define TANH fr_tanh_f32
+#include "kernels_impl.h"
+#undef REAL
+#undef SFX
+#undef GEMM_T
+#undef SIGMOID
+#undef TANH
+
+#define REAL double
+#define SFX(name) name##_f64
+#define GEMM_T fr_gemm_f64
+#define SIGMOID fr_sigmoid_f64
+#define TANH fr_tanh_f64
+#include "kernels_impl.h"

@@ -1,0 +1,488 @@
+/* The RNN and GRU kernels for one REAL type; fastrnn.c includes this file once per type with
+ * REAL (float or double), SFX(name) (name##_f32 or name##_f64), GEMM_T, SIGMOID and TANH defined.
+ * Buffer shapes and ownership: see fastrnn.h. */
+
+#include "microkernel.h"
+
+/* Row-major C[M,N] = alpha op(A) op(B) + beta C through the column-major Fortran gemm. */
+static void SFX(gemm_rm)(GEMM_T gemm, int ta, int tb, int M, int N, int K, REAL alpha, const REAL *A, int lda,
+                         const REAL *Bm, int ldb, REAL beta, REAL *C, int ldc)
+{
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        for (size_t i = 0; i < (size_t)M; i++)
+            for (int j = 0; j < N; j++) C[i * ldc + j] = beta == 0 ? 0 : beta * C[i * ldc + j];
+        return;
+    }
+    char cta = ta ? 'T' : 'N', ctb = tb ? 'T' : 'N';
+    gemm(&ctb, &cta, &N, &M, &K, &alpha, (REAL *)Bm, &ldb, (REAL *)A, &lda, &beta, C, &ldc);
+}
+
+/* dst[r, :] = bias for each of `rows` rows of `cols` columns. */
+static void SFX(fill_rows)(REAL *dst, const REAL *bias, size_t rows, int cols, int nthreads)
+{
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+    for (long r = 0; r < (long)rows; r++) memcpy(dst + (size_t)r * cols, bias, sizeof(REAL) * cols);
+}
+
+/* db[c] += sum over rows of M[r, c]; each column summed in row order whatever the thread count. */
+static void SFX(colsum_add)(REAL *db, const REAL *M, size_t rows, int cols, int nthreads)
+{
+    enum { CB = 64 };
+    int nblocks = (cols + CB - 1) / CB;
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+    for (int blk = 0; blk < nblocks; blk++) {
+        int c0 = blk * CB, c1 = c0 + CB < cols ? c0 + CB : cols;
+        REAL acc[CB];
+        for (int c = c0; c < c1; c++) acc[c - c0] = 0;
+        for (size_t r = 0; r < rows; r++) {
+            const REAL *row = M + r * cols;
+#pragma omp simd
+            for (int c = c0; c < c1; c++) acc[c - c0] += row[c];
+        }
+        for (int c = c0; c < c1; c++) db[c] += acc[c - c0];
+    }
+}
+
+/* The input projection of all steps, one GEMM: xproj[t, b, :] = x[t, b, :] w_ih^T + bias_x, where
+ * bias_x = b_ih + b_hh except on the rows listed by `hh_inside` (GRU reset_after: the n rows, whose
+ * b_hh stays inside r * (W_hn h + b_hn)). */
+static int SFX(input_projection)(REAL *xproj, const REAL *x, const REAL *w_ih, const REAL *b_ih,
+                                 const REAL *b_hh, int hh_from, int hh_to, size_t TB, int I, int GH,
+                                 int nthreads, GEMM_T gemm)
+{
+    REAL *bias = (REAL *)fr_alloc(sizeof(REAL) * GH);
+    if (!bias) return FR_ENOMEM;
+    for (int c = 0; c < GH; c++) bias[c] = b_ih[c] + (c >= hh_from && c < hh_to ? 0 : b_hh[c]);
+    SFX(fill_rows)(xproj, bias, TB, GH, nthreads);
+    fr_free(bias);
+    SFX(gemm_rm)(gemm, 0, 1, (int)TB, GH, I, 1, x, I, w_ih, I, 1, xproj, GH);
+    return FR_OK;
+}
+
+/* The weight and input gradients after the backward time loop, one GEMM each:
+ *   dw_ih += dgx^T x,  db_ih += sum dgx,  dx = dgx w_ih,  db_hh += sum dgh,
+ *   dw_hh[rows 0 .. split) += dgh[:, 0 .. split)^T states[0 .. T)
+ *   dw_hh[rows split .. GH) += dgh[:, split .. GH)^T rh   (rh: rows of stride ld_rh; Cho GRU's r * h)
+ */
+static void SFX(weight_gradients)(REAL *dx, REAL *dw_ih, REAL *dw_hh, REAL *db_ih, REAL *db_hh,
+                                  const REAL *dgh, const REAL *dgx, const REAL *x, const REAL *states,
+                                  const REAL *rh, int ld_rh, const REAL *w_ih, size_t TB, int I, int H,
+                                  int GH, int split, int nthreads, GEMM_T gemm)
+{
+    int M = (int)TB;
+    SFX(gemm_rm)(gemm, 1, 0, split, H, M, 1, dgh, GH, states, H, 1, dw_hh, H);
+    if (split < GH) SFX(gemm_rm)(gemm, 1, 0, GH - split, H, M, 1, dgh + split, GH, rh, ld_rh, 1,
+                                 dw_hh + (size_t)split * H, H);
+    SFX(gemm_rm)(gemm, 1, 0, GH, I, M, 1, dgx, GH, x, I, 1, dw_ih, I);
+    SFX(gemm_rm)(gemm, 0, 0, M, I, GH, 1, dgx, GH, w_ih, I, 0, dx, I);
+    SFX(colsum_add)(db_ih, dgx, TB, GH, nthreads);
+    SFX(colsum_add)(db_hh, dgh, TB, GH, nthreads);
+}
+
+/* Everything a thread of the time loop owns: its hidden units [j0, j1), its packed weights, one
+ * step's product. */
+typedef struct {
+    int j0, hs;              /* first unit and number of units */
+    int np1, np2;            /* padded widths of P1 and P2 */
+    REAL *P1, *P2, *S;       /* packed weights (K x np), and the product buffer (B x max np) */
+} SFX(slice_t);
+
+/* Allocate a thread's buffers: P1 (K1 x g1*hs), P2 (K2 x g2*hs, may be empty), S. Returns 0 on failure. */
+static int SFX(slice_alloc)(SFX(slice_t) *sl, int H, int B, int K1, int g1, int K2, int g2)
+{
+    const int NR = SFX(NR);
+    int nt = omp_get_num_threads(), tid = omp_get_thread_num();
+    fr_slice(H, nt, tid, SFX(VL), &sl->j0, &sl->hs);
+    sl->np1 = (g1 * sl->hs + NR - 1) / NR * NR;
+    sl->np2 = (g2 * sl->hs + NR - 1) / NR * NR;
+    int npmax = sl->np1 > sl->np2 ? sl->np1 : sl->np2;
+    sl->P1 = (REAL *)fr_alloc(sizeof(REAL) * (size_t)K1 * sl->np1);
+    sl->P2 = (REAL *)fr_alloc(sizeof(REAL) * (size_t)K2 * sl->np2);
+    sl->S = (REAL *)fr_alloc(sizeof(REAL) * (size_t)B * npmax);
+    return sl->P1 && sl->P2 && sl->S;
+}
+
+static void SFX(slice_free)(SFX(slice_t) *sl)
+{
+    fr_free(sl->P1);
+    fr_free(sl->P2);
+    fr_free(sl->S);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Vanilla RNN:  h_t = g(w_ih x_t + b_ih + w_hh h_{t-1} + b_hh),  g = tanh or relu                   */
+
+static inline REAL SFX(act)(REAL a, int relu)
+{
+    return relu ? (a > 0 ? a : (a <= 0 ? 0 : a)) : TANH(a);   /* relu keeps NaN */
+}
+
+int SFX(fr_rnn_forward)(REAL *out, REAL *h_n, REAL *states, REAL *xproj, const REAL *x, const REAL *h0,
+                        const REAL *w_ih, const REAL *w_hh, const REAL *b_ih, const REAL *b_hh,
+                        const int64_t *lengths, int T, int B, int I, int H, int relu, int reverse,
+                        int nthreads, GEMM_T gemm)
+{
+    const size_t BH = (size_t)B * H;
+    memcpy(states, h0, sizeof(REAL) * BH);
+    if (T > 0 && BH > 0) {
+        if (SFX(input_projection)(xproj, x, w_ih, b_ih, b_hh, 0, 0, (size_t)T * B, I, H, nthreads, gemm))
+            return FR_ENOMEM;
+        if (lengths) memset(out, 0, sizeof(REAL) * T * BH);
+        int failed = 0;
+#pragma omp parallel num_threads(fr_loop_threads(nthreads, B, H, H, 1, SFX(VL)))
+        {
+            unsigned csr = fr_ftz_on();
+            SFX(slice_t) sl;
+            if (!SFX(slice_alloc)(&sl, H, B, H, 1, 0, 0)) {
+#pragma omp atomic write
+                failed = 1;
+            } else {
+                SFX(pack_panels)(sl.P1, w_hh, H, 1, sl.hs, sl.j0, 0, H, 1, sl.np1);
+            }
+#pragma omp barrier
+            const int j0 = sl.j0, hs = sl.hs;
+            for (int s = 0; s < T && !failed; s++) {
+                const REAL *hp = states + s * BH;
+                REAL *hnew = states + (s + 1) * BH;
+                if (hs > 0) SFX(packed_gemm)(B, sl.np1, H, hp, H, sl.P1, sl.S, sl.np1);
+                for (int b = 0; b < B; b++) {
+                    int t = fr_time_index(s, b, T, lengths, reverse);
+                    const REAL *hpb = hp + (size_t)b * H;
+                    REAL *hb = hnew + (size_t)b * H;
+                    if (t < 0) {
+                        memcpy(hb + j0, hpb + j0, sizeof(REAL) * hs);
+                        continue;
+                    }
+                    const REAL *xp = xproj + ((size_t)t * B + b) * H;
+                    const REAL *Sb = sl.S + (size_t)b * sl.np1;
+                    REAL *ob = out + ((size_t)t * B + b) * H;
+#pragma omp simd
+                    for (int u = 0; u < hs; u++) {
+                        int j = j0 + u;
+                        REAL h = SFX(act)(xp[j] + Sb[u], relu);
+                        hb[j] = h;
+                        ob[j] = h;
+                    }
+                }
+#pragma omp barrier
+            }
+            SFX(slice_free)(&sl);
+            fr_ftz_restore(csr);
+        }
+        if (failed) return FR_ENOMEM;
+    }
+    memcpy(h_n, states + (size_t)T * BH, sizeof(REAL) * BH);
+    return FR_OK;
+}
+
+int SFX(fr_rnn_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db_ih, REAL *db_hh, REAL *dgh,
+                         REAL *dgx, const REAL *d_out, const REAL *d_hn, const REAL *x, const REAL *states,
+                         const REAL *w_ih, const REAL *w_hh, const int64_t *lengths, int T, int B, int I,
+                         int H, int relu, int reverse, int nthreads, GEMM_T gemm)
+{
+    const size_t BH = (size_t)B * H;
+    REAL *dh = dh0;                       /* the running dL/dh_{s}, carried from step to step */
+    memcpy(dh, d_hn, sizeof(REAL) * BH);
+    if (T == 0 || BH == 0) {
+        memset(dx, 0, sizeof(REAL) * (size_t)T * B * I);
+        return FR_OK;
+    }
+    if (lengths && dgx != dgh) memset(dgx, 0, sizeof(REAL) * T * BH);
+    int failed = 0;
+#pragma omp parallel num_threads(fr_loop_threads(nthreads, B, H, H, 1, SFX(VL)))
+    {
+        unsigned csr = fr_ftz_on();
+        SFX(slice_t) sl;
+        if (!SFX(slice_alloc)(&sl, H, B, H, 1, 0, 0)) {
+#pragma omp atomic write
+            failed = 1;
+        } else {
+            /* Bmat[k][c] = w_hh[k][j0 + c]: dh_{s-1}[:, slice] = dgh_s w_hh[:, slice] */
+            SFX(pack_panels)(sl.P1, w_hh, H, 1, sl.hs, sl.j0, 0, 1, H, sl.np1);
+        }
+#pragma omp barrier
+        const int j0 = sl.j0, hs = sl.hs;
+        for (int s = T - 1; s >= 0 && !failed; s--) {
+            REAL *dg = dgh + s * BH;
+            for (int b = 0; b < B; b++) {
+                int t = fr_time_index(s, b, T, lengths, reverse);
+                REAL *dgb = dg + (size_t)b * H;
+                if (t < 0) {
+                    memset(dgb + j0, 0, sizeof(REAL) * hs);
+                    continue;
+                }
+                const REAL *hb = states + (s + 1) * BH + (size_t)b * H;
+                const REAL *dob = d_out + ((size_t)t * B + b) * H;
+                REAL *dxb = dgx + ((size_t)t * B + b) * H;
+                REAL *dhb = dh + (size_t)b * H;
+#pragma omp simd
+                for (int u = 0; u < hs; u++) {
+                    int j = j0 + u;
+                    REAL g = dhb[j] + dob[j];
+                    REAL h = hb[j];
+                    REAL da = relu ? (h > 0 ? g : 0) : g * (1 - h * h);
+                    dgb[j] = da;
+                    dxb[j] = da;
+                    dhb[j] = 0;
+                }
+            }
+#pragma omp barrier
+            if (hs > 0) {
+                SFX(packed_gemm)(B, sl.np1, H, dg, H, sl.P1, sl.S, sl.np1);
+                for (int b = 0; b < B; b++)
+                    for (int u = 0; u < hs; u++) dh[(size_t)b * H + j0 + u] += sl.S[(size_t)b * sl.np1 + u];
+            }
+        }
+        SFX(slice_free)(&sl);
+        fr_ftz_restore(csr);
+    }
+    if (failed) return FR_ENOMEM;
+    SFX(weight_gradients)(dx, dw_ih, dw_hh, db_ih, db_hh, dgh, dgx, x, states, NULL, 0, w_ih, (size_t)T * B,
+                          I, H, H, H, nthreads, gemm);
+    return FR_OK;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* GRU, rows r, z, n (PyTorch):                                                                       */
+/*   r = sigmoid(W_ir x + b_ir + W_hr h + b_hr),  z = sigmoid(W_iz x + b_iz + W_hz h + b_hz)          */
+/*   reset_after:  n = tanh(W_in x + b_in + r * (W_hn h + b_hn))                                      */
+/*   otherwise:    n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)                                      */
+/*   h' = (1 - z) * n + z * h                                                                         */
+
+int SFX(fr_gru_forward)(REAL *out, REAL *h_n, REAL *states, REAL *gates, REAL *xproj, const REAL *x,
+                        const REAL *h0, const REAL *w_ih, const REAL *w_hh, const REAL *b_ih,
+                        const REAL *b_hh, const int64_t *lengths, int T, int B, int I, int H, int reset_after,
+                        int reverse, int nthreads, GEMM_T gemm)
+{
+    const size_t BH = (size_t)B * H;
+    const int GH = 3 * H;
+    memcpy(states, h0, sizeof(REAL) * BH);
+    if (T > 0 && BH > 0) {
+        /* b_hn stays inside r * (...) with reset_after; otherwise every b_hh joins the projection */
+        int hh_from = reset_after ? 2 * H : 0, hh_to = reset_after ? GH : 0;
+        if (SFX(input_projection)(xproj, x, w_ih, b_ih, b_hh, hh_from, hh_to, (size_t)T * B, I, GH, nthreads,
+                                  gemm))
+            return FR_ENOMEM;
+        if (lengths) memset(out, 0, sizeof(REAL) * T * BH);
+        int failed = 0;
+#pragma omp parallel num_threads(fr_loop_threads(nthreads, B, H, H, 3, SFX(VL)))
+        {
+            unsigned csr = fr_ftz_on();
+            SFX(slice_t) sl;
+            /* reset_after: P1 = rows r, z, n of my units (one product per step);
+               Cho: P1 = rows r, z (on h), P2 = rows n (on r * h, after a barrier) */
+            int g1 = reset_after ? 3 : 2, g2 = reset_after ? 0 : 1;
+            if (!SFX(slice_alloc)(&sl, H, B, H, g1, H, g2)) {
+#pragma omp atomic write
+                failed = 1;
+            } else {
+                SFX(pack_panels)(sl.P1, w_hh, H, g1, sl.hs, sl.j0, (size_t)H * H, H, 1, sl.np1);
+                if (g2) SFX(pack_panels)(sl.P2, w_hh + (size_t)2 * H * H, H, 1, sl.hs, sl.j0, 0, H, 1, sl.np2);
+            }
+#pragma omp barrier
+            const int j0 = sl.j0, hs = sl.hs, ld = sl.np1;
+            for (int s = 0; s < T && !failed; s++) {
+                const REAL *hp = states + s * BH;
+                REAL *hnew = states + (s + 1) * BH;
+                REAL *gs = gates + s * 4 * BH;
+                if (hs > 0) SFX(packed_gemm)(B, sl.np1, H, hp, H, sl.P1, sl.S, ld);
+                for (int b = 0; b < B; b++) {
+                    int t = fr_time_index(s, b, T, lengths, reverse);
+                    const REAL *hpb = hp + (size_t)b * H;
+                    if (t < 0) {
+                        memcpy(hnew + (size_t)b * H + j0, hpb + j0, sizeof(REAL) * hs);
+                        /* the Cho GRU's r * h feeds a GEMM: keep idle rows finite */
+                        if (!reset_after) memset(gs + (size_t)b * 4 * H + 3 * H + j0, 0, sizeof(REAL) * hs);
+                        continue;
+                    }
+                    const REAL *xp = xproj + ((size_t)t * B + b) * GH;
+                    const REAL *Sb = sl.S + (size_t)b * ld;
+                    REAL *g = gs + (size_t)b * 4 * H;
+                    if (reset_after) {
+                        REAL *hb = hnew + (size_t)b * H;
+                        REAL *ob = out + ((size_t)t * B + b) * H;
+                        const REAL *b_hn = b_hh + 2 * H;
+#pragma omp simd
+                        for (int u = 0; u < hs; u++) {
+                            int j = j0 + u;
+                            REAL r = SIGMOID(xp[j] + Sb[u]);
+                            REAL z = SIGMOID(xp[H + j] + Sb[hs + u]);
+                            REAL hn = Sb[2 * hs + u] + b_hn[j];
+                            REAL n = TANH(xp[2 * H + j] + r * hn);
+                            REAL h = (1 - z) * n + z * hpb[j];
+                            g[j] = r;
+                            g[H + j] = z;
+                            g[2 * H + j] = n;
+                            g[3 * H + j] = hn;
+                            hb[j] = h;
+                            ob[j] = h;
+                        }
+                    } else {
+#pragma omp simd
+                        for (int u = 0; u < hs; u++) {
+                            int j = j0 + u;
+                            REAL r = SIGMOID(xp[j] + Sb[u]);
+                            g[j] = r;
+                            g[H + j] = SIGMOID(xp[H + j] + Sb[hs + u]);
+                            g[3 * H + j] = r * hpb[j];
+                        }
+                    }
+                }
+                if (reset_after) {
+#pragma omp barrier
+                    continue;
+                }
+                /* Cho GRU: the n gate needs r * h of every unit */
+#pragma omp barrier
+                if (hs > 0) SFX(packed_gemm)(B, sl.np2, H, gs + 3 * H, 4 * H, sl.P2, sl.S, sl.np2);
+                for (int b = 0; b < B; b++) {
+                    int t = fr_time_index(s, b, T, lengths, reverse);
+                    if (t < 0) continue;
+                    const REAL *hpb = hp + (size_t)b * H;
+                    const REAL *xp = xproj + ((size_t)t * B + b) * GH;
+                    const REAL *Sb = sl.S + (size_t)b * sl.np2;
+                    REAL *g = gs + (size_t)b * 4 * H;
+                    REAL *hb = hnew + (size_t)b * H;
+                    REAL *ob = out + ((size_t)t * B + b) * H;
+#pragma omp simd
+                    for (int u = 0; u < hs; u++) {
+                        int j = j0 + u;
+                        REAL z = g[H + j];
+                        REAL n = TANH(xp[2 * H + j] + Sb[u]);
+                        REAL h = (1 - z) * n + z * hpb[j];
+                        g[2 * H + j] = n;
+                        hb[j] = h;
+                        ob[j] = h;
+                    }
+                }
+#pragma omp barrier
+            }
+            SFX(slice_free)(&sl);
+            fr_ftz_restore(csr);
+        }
+        if (failed) return FR_ENOMEM;
+    }
+    memcpy(h_n, states + (size_t)T * BH, sizeof(REAL) * BH);
+    return FR_OK;
+}
+
+int SFX(fr_gru_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db_ih, REAL *db_hh, REAL *dgh,
+                         REAL *dgx, const REAL *d_out, const REAL *d_hn, const REAL *x, const REAL *states,
+                         const REAL *gates, const REAL *w_ih, const REAL *w_hh, const int64_t *lengths, int T,
+                         int B, int I, int H, int reset_after, int reverse, int nthreads, GEMM_T gemm)
+{
+    const size_t BH = (size_t)B * H;
+    const int GH = 3 * H;
+    REAL *dh = dh0;                       /* the running dL/dh, carried from step to step */
+    memcpy(dh, d_hn, sizeof(REAL) * BH);
+    if (T == 0 || BH == 0) {
+        memset(dx, 0, sizeof(REAL) * (size_t)T * B * I);
+        return FR_OK;
+    }
+    if (lengths) memset(dgx, 0, sizeof(REAL) * T * 3 * BH);
+    int failed = 0;
+#pragma omp parallel num_threads(fr_loop_threads(nthreads, B, H, H, 3, SFX(VL)))
+    {
+        unsigned csr = fr_ftz_on();
+        SFX(slice_t) sl;
+        /* reset_after: P1[k][c] = w_hh[k][j0 + c], k < 3H: dh[:, slice] += dgh_s w_hh[:, slice]
+           Cho: P1 = rows r, z (K = 2H) for dh; P2 = rows n (K = H) for d(r * h) */
+        int K1 = reset_after ? GH : 2 * H, K2 = reset_after ? 0 : H;
+        if (!SFX(slice_alloc)(&sl, H, B, K1, 1, K2, reset_after ? 0 : 1)) {
+#pragma omp atomic write
+            failed = 1;
+        } else {
+            SFX(pack_panels)(sl.P1, w_hh, K1, 1, sl.hs, sl.j0, 0, 1, H, sl.np1);
+            if (K2) SFX(pack_panels)(sl.P2, w_hh + (size_t)2 * H * H, K2, 1, sl.hs, sl.j0, 0, 1, H, sl.np2);
+        }
+#pragma omp barrier
+        const int j0 = sl.j0, hs = sl.hs;
+        for (int s = T - 1; s >= 0 && !failed; s--) {
+            const REAL *hp = states + s * BH;
+            const REAL *gs = gates + s * 4 * BH;
+            REAL *dg = dgh + s * 3 * BH;
+            for (int b = 0; b < B; b++) {
+                int t = fr_time_index(s, b, T, lengths, reverse);
+                REAL *dgb = dg + (size_t)b * GH;
+                if (t < 0) {
+                    for (int k = 0; k < 3; k++) memset(dgb + k * H + j0, 0, sizeof(REAL) * hs);
+                    continue;
+                }
+                const REAL *hpb = hp + (size_t)b * H;
+                const REAL *g = gs + (size_t)b * 4 * H;
+                const REAL *dob = d_out + ((size_t)t * B + b) * H;
+                REAL *dxb = dgx + ((size_t)t * B + b) * GH;
+                REAL *dhb = dh + (size_t)b * H;
+                if (reset_after) {
+#pragma omp simd
+                    for (int u = 0; u < hs; u++) {
+                        int j = j0 + u;
+                        REAL d = dhb[j] + dob[j];
+                        REAL r = g[j], z = g[H + j], n = g[2 * H + j], hn = g[3 * H + j];
+                        REAL dn = d * (1 - z) * (1 - n * n);
+                        REAL dz = d * (hpb[j] - n) * z * (1 - z);
+                        REAL dr = dn * hn * r * (1 - r);
+                        dgb[j] = dr;
+                        dgb[H + j] = dz;
+                        dgb[2 * H + j] = dn * r;
+                        dxb[j] = dr;
+                        dxb[H + j] = dz;
+                        dxb[2 * H + j] = dn;
+                        dhb[j] = d * z;
+                    }
+                } else {
+#pragma omp simd
+                    for (int u = 0; u < hs; u++) {
+                        int j = j0 + u;
+                        REAL d = dhb[j] + dob[j];
+                        REAL z = g[H + j], n = g[2 * H + j];
+                        REAL dn = d * (1 - z) * (1 - n * n);
+                        REAL dz = d * (hpb[j] - n) * z * (1 - z);
+                        dgb[H + j] = dz;
+                        dgb[2 * H + j] = dn;
+                        dxb[H + j] = dz;
+                        dxb[2 * H + j] = dn;
+                        dhb[j] = d * z;
+                    }
+                }
+            }
+#pragma omp barrier
+            if (!reset_after) {
+                /* d(r * h)[:, slice] = dn w_hn[:, slice]; then dr, and the direct r * d(r h) path */
+                if (hs > 0) SFX(packed_gemm)(B, sl.np2, H, dg + 2 * H, GH, sl.P2, sl.S, sl.np2);
+                for (int b = 0; b < B; b++) {
+                    int t = fr_time_index(s, b, T, lengths, reverse);
+                    if (t < 0) continue;
+                    const REAL *hpb = hp + (size_t)b * H;
+                    const REAL *g = gs + (size_t)b * 4 * H;
+                    const REAL *Sb = sl.S + (size_t)b * sl.np2;
+                    REAL *dgb = dg + (size_t)b * GH;
+                    REAL *dxb = dgx + ((size_t)t * B + b) * GH;
+                    REAL *dhb = dh + (size_t)b * H;
+#pragma omp simd
+                    for (int u = 0; u < hs; u++) {
+                        int j = j0 + u;
+                        REAL r = g[j], drh = Sb[u];
+                        REAL dr = drh * hpb[j] * r * (1 - r);
+                        dgb[j] = dr;
+                        dxb[j] = dr;
+                        dhb[j] += drh * r;
+                    }
+                }
+#pragma omp barrier
+            }
+            if (hs > 0) {
+                SFX(packed_gemm)(B, sl.np1, K1, dg, GH, sl.P1, sl.S, sl.np1);
+                for (int b = 0; b < B; b++)
+                    for (int u = 0; u < hs; u++) dh[(size_t)b * H + j0 + u] += sl.S[(size_t)b * sl.np1 + u];
+            }
+        }
+        SFX(slice_free)(&sl);
+        fr_ftz_restore(csr);
+    }
+    if (failed) return FR_ENOMEM;
+    SFX(weight_gradients)(dx, dw_ih, dw_hh, db_ih, db_hh, dgh, dgx, x, states, gates + 3 * H, 4 * H, w_ih,
+                          (size_t)T * B, I, H, GH, reset_after ? GH : 2 * H, nthreads, gemm);
+    return FR_OK;
+}

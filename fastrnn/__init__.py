@@ -1,0 +1,14 @@
+"""fastrnn: recurrent neural networks (vanilla RNN, GRU) on the CPU, C/OpenMP kernels behind NumPy.
+
+`fastrnn.reference` is the plain-NumPy specification; `fastrnn.functional` the kernels with a
+`backend=` switch; `fastrnn.RNN` / `fastrnn.GRU` the PyTorch-compatible layers.
+"""
+__version__ = "0.1.0"
+
+from . import functional, reference
+from ._backends import backends
+from ._config import get_num_threads, set_num_threads, show_config
+from .layers import GRU, RNN
+
+__all__ = ["RNN", "GRU", "functional", "reference", "backends", "set_num_threads", "get_num_threads",
+           "show_config", "__version__"]

@@ -1,0 +1,50 @@
+"""The one registry of kernel backends, used by the API, the tests and the benchmarks alike.
+
+A backend is a module with four functions taking validated, C-contiguous arrays of one float dtype
+(`h0`, `b_ih`, `b_hh` always arrays; `lengths` None or int64 (B,)):
+
+    rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity, reverse, lengths) -> out, h_n, cache
+    rnn_backward(d_out, d_hn, cache) -> dx, dh0, dw_ih, dw_hh, db_ih, db_hh
+    gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reset_after, reverse, lengths) -> out, h_n, cache
+    gru_backward(d_out, d_hn, cache) -> dx, dh0, dw_ih, dw_hh, db_ih, db_hh
+
+`cache` is whatever the backend needs for its backward; `d_hn` is always an array.
+"""
+import importlib
+
+# name -> module path, fastest first; `backend=None` picks the first one that imports.
+_CANDIDATES = {
+    "c": "fastrnn._ckernels",
+    "numpy": "fastrnn.reference",
+}
+_loaded = {}
+_errors = {}
+
+
+def _load(name):
+    if name not in _loaded and name not in _errors:
+        try:
+            _loaded[name] = importlib.import_module(_CANDIDATES[name])
+        except ImportError as exc:  # the compiled extension was not built
+            _errors[name] = exc
+    return _loaded.get(name)
+
+
+def backends():
+    """Names of the backends available in this installation, fastest first."""
+    return [name for name in _CANDIDATES if _load(name) is not None]
+
+
+def get(name=None):
+    """The backend module called `name` (None: the fastest available)."""
+    if name is None:
+        for cand in _CANDIDATES:
+            mod = _load(cand)
+            if mod is not None:
+                return cand, mod
+    if not isinstance(name, str) or name not in _CANDIDATES:
+        raise ValueError(f"backend: expected one of {list(_CANDIDATES)} or None, got {name!r}")
+    mod = _load(name)
+    if mod is None:
+        raise ValueError(f"backend: {name!r} is not available in this installation ({_errors[name]})")
+    return name, mod

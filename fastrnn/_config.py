@@ -1,0 +1,72 @@
+"""Thread count and build information."""
+import os
+
+_state = {"threads": None}
+
+
+def _default_threads():
+    env = os.environ.get("FASTRNN_NUM_THREADS")
+    if env:
+        try:
+            n = int(env)
+        except ValueError:
+            raise ValueError(f"FASTRNN_NUM_THREADS: expected a positive integer, got {env!r}") from None
+        if n < 1:
+            raise ValueError(f"FASTRNN_NUM_THREADS: expected a positive integer, got {env!r}")
+        return n
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def get_num_threads():
+    """Threads the kernels use (set_num_threads, else FASTRNN_NUM_THREADS, else the usable cores)."""
+    if _state["threads"] is None:
+        _state["threads"] = _default_threads()
+    return _state["threads"]
+
+
+def _blas_controller():
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return None
+    return ThreadpoolController()
+
+
+def set_num_threads(n):
+    """Use `n` threads in fastrnn's kernels, and (when threadpoolctl is installed) in the BLAS too,
+    so that OpenMP and BLAS never run more threads than asked for between them."""
+    if isinstance(n, bool) or not isinstance(n, (int,)) and not hasattr(n, "__index__"):
+        raise TypeError(f"set_num_threads: expected an int, got {type(n).__name__}")
+    n = int(n)
+    if n < 1:
+        raise ValueError(f"set_num_threads: expected n >= 1, got {n}")
+    _state["threads"] = n
+    ctl = _blas_controller()
+    if ctl is not None:
+        ctl.limit(limits=n, user_api="blas")
+
+
+def show_config(file=None):
+    """Print the version, backends, OpenMP, BLAS and thread settings; also returns them as a dict."""
+    from . import __version__, _backends
+
+    info = {"version": __version__, "backends": _backends.backends(), "threads": get_num_threads()}
+    c = _backends._load("c")
+    if c is not None:
+        info.update(c.build_info())
+    else:
+        info["c_backend_error"] = str(_backends._errors.get("c"))
+    ctl = _blas_controller()
+    if ctl is not None:
+        info["blas"] = [
+            {k: d.get(k) for k in ("internal_api", "version", "num_threads", "architecture", "filepath")}
+            for d in ctl.info() if d.get("user_api") == "blas"
+        ]
+    else:
+        info["blas"] = "scipy.linalg.cython_blas (install threadpoolctl for details)"
+    for key, value in info.items():
+        print(f"{key:>14}: {value}", file=file)
+    return info

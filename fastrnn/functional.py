@@ -1,0 +1,164 @@
+"""Functional kernels: one layer, one direction. Validates inputs (SPEC §3) and dispatches to a backend.
+
+    out, h_n, cache = rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, nonlinearity="tanh",
+                                  reverse=False, lengths=None, backend=None)
+    dx, dh0, dw_ih, dw_hh, db_ih, db_hh = rnn_backward(d_out, d_hn, cache)
+    out, h_n, cache = gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, reset_after=True,
+                                  reverse=False, lengths=None, backend=None)
+    dx, dh0, dw_ih, dw_hh, db_ih, db_hh = gru_backward(d_out, d_hn, cache)
+
+Shapes: x (T, B, I), h0 (B, H) or None, w_ih (G*H, I), w_hh (G*H, H), b_ih and b_hh (G*H,) or None
+(no bias: their gradients come back as None), lengths (B,) integers in [0, T] or None.
+out (T, B, H), h_n (B, H). G = 1 for the RNN, 3 for the GRU (rows r, z, n).
+"""
+import numpy as np
+
+from . import _backends
+
+__all__ = ["rnn_forward", "rnn_backward", "gru_forward", "gru_backward"]
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class Cache:
+    """What a forward pass keeps for its backward: the backend that made it and that backend's data."""
+
+    __slots__ = ("backend", "kind", "data", "shape", "dtype", "has_bias")
+
+    def __init__(self, backend, kind, data, shape, dtype, has_bias):
+        self.backend, self.kind, self.data = backend, kind, data
+        self.shape, self.dtype, self.has_bias = shape, dtype, has_bias
+
+    def __repr__(self):
+        T, B, I, H = self.shape
+        return f"<fastrnn {self.kind} cache: backend={self.backend!r} T={T} B={B} I={I} H={H} {self.dtype}>"
+
+
+def _array(name, a, dtype=None):
+    """`a` as an ndarray of float32/float64 (TypeError otherwise) matching `dtype` when given."""
+    try:
+        a = np.asarray(a)
+    except Exception as exc:
+        raise TypeError(f"{name}: cannot be converted to an array ({exc})") from None
+    if a.dtype not in _FLOATS:
+        raise TypeError(f"{name}: expected a float32 or float64 array, got dtype {a.dtype}")
+    if dtype is not None and a.dtype != dtype:
+        raise TypeError(f"{name}: dtype {a.dtype} does not match the weights' dtype {dtype}")
+    return a
+
+
+def _shape(name, a, expected):
+    """Check `a.shape` against `expected` (a tuple of ints); ValueError naming both."""
+    if a.shape != tuple(expected):
+        raise ValueError(f"{name}: expected shape {tuple(expected)}, got {a.shape}")
+
+
+def _lengths(lengths, T, B):
+    if lengths is None:
+        return None
+    arr = np.asarray(lengths)
+    if arr.dtype == np.bool_ or not (np.issubdtype(arr.dtype, np.integer)):
+        raise ValueError(f"lengths: expected an integer array of shape ({B},), got dtype {arr.dtype}")
+    if arr.shape != (B,):
+        raise ValueError(f"lengths: expected shape ({B},), got {arr.shape}")
+    if arr.size and (arr.min() < 0 or arr.max() > T):
+        raise ValueError(f"lengths: every length must lie in [0, T={T}], got min {arr.min()} max {arr.max()}")
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def _option(name, value, allowed):
+    if not any(value is a or (type(value) is type(a) and value == a) for a in allowed):
+        raise ValueError(f"{name}: expected one of {list(allowed)}, got {value!r}")
+    return value
+
+
+def _prepare(G, x, h0, w_ih, w_hh, b_ih, b_hh, lengths):
+    """Validate one layer's inputs; returns contiguous arrays of one dtype and the sizes."""
+    w_hh = _array("w_hh", w_hh)
+    dtype = w_hh.dtype
+    if w_hh.ndim != 2:
+        raise ValueError(f"w_hh: expected 2 dimensions (G*H, H), got shape {w_hh.shape}")
+    H = w_hh.shape[1]
+    _shape("w_hh", w_hh, (G * H, H))
+    x = _array("x", x, dtype)
+    if x.ndim != 3:
+        raise ValueError(f"x: expected 3 dimensions (T, B, I), got shape {x.shape}")
+    T, B, I = x.shape
+    w_ih = _array("w_ih", w_ih, dtype)
+    _shape("w_ih", w_ih, (G * H, I))
+    if (b_ih is None) != (b_hh is None):
+        raise ValueError("b_ih, b_hh: give both biases or neither")
+    has_bias = b_ih is not None
+    if has_bias:
+        b_ih = _array("b_ih", b_ih, dtype)
+        _shape("b_ih", b_ih, (G * H,))
+        b_hh = _array("b_hh", b_hh, dtype)
+        _shape("b_hh", b_hh, (G * H,))
+    else:
+        b_ih = b_hh = np.zeros(G * H, dtype)
+    if h0 is None:
+        h0 = np.zeros((B, H), dtype)
+    else:
+        h0 = _array("h0", h0, dtype)
+        _shape("h0", h0, (B, H))
+    lengths = _lengths(lengths, T, B)
+    c = np.ascontiguousarray
+    return (c(x), c(h0), c(w_ih), c(w_hh), c(b_ih), c(b_hh), lengths), (T, B, I, H), dtype, has_bias
+
+
+def _backward_inputs(d_out, d_hn, cache):
+    if not isinstance(cache, Cache):
+        raise TypeError(f"cache: expected the cache returned by a forward call, got {type(cache).__name__}")
+    T, B, I, H = cache.shape
+    d_out = _array("d_out", d_out, cache.dtype)
+    _shape("d_out", d_out, (T, B, H))
+    if d_hn is None:
+        d_hn = np.zeros((B, H), cache.dtype)
+    else:
+        d_hn = _array("d_hn", d_hn, cache.dtype)
+        _shape("d_hn", d_hn, (B, H))
+    return np.ascontiguousarray(d_out), np.ascontiguousarray(d_hn)
+
+
+def _backward(kind, d_out, d_hn, cache):
+    d_out, d_hn = _backward_inputs(d_out, d_hn, cache)
+    if cache.kind != kind:
+        raise ValueError(f"cache: expected a cache from {kind}_forward, got one from {cache.kind}_forward")
+    _, impl = _backends.get(cache.backend)
+    grads = getattr(impl, kind + "_backward")(d_out, d_hn, cache.data)
+    dx, dh0, dw_ih, dw_hh, db_ih, db_hh = grads
+    if not cache.has_bias:
+        db_ih = db_hh = None
+    return dx, dh0, dw_ih, dw_hh, db_ih, db_hh
+
+
+def rnn_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity="tanh", reverse=False,
+                lengths=None, backend=None):
+    """Vanilla RNN layer, one direction: h_t = g(w_ih x_t + b_ih + w_hh h_{t-1} + b_hh)."""
+    _option("nonlinearity", nonlinearity, ("tanh", "relu"))
+    _option("reverse", reverse, (True, False))
+    name, impl = _backends.get(backend)
+    args, shape, dtype, has_bias = _prepare(1, x, h0, w_ih, w_hh, b_ih, b_hh, lengths)
+    out, h_n, data = impl.rnn_forward(*args[:6], nonlinearity, bool(reverse), args[6])
+    return out, h_n, Cache(name, "rnn", data, shape, dtype, has_bias)
+
+
+def rnn_backward(d_out, d_hn, cache):
+    """Gradients of rnn_forward: dx, dh0, dw_ih, dw_hh, db_ih, db_hh (biases None without bias)."""
+    return _backward("rnn", d_out, d_hn, cache)
+
+
+def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, reset_after=True, reverse=False,
+                lengths=None, backend=None):
+    """GRU layer, one direction, PyTorch gate order (r, z, n); reset_after=False is Cho et al. 2014."""
+    _option("reset_after", reset_after, (True, False))
+    _option("reverse", reverse, (True, False))
+    name, impl = _backends.get(backend)
+    args, shape, dtype, has_bias = _prepare(3, x, h0, w_ih, w_hh, b_ih, b_hh, lengths)
+    out, h_n, data = impl.gru_forward(*args[:6], bool(reset_after), bool(reverse), args[6])
+    return out, h_n, Cache(name, "gru", data, shape, dtype, has_bias)
+
+
+def gru_backward(d_out, d_hn, cache):
+    """Gradients of gru_forward: dx, dh0, dw_ih, dw_hh, db_ih, db_hh (biases None without bias)."""
+    return _backward("gru", d_out, d_hn, cache)

@@ -1,0 +1,88 @@
+"""Build the C/Cython kernels of fastrnn.
+
+Environment switches (read at build time):
+  FASTRNN_OPENMP=0   build serial kernels (no -fopenmp) even when the compiler supports OpenMP.
+  FASTRNN_NATIVE=0   do not tune for the build machine's CPU (-march=native is used when accepted).
+"""
+import os
+import sys
+import tempfile
+import warnings
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+
+def _env_off(name):
+    return os.environ.get(name, "1").strip().lower() in ("0", "false", "no", "off")
+
+
+def _compiler_accepts(compiler, flags, link=True):
+    """Compile (and link) a tiny OpenMP-using C file with `flags`; True when both steps succeed."""
+    src = "#ifdef _OPENMP\n#include <omp.h>\n#endif\nint main(void){\n#ifdef _OPENMP\nreturn omp_get_max_threads() < 1;\n#else\nreturn 0;\n#endif\n}\n"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "probe.c")
+        with open(path, "w") as f:
+            f.write(src)
+        try:
+            objs = compiler.compile([path], output_dir=tmp, extra_postargs=flags)
+            if link:
+                compiler.link_executable(objs, os.path.join(tmp, "probe"), extra_postargs=flags)
+        except Exception:
+            return False
+    return True
+
+
+class BuildExt(build_ext):
+    def build_extensions(self):
+        cc = self.compiler
+        compile_args = ["-O3", "-std=gnu11", "-fno-strict-aliasing"]
+        link_args = []
+        openmp = False
+        if cc.compiler_type == "msvc":
+            compile_args = ["/O2"]
+            if not _env_off("FASTRNN_OPENMP"):
+                compile_args.append("/openmp")
+                openmp = True
+        else:
+            if not _env_off("FASTRNN_NATIVE") and _compiler_accepts(cc, ["-march=native"], link=False):
+                compile_args.append("-march=native")
+            if _env_off("FASTRNN_OPENMP"):
+                warnings.warn("fastrnn: FASTRNN_OPENMP=0, building serial kernels")
+            elif _compiler_accepts(cc, ["-fopenmp"]):
+                compile_args.append("-fopenmp")
+                link_args.append("-fopenmp")
+                openmp = True
+            else:
+                warnings.warn("fastrnn: the C compiler does not accept -fopenmp; building serial kernels")
+            if not openmp and _compiler_accepts(cc, ["-fopenmp-simd"], link=False):
+                compile_args.append("-fopenmp-simd")
+        for ext in self.extensions:
+            ext.extra_compile_args = list(ext.extra_compile_args or []) + compile_args
+            ext.extra_link_args = list(ext.extra_link_args or []) + link_args
+        print(f"fastrnn: OpenMP {'on' if openmp else 'off'}; compile flags {compile_args}", file=sys.stderr)
+        super().build_extensions()
+
+
+def extensions():
+    from Cython.Build import cythonize
+
+    ext = Extension(
+        "fastrnn._ckernels",
+        sources=["fastrnn/_ckernels.pyx", "csrc/fastrnn.c"],
+        include_dirs=["csrc"],
+        depends=["csrc/fastrnn.h", "csrc/kernels_impl.h", "csrc/mathfun.h", "csrc/microkernel.h"],
+    )
+    return cythonize(
+        [ext],
+        compiler_directives={
+            "language_level": 3,
+            "boundscheck": False,
+            "wraparound": False,
+            "cdivision": True,
+            "initializedcheck": False,
+        },
+    )
+
+
+setup(ext_modules=extensions(), cmdclass={"build_ext": BuildExt})
