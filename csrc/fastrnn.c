@@ -27,6 +27,43 @@ static unsigned fr_ftz_on(void) { return 0; }
 static void fr_ftz_restore(unsigned csr) { (void)csr; }
 #endif
 
+/* The once-per-step barrier of the time loop: spin a little, then yield the core. OpenMP's own barrier
+ * spins for a long time before sleeping, which is fine on an idle machine but ruinous when another
+ * process holds one of our cores (the step stalls until the scheduler comes back to us). */
+#include <sched.h>
+#include <stdatomic.h>
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#define fr_cpu_relax() _mm_pause()
+#else
+#define fr_cpu_relax() ((void)0)
+#endif
+#define FR_SPINS 256
+typedef struct {
+    atomic_int arrived;  /* threads at the barrier in this phase */
+    atomic_int phase;    /* number of completed barriers */
+    int n;               /* team size */
+} fr_barrier_t;
+
+static void fr_barrier_wait(fr_barrier_t *bar, int *my_phase)
+{
+    int next = ++*my_phase;
+    if (bar->n <= 1) return;
+    if (atomic_fetch_add_explicit(&bar->arrived, 1, memory_order_acq_rel) == bar->n - 1) {
+        atomic_store_explicit(&bar->arrived, 0, memory_order_relaxed);
+        atomic_store_explicit(&bar->phase, next, memory_order_release);
+        return;
+    }
+    for (int spins = 0; atomic_load_explicit(&bar->phase, memory_order_acquire) != next;) {
+        if (spins < FR_SPINS) {
+            spins++;
+            fr_cpu_relax();
+        } else {
+            sched_yield();
+        }
+    }
+}
+
 #if defined(__AVX__)
 #define FR_VBYTES 32
 #else

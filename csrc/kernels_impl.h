@@ -18,57 +18,33 @@ static void SFX(gemm_rm)(GEMM_T gemm, int ta, int tb, int M, int N, int K, REAL 
     gemm(&ctb, &cta, &N, &M, &K, &alpha, (REAL *)Bm, &ldb, (REAL *)A, &lda, &beta, C, &ldc);
 }
 
-/* dst[r, :] = bias for each of `rows` rows of `cols` columns. */
-static void SFX(fill_rows)(REAL *dst, const REAL *bias, size_t rows, int cols, int nthreads)
+/* The input projection of all steps, one GEMM: xproj[t, b, :] = x[t, b, :] w_ih^T (the biases are
+ * added in the gate math, see input_bias). */
+static void SFX(input_projection)(REAL *xproj, const REAL *x, const REAL *w_ih, size_t TB, int I, int GH,
+                                  GEMM_T gemm)
 {
-#pragma omp parallel for num_threads(nthreads) schedule(static)
-    for (long r = 0; r < (long)rows; r++) memcpy(dst + (size_t)r * cols, bias, sizeof(REAL) * cols);
+    SFX(gemm_rm)(gemm, 0, 1, (int)TB, GH, I, 1, x, I, w_ih, I, 0, xproj, GH);
 }
 
-/* db[c] += sum over rows of M[r, c]; each column summed in row order whatever the thread count. */
-static void SFX(colsum_add)(REAL *db, const REAL *M, size_t rows, int cols, int nthreads)
-{
-    enum { CB = 64 };
-    int nblocks = (cols + CB - 1) / CB;
-#pragma omp parallel for num_threads(nthreads) schedule(static)
-    for (int blk = 0; blk < nblocks; blk++) {
-        int c0 = blk * CB, c1 = c0 + CB < cols ? c0 + CB : cols;
-        REAL acc[CB];
-        for (int c = c0; c < c1; c++) acc[c - c0] = 0;
-        for (size_t r = 0; r < rows; r++) {
-            const REAL *row = M + r * cols;
-#pragma omp simd
-            for (int c = c0; c < c1; c++) acc[c - c0] += row[c];
-        }
-        for (int c = c0; c < c1; c++) db[c] += acc[c - c0];
-    }
-}
-
-/* The input projection of all steps, one GEMM: xproj[t, b, :] = x[t, b, :] w_ih^T + bias_x, where
- * bias_x = b_ih + b_hh except on the rows listed by `hh_inside` (GRU reset_after: the n rows, whose
- * b_hh stays inside r * (W_hn h + b_hn)). */
-static int SFX(input_projection)(REAL *xproj, const REAL *x, const REAL *w_ih, const REAL *b_ih,
-                                 const REAL *b_hh, int hh_from, int hh_to, size_t TB, int I, int GH,
-                                 int nthreads, GEMM_T gemm)
+/* The bias added to the input projection: b_ih + b_hh, except on rows [hh_from, hh_to) (GRU
+ * reset_after: the n rows, whose b_hh stays inside r * (W_hn h + b_hn)). NULL when out of memory. */
+static REAL *SFX(input_bias)(const REAL *b_ih, const REAL *b_hh, int GH, int hh_from, int hh_to)
 {
     REAL *bias = (REAL *)fr_alloc(sizeof(REAL) * GH);
-    if (!bias) return FR_ENOMEM;
-    for (int c = 0; c < GH; c++) bias[c] = b_ih[c] + (c >= hh_from && c < hh_to ? 0 : b_hh[c]);
-    SFX(fill_rows)(xproj, bias, TB, GH, nthreads);
-    fr_free(bias);
-    SFX(gemm_rm)(gemm, 0, 1, (int)TB, GH, I, 1, x, I, w_ih, I, 1, xproj, GH);
-    return FR_OK;
+    if (bias)
+        for (int c = 0; c < GH; c++) bias[c] = b_ih[c] + (c >= hh_from && c < hh_to ? 0 : b_hh[c]);
+    return bias;
 }
 
 /* The weight and input gradients after the backward time loop, one GEMM each:
- *   dw_ih += dgx^T x,  db_ih += sum dgx,  dx = dgx w_ih,  db_hh += sum dgh,
+ *   dw_ih += dgx^T x,  dx = dgx w_ih,
  *   dw_hh[rows 0 .. split) += dgh[:, 0 .. split)^T states[0 .. T)
  *   dw_hh[rows split .. GH) += dgh[:, split .. GH)^T rh   (rh: rows of stride ld_rh; Cho GRU's r * h)
  */
-static void SFX(weight_gradients)(REAL *dx, REAL *dw_ih, REAL *dw_hh, REAL *db_ih, REAL *db_hh,
-                                  const REAL *dgh, const REAL *dgx, const REAL *x, const REAL *states,
+static void SFX(weight_gradients)(REAL *dx, REAL *dw_ih, REAL *dw_hh, const REAL *dgh, const REAL *dgx,
+                                  const REAL *x, const REAL *states,
                                   const REAL *rh, int ld_rh, const REAL *w_ih, size_t TB, int I, int H,
-                                  int GH, int split, int nthreads, GEMM_T gemm)
+                                  int GH, int split, GEMM_T gemm)
 {
     int M = (int)TB;
     SFX(gemm_rm)(gemm, 1, 0, split, H, M, 1, dgh, GH, states, H, 1, dw_hh, H);
@@ -76,8 +52,6 @@ static void SFX(weight_gradients)(REAL *dx, REAL *dw_ih, REAL *dw_hh, REAL *db_i
                                  dw_hh + (size_t)split * H, H);
     SFX(gemm_rm)(gemm, 1, 0, GH, I, M, 1, dgx, GH, x, I, 1, dw_ih, I);
     SFX(gemm_rm)(gemm, 0, 0, M, I, GH, 1, dgx, GH, w_ih, I, 0, dx, I);
-    SFX(colsum_add)(db_ih, dgx, TB, GH, nthreads);
-    SFX(colsum_add)(db_hh, dgh, TB, GH, nthreads);
 }
 
 /* Everything a thread of the time loop owns: its hidden units [j0, j1), its packed weights, one
@@ -110,6 +84,28 @@ static void SFX(slice_free)(SFX(slice_t) *sl)
     fr_free(sl->S);
 }
 
+/* The start of every time loop, run by each thread of the parallel region: flush denormals, take
+ * this thread's slice of hidden units and allocate its buffers (see slice_alloc), and let thread 0
+ * size the per-step barrier. Returns 0 (and raises *failed for everyone) when out of memory. */
+static int SFX(loop_begin)(SFX(slice_t) *sl, fr_barrier_t *bar, int *failed, int H, int B, int K1, int g1,
+                           int K2, int g2)
+{
+    int ok = SFX(slice_alloc)(sl, H, B, K1, g1, K2, g2);
+    if (!ok) {
+#pragma omp atomic write
+        *failed = 1;
+    }
+    if (omp_get_thread_num() == 0) bar->n = omp_get_num_threads();
+    return ok;
+}
+
+/* db[j] += v[j] over a thread's units: bias gradients summed in the loop, in step order. */
+static inline void SFX(add_to)(REAL *db, const REAL *v, int j0, int hs)
+{
+#pragma omp simd
+    for (int j = j0; j < j0 + hs; j++) db[j] += v[j];
+}
+
 /* ------------------------------------------------------------------------------------------------ */
 /* Vanilla RNN:  h_t = g(w_ih x_t + b_ih + w_hh h_{t-1} + b_hh),  g = tanh or relu                   */
 
@@ -126,20 +122,20 @@ int SFX(fr_rnn_forward)(REAL *out, REAL *h_n, REAL *states, REAL *xproj, const R
     const size_t BH = (size_t)B * H;
     memcpy(states, h0, sizeof(REAL) * BH);
     if (T > 0 && BH > 0) {
-        if (SFX(input_projection)(xproj, x, w_ih, b_ih, b_hh, 0, 0, (size_t)T * B, I, H, nthreads, gemm))
-            return FR_ENOMEM;
+        REAL *bias = SFX(input_bias)(b_ih, b_hh, H, 0, 0);
+        if (!bias) return FR_ENOMEM;
+        SFX(input_projection)(xproj, x, w_ih, (size_t)T * B, I, H, gemm);
         if (lengths) memset(out, 0, sizeof(REAL) * T * BH);
         int failed = 0;
+        fr_barrier_t bar = {0};
 #pragma omp parallel num_threads(fr_loop_threads(nthreads, B, H, H, 1, SFX(VL)))
         {
             unsigned csr = fr_ftz_on();
             SFX(slice_t) sl;
-            if (!SFX(slice_alloc)(&sl, H, B, H, 1, 0, 0)) {
-#pragma omp atomic write
-                failed = 1;
-            } else {
+            int phase = 0;
+            /* P1[k][c] = w_hh[j0 + c][k]: my units' rows */
+            if (SFX(loop_begin)(&sl, &bar, &failed, H, B, H, 1, 0, 0))
                 SFX(pack_panels)(sl.P1, w_hh, H, 1, sl.hs, sl.j0, 0, H, 1, sl.np1);
-            }
 #pragma omp barrier
             const int j0 = sl.j0, hs = sl.hs;
             for (int s = 0; s < T && !failed; s++) {
@@ -160,16 +156,17 @@ int SFX(fr_rnn_forward)(REAL *out, REAL *h_n, REAL *states, REAL *xproj, const R
 #pragma omp simd
                     for (int u = 0; u < hs; u++) {
                         int j = j0 + u;
-                        REAL h = SFX(act)(xp[j] + Sb[u], relu);
+                        REAL h = SFX(act)(xp[j] + bias[j] + Sb[u], relu);
                         hb[j] = h;
                         ob[j] = h;
                     }
                 }
-#pragma omp barrier
+                fr_barrier_wait(&bar, &phase);
             }
             SFX(slice_free)(&sl);
             fr_ftz_restore(csr);
         }
+        fr_free(bias);
         if (failed) return FR_ENOMEM;
     }
     memcpy(h_n, states + (size_t)T * BH, sizeof(REAL) * BH);
@@ -182,7 +179,7 @@ int SFX(fr_rnn_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
                          int H, int relu, int reverse, int nthreads, GEMM_T gemm)
 {
     const size_t BH = (size_t)B * H;
-    REAL *dh = dh0;                       /* the running dL/dh_{s}, carried from step to step */
+    REAL *dh = dh0;                       /* the running dL/dh of the current step */
     memcpy(dh, d_hn, sizeof(REAL) * BH);
     if (T == 0 || BH == 0) {
         memset(dx, 0, sizeof(REAL) * (size_t)T * B * I);
@@ -190,17 +187,15 @@ int SFX(fr_rnn_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
     }
     if (lengths && dgx != dgh) memset(dgx, 0, sizeof(REAL) * T * BH);
     int failed = 0;
+    fr_barrier_t bar = {0};
 #pragma omp parallel num_threads(fr_loop_threads(nthreads, B, H, H, 1, SFX(VL)))
     {
         unsigned csr = fr_ftz_on();
         SFX(slice_t) sl;
-        if (!SFX(slice_alloc)(&sl, H, B, H, 1, 0, 0)) {
-#pragma omp atomic write
-            failed = 1;
-        } else {
-            /* Bmat[k][c] = w_hh[k][j0 + c]: dh_{s-1}[:, slice] = dgh_s w_hh[:, slice] */
+        int phase = 0;
+        /* P1[k][c] = w_hh[k][j0 + c]: dh_{s-1}[:, my units] = dgh_s w_hh[:, my units] */
+        if (SFX(loop_begin)(&sl, &bar, &failed, H, B, H, 1, 0, 0))
             SFX(pack_panels)(sl.P1, w_hh, H, 1, sl.hs, sl.j0, 0, 1, H, sl.np1);
-        }
 #pragma omp barrier
         const int j0 = sl.j0, hs = sl.hs;
         for (int s = T - 1; s >= 0 && !failed; s--) {
@@ -226,8 +221,10 @@ int SFX(fr_rnn_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
                     dxb[j] = da;
                     dhb[j] = 0;
                 }
+                SFX(add_to)(db_hh, dgb, j0, hs);
+                SFX(add_to)(db_ih, dgb, j0, hs);
             }
-#pragma omp barrier
+            fr_barrier_wait(&bar, &phase);
             if (hs > 0) {
                 SFX(packed_gemm)(B, sl.np1, H, dg, H, sl.P1, sl.S, sl.np1);
                 for (int b = 0; b < B; b++)
@@ -238,8 +235,7 @@ int SFX(fr_rnn_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
         fr_ftz_restore(csr);
     }
     if (failed) return FR_ENOMEM;
-    SFX(weight_gradients)(dx, dw_ih, dw_hh, db_ih, db_hh, dgh, dgx, x, states, NULL, 0, w_ih, (size_t)T * B,
-                          I, H, H, H, nthreads, gemm);
+    SFX(weight_gradients)(dx, dw_ih, dw_hh, dgh, dgx, x, states, NULL, 0, w_ih, (size_t)T * B, I, H, H, H, gemm);
     return FR_OK;
 }
 
@@ -259,29 +255,28 @@ int SFX(fr_gru_forward)(REAL *out, REAL *h_n, REAL *states, REAL *gates, REAL *x
     const int GH = 3 * H;
     memcpy(states, h0, sizeof(REAL) * BH);
     if (T > 0 && BH > 0) {
-        /* b_hn stays inside r * (...) with reset_after; otherwise every b_hh joins the projection */
-        int hh_from = reset_after ? 2 * H : 0, hh_to = reset_after ? GH : 0;
-        if (SFX(input_projection)(xproj, x, w_ih, b_ih, b_hh, hh_from, hh_to, (size_t)T * B, I, GH, nthreads,
-                                  gemm))
-            return FR_ENOMEM;
+        /* b_hn stays inside r * (...) with reset_after; otherwise every b_hh joins the input bias */
+        REAL *bias = SFX(input_bias)(b_ih, b_hh, GH, reset_after ? 2 * H : 0, reset_after ? GH : 0);
+        if (!bias) return FR_ENOMEM;
+        SFX(input_projection)(xproj, x, w_ih, (size_t)T * B, I, GH, gemm);
         if (lengths) memset(out, 0, sizeof(REAL) * T * BH);
         int failed = 0;
+        fr_barrier_t bar = {0};
 #pragma omp parallel num_threads(fr_loop_threads(nthreads, B, H, H, 3, SFX(VL)))
         {
             unsigned csr = fr_ftz_on();
             SFX(slice_t) sl;
+            int phase = 0;
             /* reset_after: P1 = rows r, z, n of my units (one product per step);
                Cho: P1 = rows r, z (on h), P2 = rows n (on r * h, after a barrier) */
             int g1 = reset_after ? 3 : 2, g2 = reset_after ? 0 : 1;
-            if (!SFX(slice_alloc)(&sl, H, B, H, g1, H, g2)) {
-#pragma omp atomic write
-                failed = 1;
-            } else {
+            if (SFX(loop_begin)(&sl, &bar, &failed, H, B, H, g1, H, g2)) {
                 SFX(pack_panels)(sl.P1, w_hh, H, g1, sl.hs, sl.j0, (size_t)H * H, H, 1, sl.np1);
                 if (g2) SFX(pack_panels)(sl.P2, w_hh + (size_t)2 * H * H, H, 1, sl.hs, sl.j0, 0, H, 1, sl.np2);
             }
 #pragma omp barrier
             const int j0 = sl.j0, hs = sl.hs, ld = sl.np1;
+            const REAL *bx = bias, *b_hn = b_hh + 2 * H;
             for (int s = 0; s < T && !failed; s++) {
                 const REAL *hp = states + s * BH;
                 REAL *hnew = states + (s + 1) * BH;
@@ -290,26 +285,25 @@ int SFX(fr_gru_forward)(REAL *out, REAL *h_n, REAL *states, REAL *gates, REAL *x
                 for (int b = 0; b < B; b++) {
                     int t = fr_time_index(s, b, T, lengths, reverse);
                     const REAL *hpb = hp + (size_t)b * H;
+                    REAL *g = gs + (size_t)b * 4 * H;
                     if (t < 0) {
                         memcpy(hnew + (size_t)b * H + j0, hpb + j0, sizeof(REAL) * hs);
                         /* the Cho GRU's r * h feeds a GEMM: keep idle rows finite */
-                        if (!reset_after) memset(gs + (size_t)b * 4 * H + 3 * H + j0, 0, sizeof(REAL) * hs);
+                        if (!reset_after) memset(g + 3 * H + j0, 0, sizeof(REAL) * hs);
                         continue;
                     }
                     const REAL *xp = xproj + ((size_t)t * B + b) * GH;
                     const REAL *Sb = sl.S + (size_t)b * ld;
-                    REAL *g = gs + (size_t)b * 4 * H;
                     if (reset_after) {
                         REAL *hb = hnew + (size_t)b * H;
                         REAL *ob = out + ((size_t)t * B + b) * H;
-                        const REAL *b_hn = b_hh + 2 * H;
 #pragma omp simd
                         for (int u = 0; u < hs; u++) {
                             int j = j0 + u;
-                            REAL r = SIGMOID(xp[j] + Sb[u]);
-                            REAL z = SIGMOID(xp[H + j] + Sb[hs + u]);
+                            REAL r = SIGMOID(xp[j] + bx[j] + Sb[u]);
+                            REAL z = SIGMOID(xp[H + j] + bx[H + j] + Sb[hs + u]);
                             REAL hn = Sb[2 * hs + u] + b_hn[j];
-                            REAL n = TANH(xp[2 * H + j] + r * hn);
+                            REAL n = TANH(xp[2 * H + j] + bx[2 * H + j] + r * hn);
                             REAL h = (1 - z) * n + z * hpb[j];
                             g[j] = r;
                             g[H + j] = z;
@@ -322,19 +316,16 @@ int SFX(fr_gru_forward)(REAL *out, REAL *h_n, REAL *states, REAL *gates, REAL *x
 #pragma omp simd
                         for (int u = 0; u < hs; u++) {
                             int j = j0 + u;
-                            REAL r = SIGMOID(xp[j] + Sb[u]);
+                            REAL r = SIGMOID(xp[j] + bx[j] + Sb[u]);
                             g[j] = r;
-                            g[H + j] = SIGMOID(xp[H + j] + Sb[hs + u]);
+                            g[H + j] = SIGMOID(xp[H + j] + bx[H + j] + Sb[hs + u]);
                             g[3 * H + j] = r * hpb[j];
                         }
                     }
                 }
-                if (reset_after) {
-#pragma omp barrier
-                    continue;
-                }
+                fr_barrier_wait(&bar, &phase);
+                if (reset_after) continue;
                 /* Cho GRU: the n gate needs r * h of every unit */
-#pragma omp barrier
                 if (hs > 0) SFX(packed_gemm)(B, sl.np2, H, gs + 3 * H, 4 * H, sl.P2, sl.S, sl.np2);
                 for (int b = 0; b < B; b++) {
                     int t = fr_time_index(s, b, T, lengths, reverse);
@@ -349,18 +340,19 @@ int SFX(fr_gru_forward)(REAL *out, REAL *h_n, REAL *states, REAL *gates, REAL *x
                     for (int u = 0; u < hs; u++) {
                         int j = j0 + u;
                         REAL z = g[H + j];
-                        REAL n = TANH(xp[2 * H + j] + Sb[u]);
+                        REAL n = TANH(xp[2 * H + j] + bx[2 * H + j] + Sb[u]);
                         REAL h = (1 - z) * n + z * hpb[j];
                         g[2 * H + j] = n;
                         hb[j] = h;
                         ob[j] = h;
                     }
                 }
-#pragma omp barrier
+                fr_barrier_wait(&bar, &phase);
             }
             SFX(slice_free)(&sl);
             fr_ftz_restore(csr);
         }
+        fr_free(bias);
         if (failed) return FR_ENOMEM;
     }
     memcpy(h_n, states + (size_t)T * BH, sizeof(REAL) * BH);
@@ -374,7 +366,7 @@ int SFX(fr_gru_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
 {
     const size_t BH = (size_t)B * H;
     const int GH = 3 * H;
-    REAL *dh = dh0;                       /* the running dL/dh, carried from step to step */
+    REAL *dh = dh0;                       /* the running dL/dh of the current step */
     memcpy(dh, d_hn, sizeof(REAL) * BH);
     if (T == 0 || BH == 0) {
         memset(dx, 0, sizeof(REAL) * (size_t)T * B * I);
@@ -382,17 +374,16 @@ int SFX(fr_gru_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
     }
     if (lengths) memset(dgx, 0, sizeof(REAL) * T * 3 * BH);
     int failed = 0;
+    fr_barrier_t bar = {0};
+    /* reset_after: P1[k][c] = w_hh[k][j0 + c], k < 3H: dh[:, my units] += dgh_s w_hh[:, my units]
+       Cho: P1 = rows r, z (K = 2H) for dh; P2 = rows n (K = H) for d(r * h) */
+    const int K1 = reset_after ? GH : 2 * H, K2 = reset_after ? 0 : H;
 #pragma omp parallel num_threads(fr_loop_threads(nthreads, B, H, H, 3, SFX(VL)))
     {
         unsigned csr = fr_ftz_on();
         SFX(slice_t) sl;
-        /* reset_after: P1[k][c] = w_hh[k][j0 + c], k < 3H: dh[:, slice] += dgh_s w_hh[:, slice]
-           Cho: P1 = rows r, z (K = 2H) for dh; P2 = rows n (K = H) for d(r * h) */
-        int K1 = reset_after ? GH : 2 * H, K2 = reset_after ? 0 : H;
-        if (!SFX(slice_alloc)(&sl, H, B, K1, 1, K2, reset_after ? 0 : 1)) {
-#pragma omp atomic write
-            failed = 1;
-        } else {
+        int phase = 0;
+        if (SFX(loop_begin)(&sl, &bar, &failed, H, B, K1, 1, K2, K2 ? 1 : 0)) {
             SFX(pack_panels)(sl.P1, w_hh, K1, 1, sl.hs, sl.j0, 0, 1, H, sl.np1);
             if (K2) SFX(pack_panels)(sl.P2, w_hh + (size_t)2 * H * H, K2, 1, sl.hs, sl.j0, 0, 1, H, sl.np2);
         }
@@ -431,6 +422,10 @@ int SFX(fr_gru_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
                         dxb[2 * H + j] = dn;
                         dhb[j] = d * z;
                     }
+                    for (int k = 0; k < 3; k++) {
+                        SFX(add_to)(db_hh + k * H, dgb + k * H, j0, hs);
+                        SFX(add_to)(db_ih + k * H, dxb + k * H, j0, hs);
+                    }
                 } else {
 #pragma omp simd
                     for (int u = 0; u < hs; u++) {
@@ -447,9 +442,9 @@ int SFX(fr_gru_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
                     }
                 }
             }
-#pragma omp barrier
+            fr_barrier_wait(&bar, &phase);
             if (!reset_after) {
-                /* d(r * h)[:, slice] = dn w_hn[:, slice]; then dr, and the direct r * d(r h) path */
+                /* d(r * h)[:, my units] = dn w_hn[:, my units]; then dr, and the r * d(r h) path to dh */
                 if (hs > 0) SFX(packed_gemm)(B, sl.np2, H, dg + 2 * H, GH, sl.P2, sl.S, sl.np2);
                 for (int b = 0; b < B; b++) {
                     int t = fr_time_index(s, b, T, lengths, reverse);
@@ -469,8 +464,12 @@ int SFX(fr_gru_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
                         dxb[j] = dr;
                         dhb[j] += drh * r;
                     }
+                    for (int k = 0; k < 3; k++) {   /* Cho: input and recurrent bias gradients agree */
+                        SFX(add_to)(db_hh + k * H, dgb + k * H, j0, hs);
+                        SFX(add_to)(db_ih + k * H, dgb + k * H, j0, hs);
+                    }
                 }
-#pragma omp barrier
+                fr_barrier_wait(&bar, &phase);
             }
             if (hs > 0) {
                 SFX(packed_gemm)(B, sl.np1, K1, dg, GH, sl.P1, sl.S, sl.np1);
@@ -482,7 +481,7 @@ int SFX(fr_gru_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
         fr_ftz_restore(csr);
     }
     if (failed) return FR_ENOMEM;
-    SFX(weight_gradients)(dx, dw_ih, dw_hh, db_ih, db_hh, dgh, dgx, x, states, gates + 3 * H, 4 * H, w_ih,
-                          (size_t)T * B, I, H, GH, reset_after ? GH : 2 * H, nthreads, gemm);
+    SFX(weight_gradients)(dx, dw_ih, dw_hh, dgh, dgx, x, states, gates + 3 * H, 4 * H, w_ih, (size_t)T * B, I,
+                          H, GH, reset_after ? GH : 2 * H, gemm);
     return FR_OK;
 }

@@ -25,7 +25,7 @@ def _load(name):
     if name not in _loaded and name not in _errors:
         try:
             _loaded[name] = importlib.import_module(_CANDIDATES[name])
-        except ImportError as exc:  # the compiled extension was not built
+        except Exception as exc:  # the compiled extension was not built, or fails to load
             _errors[name] = exc
     return _loaded.get(name)
 

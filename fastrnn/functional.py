@@ -40,6 +40,8 @@ def _array(name, a, dtype=None):
         a = np.asarray(a)
     except Exception as exc:
         raise TypeError(f"{name}: cannot be converted to an array ({exc})") from None
+    if a.dtype.kind == "f" and not a.dtype.isnative and a.dtype.newbyteorder("=") in _FLOATS:
+        a = a.astype(a.dtype.newbyteorder("="))          # big-endian data: same values, native order
     if a.dtype not in _FLOATS:
         raise TypeError(f"{name}: expected a float32 or float64 array, got dtype {a.dtype}")
     if dtype is not None and a.dtype != dtype:
@@ -67,7 +69,10 @@ def _lengths(lengths, T, B):
 
 
 def _option(name, value, allowed):
-    if not any(value is a or (type(value) is type(a) and value == a) for a in allowed):
+    """`value` if it is one of `allowed` (NumPy bools and strings count as Python ones)."""
+    if isinstance(value, (np.bool_, np.str_)):
+        value = value.item()
+    if not any(type(value) is type(a) and value == a for a in allowed):
         raise ValueError(f"{name}: expected one of {list(allowed)}, got {value!r}")
     return value
 
@@ -135,8 +140,8 @@ def _backward(kind, d_out, d_hn, cache):
 def rnn_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity="tanh", reverse=False,
                 lengths=None, backend=None):
     """Vanilla RNN layer, one direction: h_t = g(w_ih x_t + b_ih + w_hh h_{t-1} + b_hh)."""
-    _option("nonlinearity", nonlinearity, ("tanh", "relu"))
-    _option("reverse", reverse, (True, False))
+    nonlinearity = _option("nonlinearity", nonlinearity, ("tanh", "relu"))
+    reverse = _option("reverse", reverse, (True, False))
     name, impl = _backends.get(backend)
     args, shape, dtype, has_bias = _prepare(1, x, h0, w_ih, w_hh, b_ih, b_hh, lengths)
     out, h_n, data = impl.rnn_forward(*args[:6], nonlinearity, bool(reverse), args[6])
@@ -151,8 +156,8 @@ def rnn_backward(d_out, d_hn, cache):
 def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, reset_after=True, reverse=False,
                 lengths=None, backend=None):
     """GRU layer, one direction, PyTorch gate order (r, z, n); reset_after=False is Cho et al. 2014."""
-    _option("reset_after", reset_after, (True, False))
-    _option("reverse", reverse, (True, False))
+    reset_after = _option("reset_after", reset_after, (True, False))
+    reverse = _option("reverse", reverse, (True, False))
     name, impl = _backends.get(backend)
     args, shape, dtype, has_bias = _prepare(3, x, h0, w_ih, w_hh, b_ih, b_hh, lengths)
     out, h_n, data = impl.gru_forward(*args[:6], bool(reset_after), bool(reverse), args[6])
