@@ -60,7 +60,7 @@ static inline void SFX(ukernel)(int mr, int K, const REAL *A, size_t lda, const 
     }
 }
 
-static void SFX(packed_gemm)(int M, int Np, int K, const REAL *A, size_t lda, const REAL *P, REAL *C, size_t ldc)
+__attribute__((noinline)) static void SFX(packed_gemm)(int M, int Np, int K, const REAL *A, size_t lda, const REAL *P, REAL *C, size_t ldc)
 {
     const int NR = SFX(NR);
     for (int p = 0; p < Np / NR; p++)

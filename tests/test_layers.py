@@ -380,12 +380,13 @@ def test_real_inputs_are_cast(backend, name):
     layer = make(name, 3, 4, num_layers=2, seed=0, backend=backend)
     xi = np.random.default_rng(0).integers(-2, 3, size=(5, 2, 3))
     out_f, h_f = layer(xi.astype(np.float32))
-    for x in (xi, xi.astype(np.int8), xi.astype(np.uint8) * 0 + 1, xi.astype(np.float64),
-              xi.astype(np.float16), xi.tolist()):
+    for x in (xi, xi.astype(np.int8), xi.astype(np.uint8), xi.astype(np.float64), xi.astype(">f8"),
+              xi.astype(np.float16), xi.astype(bool), xi.tolist()):
         out, h_n = layer(x)
         assert out.dtype == np.float32 and h_n.dtype == np.float32
-    out, h_n = layer(xi)
-    np.testing.assert_array_equal(out, out_f)
+    for x in (xi, xi.astype(">f4"), xi.astype(np.float64)):
+        out, h_n = layer(x)
+        np.testing.assert_array_equal(out, out_f)
     np.testing.assert_array_equal(h_n, h_f)
     out, _ = layer(xi.astype(np.float64), h0=np.zeros((2, 2, 4), np.int64))
     np.testing.assert_array_equal(out, out_f)
