@@ -335,7 +335,8 @@ CONTENDERS = {
     "torch": Torch(),
     "gemm": Gemm(),
 }
-# Contenders that fastrnn is compared against ("peer time / fastrnn time"); the rest are fastrnn and gemm.
+# The table is about SUBJECT; BOUND is its GEMM-bound time; every other contender is a peer, reported
+# as a speedup (peer time / fastrnn time).
 SUBJECT, BOUND = "fastrnn", "gemm"
 
 
@@ -388,7 +389,7 @@ def worker(name, keys, threads, dtype="float32", min_time=0.3, out=sys.stdout):
             record["unsupported"] = str(exc)
         except Exception as exc:  # reported, and the other workloads still run
             record["error"] = f"{type(exc).__name__}: {exc}"
-        fn = None
+        fn = None  # free this workload's arrays before the next one is built
         emit(record)
 
 
@@ -415,8 +416,8 @@ def _run_worker(name, ws, threads, min_time, timeout):
     except subprocess.TimeoutExpired as exc:
         stdout, stderr = exc.stdout or "", exc.stderr or ""
         problem = f"worker timed out after {timeout} s"
-    if isinstance(stdout, bytes):
-        stdout, stderr = stdout.decode(errors="replace"), stderr.decode(errors="replace")
+    # TimeoutExpired may carry bytes even with text=True
+    stdout, stderr = (s.decode(errors="replace") if isinstance(s, bytes) else s for s in (stdout, stderr))
     if problem and stderr.strip():
         problem += ": " + stderr.strip().splitlines()[-1]
     info, records = None, {}

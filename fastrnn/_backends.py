@@ -11,6 +11,15 @@ A backend is a module with four functions taking validated, C-contiguous arrays 
 `cache` is whatever the backend needs for its backward; `d_hn` is always an array.
 """
 import importlib
+import os
+import sys
+
+# The kernels' time loop syncs its threads with its own spin-then-yield barrier; between calls the
+# OpenMP workers should sleep rather than spin, or they steal the cores from the BLAS threads of the
+# big GEMMs that come next (SPEC §4). libgomp reads this once, when it is first loaded: respect any
+# setting of the user's and leave it alone when another module has loaded an OpenMP runtime already.
+if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ and "fastrnn._ckernels" not in sys.modules:
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 # name -> module path, fastest first; `backend=None` picks the first one that imports.
 _CANDIDATES = {

@@ -1,0 +1,238 @@
+"""fastrnn against its peers and against the GEMM-bound time, on the standard shapes of SPEC §4.
+
+Run it from the repository root, with OpenBLAS's core-type overrides unset so that BLAS runs its
+native kernel (SPEC §4):
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m benches.run --quick       # ~1-2 min
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m benches.run               # every shape
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m benches.run --markdown --json bench.json
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m benches.run --shapes small,gnmt --cells gru --threads 1
+
+For each cell (RNN, GRU), shape and pass ("fwd": forward; "train": forward + backward) it prints the
+median time in ms of every contender (fastrnn = the fastest backend built, reference = the NumPy
+backend, torch = torch.nn.RNN/GRU, gemm = the GEMM-bound time), the speedup over each peer
+(peer time / fastrnn time: above 1, fastrnn is faster) and fastrnn's time as a multiple of the
+GEMM-bound time (fastrnn / gemm: 1 would be the bound itself). "—" marks a contender that is not
+installed, failed (the reason is printed under the table) or was skipped: the NumPy reference is
+skipped where one call does more than --reference-max-gflop GFLOP of GEMM work. How the times are
+taken is described in benches/harness.py.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+
+import numpy as np
+
+from . import harness
+
+_BLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+def _positive(kind):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
+        return value
+
+    return parse
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        prog="python -m benches.run", description=__doc__.split("\n\n")[0],
+        epilog="Run as: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m benches.run --quick "
+               "(see benches/run.py and benches/harness.py)")
+    p.add_argument("--quick", action="store_true",
+                   help=f"shapes {','.join(harness.QUICK_SHAPES)} only, 2 rounds of 0.2 s (what the README runs)")
+    p.add_argument("--shapes", help=f"comma-separated: {', '.join(harness.SHAPES)}, all, or TxBxIxH "
+                                    "(default: all)")
+    p.add_argument("--cells", default="rnn,gru", help="comma-separated: rnn, gru (default: rnn,gru)")
+    p.add_argument("--dtype", default="float32", choices=harness.DTYPES)
+    p.add_argument("--threads", type=_positive(int), default=harness.default_threads(),
+                   help="threads for every contender (default: the usable cores, %(default)s)")
+    p.add_argument("--rounds", type=_positive(int), help="worker rounds per contender (default 3, --quick 2)")
+    p.add_argument("--min-time", type=_positive(float),
+                   help="seconds of calls per workload and round (default 0.3, --quick 0.2)")
+    p.add_argument("--contenders", default=",".join(harness.CONTENDERS),
+                   help="comma-separated, from %(default)s")
+    p.add_argument("--reference-max-gflop", type=float, default=harness.REFERENCE_MAX_GFLOP,
+                   help="skip the NumPy reference above this much GEMM work per call; 0: skip it "
+                        "everywhere (default %(default)s)")
+    p.add_argument("--json", metavar="PATH", help="also write the results and machine info as JSON")
+    p.add_argument("--markdown", action="store_true", help="print GitHub markdown tables")
+    args = p.parse_args(argv)
+    try:
+        args.shapes = harness.parse_shapes(args.shapes or ",".join(harness.QUICK_SHAPES if args.quick
+                                                                  else harness.SHAPES))
+        args.cells = harness.parse_choices("cell", args.cells, harness.CELLS)
+        args.contenders = harness.parse_choices("contender", args.contenders, list(harness.CONTENDERS))
+    except ValueError as exc:
+        p.error(str(exc))
+    args.rounds = args.rounds or (2 if args.quick else 3)
+    args.min_time = args.min_time or (0.2 if args.quick else 0.3)
+    return args
+
+
+def _ratio(num, den):
+    return num / den if num is not None and den is not None and den > 0 else None
+
+
+def collect_rows(results, ws, names):
+    """One dict per workload: times in ms per contender, speedups over the peers, multiple of the bound."""
+    peers = [n for n in names if n not in (harness.SUBJECT, harness.BOUND)]
+    rows = []
+    for w in ws:
+        seconds = {n: results.time(n, w) for n in names}
+        subject = seconds.get(harness.SUBJECT)
+        rows.append({
+            "cell": w.cell, "shape": w.shape, **w.dims._asdict(), "pass": w.phase, "dtype": w.dtype,
+            "gflop": round(w.gflop, 4),
+            "ms": {n: None if s is None else s * 1e3 for n, s in seconds.items()},
+            "rounds_ms": {n: [s * 1e3 for s in results.rounds.get(n, {}).get(w.key, [])] for n in names},
+            "speedup": {p: _ratio(seconds[p], subject) for p in peers},
+            "gemm_multiple": _ratio(subject, seconds.get(harness.BOUND)),
+        })
+    return rows
+
+
+def _fixed(value, suffix=""):
+    """About 3 significant digits, never an exponent: 0.123, 1.23, 12.3, 123, 1234; None -> "—"."""
+    if value is None:
+        return "—"
+    decimals = 0 if value >= 100 else 1 if value >= 10 else 2 if value >= 1 else 3
+    return f"{value:.{decimals}f}{suffix}"
+
+
+def columns(names):
+    """(header, row -> text) for each column of the table, for the contenders `names`."""
+    S, BOUND = harness.SUBJECT, harness.BOUND
+    cols = [("shape", lambda r: r["shape"]),
+            ("T×B×I×H", lambda r: f"{r['T']}×{r['B']}×{r['I']}×{r['H']}"),
+            ("pass", lambda r: r["pass"])]
+    cols += [(f"{n} ms", lambda r, n=n: _fixed(r["ms"][n])) for n in names]
+    if S in names:
+        cols += [(f"{p}/{S}", lambda r, p=p: _fixed(r["speedup"][p], "×")) for p in names if p not in (S, BOUND)]
+        if BOUND in names:
+            cols.append((f"{S}/{BOUND}", lambda r: _fixed(r["gemm_multiple"], "×")))
+    return cols
+
+
+def table(rows, names, markdown=False):
+    """The rows of one cell as aligned text columns or as a GitHub markdown table."""
+    cols = columns(names)
+    header = [h for h, _ in cols]
+    lines = [[text(r) for _, text in cols] for r in rows]
+    if markdown:
+        align = ["---" if i < 3 else "---:" for i in range(len(cols))]
+        return "\n".join("| " + " | ".join(line) + " |" for line in [header, align] + lines)
+    widths = [max(len(line[i]) for line in [header] + lines) for i in range(len(cols))]
+
+    def fmt(line):
+        return "  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
+
+    return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(line) for line in lines])
+
+
+LEGEND = (f"peer/{harness.SUBJECT}: peer time / {harness.SUBJECT} time (above 1: {harness.SUBJECT} is faster); "
+          f"{harness.SUBJECT}/{harness.BOUND}: {harness.SUBJECT}'s time as a multiple of the GEMM-bound time")
+
+
+def machine_info(args, results, load):
+    cpu = None
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None)
+    except OSError:
+        pass
+    versions = {"python": platform.python_version(), "numpy": np.__version__}
+    for info in results.info.values():
+        versions.update({lib: info[lib] for lib in ("fastrnn", "torch") if lib in info})
+    return {
+        "cpu": cpu or platform.processor() or platform.machine(),
+        "logical_cpus": os.cpu_count(), "usable_cpus": harness.default_threads(), "threads": args.threads,
+        "platform": platform.platform(), **versions,
+        "fastrnn_backend": results.info.get(harness.SUBJECT, {}).get("backend"),
+        "load_average_before": round(load, 2),
+        "blas_env": {var: os.environ.get(var) for var in _BLAS_OVERRIDES},
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+NOISY_SPREAD = 1.5  # rounds whose slowest/fastest exceeds this are listed under the table
+
+
+def notes(args, rows, results, skipped):
+    out = [LEGEND]
+    out += [f"{name}: " + ", ".join(f"{k} {v}" for k, v in info.items()) for name, info in results.info.items()]
+    noisy = [f"{name} {r['cell']}:{r['shape']}:{r['pass']}" for r in rows for name, t in r["rounds_ms"].items()
+             if len(t) > 1 and max(t) > NOISY_SPREAD * min(t)]
+    if noisy:
+        total = sum(len(t) > 1 for r in rows for t in r["rounds_ms"].values())
+        listed = ": " + ", ".join(noisy) if len(noisy) <= 6 else ""
+        out.append(f"noisy: in {len(noisy)} of {total} measurements the slowest round took over {NOISY_SPREAD}x "
+                   f"the fastest (is the machine busy?){listed}")
+    for name, keys in skipped.items():
+        if keys:
+            out.append(f"{name}: skipped above {args.reference_max_gflop:g} GFLOP per call "
+                       f"(--reference-max-gflop): {', '.join(keys)}")
+    for name, problems in results.problems.items():
+        for key, message in problems.items():
+            out.append(f"{name}{'' if key is None else ' ' + key}: {message}")
+    return out
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    set_vars = [var for var in _BLAS_OVERRIDES if var in os.environ]
+    if set_vars:
+        print(f"warning: {', '.join(set_vars)} set: BLAS may not run its native kernel; run with "
+              f"env {' '.join('-u ' + v for v in set_vars)} python -m benches.run ...", file=sys.stderr)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if load > 0.5 * harness.default_threads():
+        print(f"warning: load average {load:.1f} on {harness.default_threads()} usable CPUs: other processes "
+              f"are running and the times will be noisy", file=sys.stderr)
+    ws = harness.workloads(args.cells, args.shapes, dtype=args.dtype)
+    jobs, skipped = {}, {}
+    for name in args.contenders:
+        slow = [harness.too_slow(harness.CONTENDERS[name], w, args.reference_max_gflop) for w in ws]
+        jobs[name] = [w for w, s in zip(ws, slow) if not s]
+        skipped[name] = [w.key for w, s in zip(ws, slow) if s]
+    progress = lambda msg: print(msg, file=sys.stderr, flush=True)
+    results = harness.measure(jobs, threads=args.threads, rounds=args.rounds, min_time=args.min_time,
+                              progress=progress)
+
+    rows = collect_rows(results, ws, args.contenders)
+    machine = machine_info(args, results, load)
+    print(f"\nfastrnn benchmarks: {machine['cpu']}, {args.threads} thread{'s' * (args.threads > 1)}, {args.dtype}, "
+          f"median of {args.rounds} rounds, {machine['date']}")
+    for cell in args.cells:
+        cell_rows = [r for r in rows if r["cell"] == cell]
+        print(f"\n{'### ' if args.markdown else ''}{cell.upper()}\n")
+        print(table(cell_rows, args.contenders, markdown=args.markdown))
+    print()
+    footnotes = notes(args, rows, results, skipped)
+    for line in footnotes:
+        print(f"- {line}" if args.markdown else f"  {line}")
+
+    if args.json:
+        data = {"machine": machine,
+                "settings": {"dtype": args.dtype, "threads": args.threads, "rounds": args.rounds,
+                             "min_time_s": args.min_time, "reference_max_gflop": args.reference_max_gflop,
+                             "shapes": {k: list(v) for k, v in args.shapes.items()}},
+                "contenders": results.info, "results": rows, "notes": footnotes}
+        tmp = args.json + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=1)
+        os.replace(tmp, args.json)
+        print(f"wrote {args.json}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
