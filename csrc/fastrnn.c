@@ -112,6 +112,17 @@ static int fr_loop_threads(int nthreads, int B, int H, int K, int G, int vl)
     return n < 1 ? 1 : n;
 }
 
+/* Threads for the whole call: those of the time loop, or more when the big products (2 T B GH I flops)
+ * give each at least FR_MIN_FLOPS_PER_GEMM_THREAD of work. */
+#define FR_MIN_FLOPS_PER_GEMM_THREAD 2e6
+static int fr_team_threads(int nthreads, int nloop, int T, int B, int I, int GH)
+{
+    double flops = 2.0 * T * B * (double)GH * I;
+    int n = (int)(flops / FR_MIN_FLOPS_PER_GEMM_THREAD);
+    if (n > nthreads) n = nthreads;
+    return n > nloop ? n : nloop;
+}
+
 int fr_openmp_enabled(void)
 {
 #ifdef _OPENMP

@@ -29,13 +29,17 @@
  *   dgx      (T, B, G*H)   scratch, time-ordered: gradient of the input pre-activations
  *                          (RNN: may be the same buffer as dgh when lengths is NULL and reverse is 0)
  *
+ * The big products (input projection before the loop; dx and the weight gradients after it, K = T*B)
+ * are fastrnn's own packed GEMM (microkernel.h: par_gemm) run by the same parallel region as the loop
+ * when `gemm` is NULL, or single OpenBLAS calls through `gemm` (column-major Fortran sgemm/dgemm as
+ * scipy.linalg.cython_blas exports it), which then run on OpenBLAS's own thread pool.
+ *
  * The time loop runs inside one OpenMP parallel region: each thread owns a slice of the hidden units,
  * packs its rows of w_hh once into its own buffer, and computes its slice of every step's recurrent
  * product (a register-blocked micro-kernel) and gate math; threads meet at one barrier per step
- * (two for the Cho GRU). The big products (input projection, dx, weight gradients) are single BLAS
- * GEMMs outside the loop. Denormals are flushed to zero inside the kernels (x86 MXCSR).
+ * (two for the Cho GRU). Denormals are flushed to zero inside the kernels (x86 MXCSR).
  * Results do not depend on the thread count: every element is computed by the same operations in
- * the same order whichever thread owns it.
+ * the same order whichever thread owns it (bitwise; with `gemm` set, OpenBLAS may round differently).
  */
 #ifndef FASTRNN_H
 #define FASTRNN_H

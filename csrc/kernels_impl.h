@@ -54,6 +54,33 @@ static void SFX(weight_gradients)(REAL *dx, REAL *dw_ih, REAL *dw_hh, const REAL
     SFX(gemm_rm)(gemm, 0, 0, M, I, GH, 1, dgx, GH, w_ih, I, 0, dx, I);
 }
 
+/* The same two steps with fastrnn's own packed GEMM, run by every thread of the loop's parallel
+ * region (no second thread pool, and bitwise the same at any thread count). P: shared packing buffer
+ * of big_pack_size() elements. */
+static size_t SFX(big_pack_size)(int I, int H, int GH)
+{
+    int n = GH > I ? GH : I;
+    n = (n + SFX(NR) - 1) / SFX(NR) * SFX(NR);
+    return (size_t)FR_KC * n;
+}
+
+static void SFX(input_projection_par)(REAL *xproj, const REAL *x, const REAL *w_ih, size_t TB, int I, int GH,
+                                      REAL *P)
+{
+    SFX(par_gemm)((int)TB, GH, I, x, I, 1, w_ih, 1, I, xproj, GH, 0, P);
+}
+
+static void SFX(weight_gradients_par)(REAL *dx, REAL *dw_ih, REAL *dw_hh, const REAL *dgh, const REAL *dgx,
+                                      const REAL *x, const REAL *states, const REAL *rh, int ld_rh,
+                                      const REAL *w_ih, size_t TB, int I, int H, int GH, int split, REAL *P)
+{
+    int M = (int)TB;
+    SFX(par_gemm)(split, H, M, dgh, 1, GH, states, H, 1, dw_hh, H, 1, P);
+    if (split < GH) SFX(par_gemm)(GH - split, H, M, dgh + split, 1, GH, rh, ld_rh, 1, dw_hh + (size_t)split * H, H, 1, P);
+    SFX(par_gemm)(GH, I, M, dgx, 1, GH, x, I, 1, dw_ih, I, 1, P);
+    SFX(par_gemm)(M, I, GH, dgx, GH, 1, w_ih, I, 1, dx, I, 0, P);
+}
+
 /* Everything a thread of the time loop owns: its hidden units [j0, j1), its packed weights, one
  * step's product. */
 typedef struct {
@@ -63,10 +90,11 @@ typedef struct {
 } SFX(slice_t);
 
 /* Allocate a thread's buffers: P1 (K1 x g1*hs), P2 (K2 x g2*hs, may be empty), S. Returns 0 on failure. */
-static int SFX(slice_alloc)(SFX(slice_t) *sl, int H, int B, int K1, int g1, int K2, int g2)
+static int SFX(slice_alloc)(SFX(slice_t) *sl, int nt, int H, int B, int K1, int g1, int K2, int g2)
 {
     const int NR = SFX(NR);
-    int nt = omp_get_num_threads(), tid = omp_get_thread_num();
+    int tid = omp_get_thread_num();
+    if (nt > omp_get_num_threads()) nt = omp_get_num_threads();
     fr_slice(H, nt, tid, SFX(VL), &sl->j0, &sl->hs);
     sl->np1 = (g1 * sl->hs + NR - 1) / NR * NR;
     sl->np2 = (g2 * sl->hs + NR - 1) / NR * NR;
@@ -87,10 +115,10 @@ static void SFX(slice_free)(SFX(slice_t) *sl)
 /* The start of every time loop, run by each thread of the parallel region: flush denormals, take
  * this thread's slice of hidden units and allocate its buffers (see slice_alloc), and let thread 0
  * size the per-step barrier. Returns 0 (and raises *failed for everyone) when out of memory. */
-static int SFX(loop_begin)(SFX(slice_t) *sl, fr_barrier_t *bar, int *failed, int H, int B, int K1, int g1,
-                           int K2, int g2)
+static int SFX(loop_begin)(SFX(slice_t) *sl, fr_barrier_t *bar, int *failed, int nt, int H, int B, int K1,
+                           int g1, int K2, int g2)
 {
-    int ok = SFX(slice_alloc)(sl, H, B, K1, g1, K2, g2);
+    int ok = SFX(slice_alloc)(sl, nt, H, B, K1, g1, K2, g2);
     if (!ok) {
 #pragma omp atomic write
         *failed = 1;
@@ -123,20 +151,27 @@ int SFX(fr_rnn_forward)(REAL *out, REAL *h_n, REAL *states, REAL *xproj, const R
     memcpy(states, h0, sizeof(REAL) * BH);
     if (T > 0 && BH > 0) {
         REAL *bias = SFX(input_bias)(b_ih, b_hh, H, 0, 0);
-        if (!bias) return FR_ENOMEM;
-        SFX(input_projection)(xproj, x, w_ih, (size_t)T * B, I, H, gemm);
+        REAL *P = gemm ? NULL : (REAL *)fr_alloc(sizeof(REAL) * SFX(big_pack_size)(I, H, H));
+        if (!bias || (!gemm && !P)) {
+            fr_free(bias);
+            fr_free(P);
+            return FR_ENOMEM;
+        }
+        if (gemm) SFX(input_projection)(xproj, x, w_ih, (size_t)T * B, I, H, gemm);
         if (lengths) memset(out, 0, sizeof(REAL) * T * BH);
         int failed = 0;
         fr_barrier_t bar = {0};
-#pragma omp parallel num_threads(fr_loop_threads(nthreads, B, H, H, 1, SFX(VL)))
+        const int nloop = fr_loop_threads(nthreads, B, H, H, 1, SFX(VL));
+#pragma omp parallel num_threads(gemm ? nloop : fr_team_threads(nthreads, nloop, T, B, I, H))
         {
             unsigned csr = fr_ftz_on();
             SFX(slice_t) sl;
             int phase = 0;
             /* P1[k][c] = w_hh[j0 + c][k]: my units' rows */
-            if (SFX(loop_begin)(&sl, &bar, &failed, H, B, H, 1, 0, 0))
+            if (SFX(loop_begin)(&sl, &bar, &failed, nloop, H, B, H, 1, 0, 0))
                 SFX(pack_panels)(sl.P1, w_hh, H, 1, sl.hs, sl.j0, 0, H, 1, sl.np1);
 #pragma omp barrier
+            if (!gemm && !failed) SFX(input_projection_par)(xproj, x, w_ih, (size_t)T * B, I, H, P);
             const int j0 = sl.j0, hs = sl.hs;
             for (int s = 0; s < T && !failed; s++) {
                 const REAL *hp = states + s * BH;
@@ -167,6 +202,7 @@ int SFX(fr_rnn_forward)(REAL *out, REAL *h_n, REAL *states, REAL *xproj, const R
             fr_ftz_restore(csr);
         }
         fr_free(bias);
+        fr_free(P);
         if (failed) return FR_ENOMEM;
     }
     memcpy(h_n, states + (size_t)T * BH, sizeof(REAL) * BH);
@@ -186,15 +222,18 @@ int SFX(fr_rnn_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
         return FR_OK;
     }
     if (lengths && dgx != dgh) memset(dgx, 0, sizeof(REAL) * T * BH);
+    REAL *P = gemm ? NULL : (REAL *)fr_alloc(sizeof(REAL) * SFX(big_pack_size)(I, H, H));
+    if (!gemm && !P) return FR_ENOMEM;
     int failed = 0;
     fr_barrier_t bar = {0};
-#pragma omp parallel num_threads(fr_loop_threads(nthreads, B, H, H, 1, SFX(VL)))
+    const int nloop = fr_loop_threads(nthreads, B, H, H, 1, SFX(VL));
+#pragma omp parallel num_threads(gemm ? nloop : fr_team_threads(nthreads, nloop, T, B, I, H))
     {
         unsigned csr = fr_ftz_on();
         SFX(slice_t) sl;
         int phase = 0;
         /* P1[k][c] = w_hh[k][j0 + c]: dh_{s-1}[:, my units] = dgh_s w_hh[:, my units] */
-        if (SFX(loop_begin)(&sl, &bar, &failed, H, B, H, 1, 0, 0))
+        if (SFX(loop_begin)(&sl, &bar, &failed, nloop, H, B, H, 1, 0, 0))
             SFX(pack_panels)(sl.P1, w_hh, H, 1, sl.hs, sl.j0, 0, 1, H, sl.np1);
 #pragma omp barrier
         const int j0 = sl.j0, hs = sl.hs;
@@ -231,11 +270,17 @@ int SFX(fr_rnn_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
                     for (int u = 0; u < hs; u++) dh[(size_t)b * H + j0 + u] += sl.S[(size_t)b * sl.np1 + u];
             }
         }
+#pragma omp barrier
+        if (!gemm && !failed)
+            SFX(weight_gradients_par)(dx, dw_ih, dw_hh, dgh, dgx, x, states, NULL, 0, w_ih, (size_t)T * B, I, H, H,
+                                      H, P);
         SFX(slice_free)(&sl);
         fr_ftz_restore(csr);
     }
+    fr_free(P);
     if (failed) return FR_ENOMEM;
-    SFX(weight_gradients)(dx, dw_ih, dw_hh, dgh, dgx, x, states, NULL, 0, w_ih, (size_t)T * B, I, H, H, H, gemm);
+    if (gemm)
+        SFX(weight_gradients)(dx, dw_ih, dw_hh, dgh, dgx, x, states, NULL, 0, w_ih, (size_t)T * B, I, H, H, H, gemm);
     return FR_OK;
 }
 
@@ -257,12 +302,18 @@ int SFX(fr_gru_forward)(REAL *out, REAL *h_n, REAL *states, REAL *gates, REAL *x
     if (T > 0 && BH > 0) {
         /* b_hn stays inside r * (...) with reset_after; otherwise every b_hh joins the input bias */
         REAL *bias = SFX(input_bias)(b_ih, b_hh, GH, reset_after ? 2 * H : 0, reset_after ? GH : 0);
-        if (!bias) return FR_ENOMEM;
-        SFX(input_projection)(xproj, x, w_ih, (size_t)T * B, I, GH, gemm);
+        REAL *P = gemm ? NULL : (REAL *)fr_alloc(sizeof(REAL) * SFX(big_pack_size)(I, H, GH));
+        if (!bias || (!gemm && !P)) {
+            fr_free(bias);
+            fr_free(P);
+            return FR_ENOMEM;
+        }
+        if (gemm) SFX(input_projection)(xproj, x, w_ih, (size_t)T * B, I, GH, gemm);
         if (lengths) memset(out, 0, sizeof(REAL) * T * BH);
         int failed = 0;
         fr_barrier_t bar = {0};
-#pragma omp parallel num_threads(fr_loop_threads(nthreads, B, H, H, 3, SFX(VL)))
+        const int nloop = fr_loop_threads(nthreads, B, H, H, 3, SFX(VL));
+#pragma omp parallel num_threads(gemm ? nloop : fr_team_threads(nthreads, nloop, T, B, I, GH))
         {
             unsigned csr = fr_ftz_on();
             SFX(slice_t) sl;
@@ -270,11 +321,12 @@ int SFX(fr_gru_forward)(REAL *out, REAL *h_n, REAL *states, REAL *gates, REAL *x
             /* reset_after: P1 = rows r, z, n of my units (one product per step);
                Cho: P1 = rows r, z (on h), P2 = rows n (on r * h, after a barrier) */
             int g1 = reset_after ? 3 : 2, g2 = reset_after ? 0 : 1;
-            if (SFX(loop_begin)(&sl, &bar, &failed, H, B, H, g1, H, g2)) {
+            if (SFX(loop_begin)(&sl, &bar, &failed, nloop, H, B, H, g1, H, g2)) {
                 SFX(pack_panels)(sl.P1, w_hh, H, g1, sl.hs, sl.j0, (size_t)H * H, H, 1, sl.np1);
                 if (g2) SFX(pack_panels)(sl.P2, w_hh + (size_t)2 * H * H, H, 1, sl.hs, sl.j0, 0, H, 1, sl.np2);
             }
 #pragma omp barrier
+            if (!gemm && !failed) SFX(input_projection_par)(xproj, x, w_ih, (size_t)T * B, I, GH, P);
             const int j0 = sl.j0, hs = sl.hs, ld = sl.np1;
             const REAL *bx = bias, *b_hn = b_hh + 2 * H;
             for (int s = 0; s < T && !failed; s++) {
@@ -353,6 +405,7 @@ int SFX(fr_gru_forward)(REAL *out, REAL *h_n, REAL *states, REAL *gates, REAL *x
             fr_ftz_restore(csr);
         }
         fr_free(bias);
+        fr_free(P);
         if (failed) return FR_ENOMEM;
     }
     memcpy(h_n, states + (size_t)T * BH, sizeof(REAL) * BH);
@@ -378,12 +431,15 @@ int SFX(fr_gru_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
     /* reset_after: P1[k][c] = w_hh[k][j0 + c], k < 3H: dh[:, my units] += dgh_s w_hh[:, my units]
        Cho: P1 = rows r, z (K = 2H) for dh; P2 = rows n (K = H) for d(r * h) */
     const int K1 = reset_after ? GH : 2 * H, K2 = reset_after ? 0 : H;
-#pragma omp parallel num_threads(fr_loop_threads(nthreads, B, H, H, 3, SFX(VL)))
+    REAL *P = gemm ? NULL : (REAL *)fr_alloc(sizeof(REAL) * SFX(big_pack_size)(I, H, GH));
+    if (!gemm && !P) return FR_ENOMEM;
+    const int nloop = fr_loop_threads(nthreads, B, H, H, 3, SFX(VL));
+#pragma omp parallel num_threads(gemm ? nloop : fr_team_threads(nthreads, nloop, T, B, I, GH))
     {
         unsigned csr = fr_ftz_on();
         SFX(slice_t) sl;
         int phase = 0;
-        if (SFX(loop_begin)(&sl, &bar, &failed, H, B, K1, 1, K2, K2 ? 1 : 0)) {
+        if (SFX(loop_begin)(&sl, &bar, &failed, nloop, H, B, K1, 1, K2, K2 ? 1 : 0)) {
             SFX(pack_panels)(sl.P1, w_hh, K1, 1, sl.hs, sl.j0, 0, 1, H, sl.np1);
             if (K2) SFX(pack_panels)(sl.P2, w_hh + (size_t)2 * H * H, K2, 1, sl.hs, sl.j0, 0, 1, H, sl.np2);
         }
@@ -477,11 +533,17 @@ int SFX(fr_gru_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
                     for (int u = 0; u < hs; u++) dh[(size_t)b * H + j0 + u] += sl.S[(size_t)b * sl.np1 + u];
             }
         }
+#pragma omp barrier
+        if (!gemm && !failed)
+            SFX(weight_gradients_par)(dx, dw_ih, dw_hh, dgh, dgx, x, states, gates + 3 * H, 4 * H, w_ih,
+                                      (size_t)T * B, I, H, GH, reset_after ? GH : 2 * H, P);
         SFX(slice_free)(&sl);
         fr_ftz_restore(csr);
     }
+    fr_free(P);
     if (failed) return FR_ENOMEM;
-    SFX(weight_gradients)(dx, dw_ih, dw_hh, dgh, dgx, x, states, gates + 3 * H, 4 * H, w_ih, (size_t)T * B, I,
-                          H, GH, reset_after ? GH : 2 * H, gemm);
+    if (gemm)
+        SFX(weight_gradients)(dx, dw_ih, dw_hh, dgh, dgx, x, states, gates + 3 * H, 4 * H, w_ih, (size_t)T * B, I,
+                              H, GH, reset_after ? GH : 2 * H, gemm);
     return FR_OK;
 }

@@ -33,15 +33,18 @@ static void SFX(pack_panels)(REAL *P, const REAL *src, int K, int ngroups, int h
     }
 }
 
-/* One MR x NR block; rows past `mr` repeat the last valid row and are not stored. */
-static inline void SFX(ukernel)(int mr, int K, const REAL *A, size_t lda, const REAL *P, REAL *C, size_t ldc)
+/* One MR x NR block of C (+)= A P: A(i, k) = A[i * rs + k * cs]; rows past `mr` repeat the last valid
+ * row and columns past `nc` are computed but not stored; `acc` adds into C instead of overwriting. */
+static inline __attribute__((always_inline)) void SFX(ukernel)(int mr, int nc, int K, const REAL *A, size_t rs,
+                                                              size_t cs, const REAL *P, REAL *C, size_t ldc,
+                                                              int acc)
 {
     typedef SFX(vec) V;
     enum { VL = SFX(VL), NR = SFX(NR) };
     const REAL *a[FR_MR];
     V c0[FR_MR], c1[FR_MR];
     for (int i = 0; i < FR_MR; i++) {
-        a[i] = A + (size_t)(i < mr ? i : mr - 1) * lda;
+        a[i] = A + (size_t)(i < mr ? i : mr - 1) * rs;
         c0[i] = (V){0};
         c1[i] = (V){0};
     }
@@ -49,22 +52,83 @@ static inline void SFX(ukernel)(int mr, int K, const REAL *A, size_t lda, const 
         V b0 = *(const V *)(P + (size_t)k * NR);
         V b1 = *(const V *)(P + (size_t)k * NR + VL);
         for (int i = 0; i < FR_MR; i++) {
-            REAL av = a[i][k];
+            REAL av = a[i][k * cs];
             c0[i] += av * b0;
             c1[i] += av * b1;
         }
     }
     for (int i = 0; i < mr; i++) {
-        memcpy(C + (size_t)i * ldc, &c0[i], sizeof(V));
-        memcpy(C + (size_t)i * ldc + VL, &c1[i], sizeof(V));
+        REAL *c = C + (size_t)i * ldc;
+        REAL tmp[NR];
+        memcpy(tmp, &c0[i], sizeof(V));
+        memcpy(tmp + VL, &c1[i], sizeof(V));
+        if (acc)
+            for (int j = 0; j < nc; j++) c[j] += tmp[j];
+        else
+            memcpy(c, tmp, sizeof(REAL) * nc);
     }
 }
 
-__attribute__((noinline)) static void SFX(packed_gemm)(int M, int Np, int K, const REAL *A, size_t lda, const REAL *P, REAL *C, size_t ldc)
+/* One step's recurrent product, by one thread: C[M, Np] = A[M, K] P (A rows of stride lda). */
+__attribute__((noinline)) static void SFX(packed_gemm)(int M, int Np, int K, const REAL *A, size_t lda,
+                                                      const REAL *P, REAL *C, size_t ldc)
 {
     const int NR = SFX(NR);
     for (int p = 0; p < Np / NR; p++)
         for (int i0 = 0; i0 < M; i0 += FR_MR)
-            SFX(ukernel)(M - i0 < FR_MR ? M - i0 : FR_MR, K, A + (size_t)i0 * lda, lda,
-                         P + (size_t)p * K * NR, C + (size_t)i0 * ldc + (size_t)p * NR, ldc);
+            SFX(ukernel)(M - i0 < FR_MR ? M - i0 : FR_MR, NR, K, A + (size_t)i0 * lda, lda, 1,
+                         P + (size_t)p * K * NR, C + (size_t)i0 * ldc + (size_t)p * NR, ldc, 0);
+}
+
+/* A row block of a big product: C[rows, 0..N) (+)= A[rows, 0..K) P, A with strides (rs, cs). */
+__attribute__((noinline)) static void SFX(gemm_rows)(int mr, int N, int K, const REAL *A, size_t rs, size_t cs,
+                                                    const REAL *P, REAL *C, size_t ldc, int acc)
+{
+    const int NR = SFX(NR);
+    for (int p = 0; p * NR < N; p++) {
+        int nc = N - p * NR < NR ? N - p * NR : NR;
+        if (cs == 1)
+            SFX(ukernel)(mr, nc, K, A, rs, 1, P + (size_t)p * K * NR, C + (size_t)p * NR, ldc, acc);
+        else
+            SFX(ukernel)(mr, nc, K, A, rs, cs, P + (size_t)p * K * NR, C + (size_t)p * NR, ldc, acc);
+    }
+}
+
+/* The big products (input projection, dx, weight gradients), shared by all threads of a parallel
+ * region, who must all call it:  C[M, N] = (acc ? C : 0) + A B  with A(i, k) = A[i*ars + k*acs],
+ * B(k, j) = Bm[k*brs + j*bcs]. B is packed in blocks of FR_KC rows into the shared buffer P
+ * (FR_KC x N rounded up to NR), each thread then multiplies whole blocks of FR_MR rows. Every element
+ * is summed in the same order whatever the thread count. */
+#ifndef FR_KC
+#define FR_KC 384
+#endif
+static void SFX(par_gemm)(int M, int N, int K, const REAL *A, size_t ars, size_t acs, const REAL *Bm, size_t brs,
+                          size_t bcs, REAL *C, size_t ldc, int acc, REAL *P)
+{
+    const int NR = SFX(NR);
+    const int npanels = (N + NR - 1) / NR, nrows = (M + FR_MR - 1) / FR_MR;
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0 && !acc) {
+#pragma omp for schedule(static)
+        for (int i = 0; i < M; i++) memset(C + (size_t)i * ldc, 0, sizeof(REAL) * N);
+        return;
+    }
+    for (int k0 = 0; k0 < K; k0 += FR_KC) {
+        const int kc = K - k0 < FR_KC ? K - k0 : FR_KC;
+#pragma omp for schedule(static)
+        for (int p = 0; p < npanels; p++) {
+            REAL *dst = P + (size_t)p * kc * NR;
+            for (int k = 0; k < kc; k++)
+                for (int c = 0; c < NR; c++) {
+                    int j = p * NR + c;
+                    dst[(size_t)k * NR + c] = j < N ? Bm[(size_t)(k0 + k) * brs + (size_t)j * bcs] : 0;
+                }
+        }
+#pragma omp for schedule(static)
+        for (int r = 0; r < nrows; r++) {
+            int i0 = r * FR_MR, mr = M - i0 < FR_MR ? M - i0 : FR_MR;
+            SFX(gemm_rows)(mr, N, kc, A + (size_t)i0 * ars + (size_t)k0 * acs, ars, acs, P, C + (size_t)i0 * ldc, ldc,
+                           acc || k0 > 0);
+        }
+    }
 }

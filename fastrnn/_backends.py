@@ -24,6 +24,7 @@ if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ an
 # name -> module path, fastest first; `backend=None` picks the first one that imports.
 _CANDIDATES = {
     "c": "fastrnn._ckernels",
+    "c-blas": "fastrnn._cblas",
     "numpy": "fastrnn.reference",
 }
 _loaded = {}

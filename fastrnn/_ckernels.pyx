@@ -1,6 +1,8 @@
 """The "c" backend: Cython bindings of the C kernels in csrc/ (see csrc/fastrnn.h for every buffer).
 
-Same contract as fastrnn.reference (see fastrnn/_backends.py). Outputs and the backward's cache are
+Same contract as fastrnn.reference (see fastrnn/_backends.py). With use_blas=True (the "c-blas"
+backend, fastrnn/_cblas.py) the big products before and after the time loop are OpenBLAS GEMMs through
+scipy.linalg.cython_blas instead of fastrnn's own packed GEMM inside the loop's parallel region. Outputs and the backward's cache are
 NumPy arrays allocated here; the kernels run without the GIL; BLAS comes from scipy.linalg.cython_blas.
 """
 import numpy as np
@@ -96,18 +98,18 @@ def _check(int rc, what):
 def _rnn_fwd(floating[::1] out, floating[::1] h_n, floating[::1] states, floating[::1] xproj,
              const floating[::1] x, const floating[::1] h0, const floating[::1] w_ih,
              const floating[::1] w_hh, const floating[::1] b_ih, const floating[::1] b_hh,
-             const int64_t[::1] lengths, int T, int B, int I, int H, int relu, int reverse, int nt):
+             const int64_t[::1] lengths, int T, int B, int I, int H, int relu, int reverse, int nt, bint use_blas):
     cdef int rc
     cdef const int64_t *plen = _plen(lengths)
     with nogil:
         if floating is float:
             rc = fr_rnn_forward_f32(_p(out), _p(h_n), _p(states), _p(xproj), _c(x), _c(h0), _c(w_ih),
                                     _c(w_hh), _c(b_ih), _c(b_hh), plen, T, B, I, H, relu, reverse, nt,
-                                    <fr_gemm_f32>sgemm)
+                                    (<fr_gemm_f32>sgemm if use_blas else NULL))
         else:
             rc = fr_rnn_forward_f64(_p(out), _p(h_n), _p(states), _p(xproj), _c(x), _c(h0), _c(w_ih),
                                     _c(w_hh), _c(b_ih), _c(b_hh), plen, T, B, I, H, relu, reverse, nt,
-                                    <fr_gemm_f64>dgemm)
+                                    (<fr_gemm_f64>dgemm if use_blas else NULL))
     _check(rc, "rnn_forward")
 
 
@@ -115,36 +117,36 @@ def _rnn_bwd(floating[::1] dx, floating[::1] dh0, floating[::1] dw_ih, floating[
              floating[::1] db_ih, floating[::1] db_hh, floating[::1] dgh, floating[::1] dgx,
              const floating[::1] d_out, const floating[::1] d_hn, const floating[::1] x,
              const floating[::1] states, const floating[::1] w_ih, const floating[::1] w_hh,
-             const int64_t[::1] lengths, int T, int B, int I, int H, int relu, int reverse, int nt):
+             const int64_t[::1] lengths, int T, int B, int I, int H, int relu, int reverse, int nt, bint use_blas):
     cdef int rc
     cdef const int64_t *plen = _plen(lengths)
     with nogil:
         if floating is float:
             rc = fr_rnn_backward_f32(_p(dx), _p(dh0), _p(dw_ih), _p(dw_hh), _p(db_ih), _p(db_hh), _p(dgh),
                                      _p(dgx), _c(d_out), _c(d_hn), _c(x), _c(states), _c(w_ih), _c(w_hh),
-                                     plen, T, B, I, H, relu, reverse, nt, <fr_gemm_f32>sgemm)
+                                     plen, T, B, I, H, relu, reverse, nt, (<fr_gemm_f32>sgemm if use_blas else NULL))
         else:
             rc = fr_rnn_backward_f64(_p(dx), _p(dh0), _p(dw_ih), _p(dw_hh), _p(db_ih), _p(db_hh), _p(dgh),
                                      _p(dgx), _c(d_out), _c(d_hn), _c(x), _c(states), _c(w_ih), _c(w_hh),
-                                     plen, T, B, I, H, relu, reverse, nt, <fr_gemm_f64>dgemm)
+                                     plen, T, B, I, H, relu, reverse, nt, (<fr_gemm_f64>dgemm if use_blas else NULL))
     _check(rc, "rnn_backward")
 
 
 def _gru_fwd(floating[::1] out, floating[::1] h_n, floating[::1] states, floating[::1] gates,
              floating[::1] xproj, const floating[::1] x, const floating[::1] h0, const floating[::1] w_ih,
              const floating[::1] w_hh, const floating[::1] b_ih, const floating[::1] b_hh,
-             const int64_t[::1] lengths, int T, int B, int I, int H, int reset_after, int reverse, int nt):
+             const int64_t[::1] lengths, int T, int B, int I, int H, int reset_after, int reverse, int nt, bint use_blas):
     cdef int rc
     cdef const int64_t *plen = _plen(lengths)
     with nogil:
         if floating is float:
             rc = fr_gru_forward_f32(_p(out), _p(h_n), _p(states), _p(gates), _p(xproj), _c(x), _c(h0),
                                     _c(w_ih), _c(w_hh), _c(b_ih), _c(b_hh), plen, T, B, I, H, reset_after,
-                                    reverse, nt, <fr_gemm_f32>sgemm)
+                                    reverse, nt, (<fr_gemm_f32>sgemm if use_blas else NULL))
         else:
             rc = fr_gru_forward_f64(_p(out), _p(h_n), _p(states), _p(gates), _p(xproj), _c(x), _c(h0),
                                     _c(w_ih), _c(w_hh), _c(b_ih), _c(b_hh), plen, T, B, I, H, reset_after,
-                                    reverse, nt, <fr_gemm_f64>dgemm)
+                                    reverse, nt, (<fr_gemm_f64>dgemm if use_blas else NULL))
     _check(rc, "gru_forward")
 
 
@@ -153,18 +155,18 @@ def _gru_bwd(floating[::1] dx, floating[::1] dh0, floating[::1] dw_ih, floating[
              const floating[::1] d_out, const floating[::1] d_hn, const floating[::1] x,
              const floating[::1] states, const floating[::1] gates, const floating[::1] w_ih,
              const floating[::1] w_hh, const int64_t[::1] lengths, int T, int B, int I, int H,
-             int reset_after, int reverse, int nt):
+             int reset_after, int reverse, int nt, bint use_blas):
     cdef int rc
     cdef const int64_t *plen = _plen(lengths)
     with nogil:
         if floating is float:
             rc = fr_gru_backward_f32(_p(dx), _p(dh0), _p(dw_ih), _p(dw_hh), _p(db_ih), _p(db_hh), _p(dgh),
                                      _p(dgx), _c(d_out), _c(d_hn), _c(x), _c(states), _c(gates), _c(w_ih),
-                                     _c(w_hh), plen, T, B, I, H, reset_after, reverse, nt, <fr_gemm_f32>sgemm)
+                                     _c(w_hh), plen, T, B, I, H, reset_after, reverse, nt, (<fr_gemm_f32>sgemm if use_blas else NULL))
         else:
             rc = fr_gru_backward_f64(_p(dx), _p(dh0), _p(dw_ih), _p(dw_hh), _p(db_ih), _p(db_hh), _p(dgh),
                                      _p(dgx), _c(d_out), _c(d_hn), _c(x), _c(states), _c(gates), _c(w_ih),
-                                     _c(w_hh), plen, T, B, I, H, reset_after, reverse, nt, <fr_gemm_f64>dgemm)
+                                     _c(w_hh), plen, T, B, I, H, reset_after, reverse, nt, (<fr_gemm_f64>dgemm if use_blas else NULL))
     _check(rc, "gru_backward")
 
 
@@ -180,7 +182,7 @@ def _grads(x, w_ih, w_hh):
     return (np.zeros(w_ih.shape, dt), np.zeros(w_hh.shape, dt), np.zeros(G_H, dt), np.zeros(G_H, dt))
 
 
-def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh", reverse=False, lengths=None):
+def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh", reverse=False, lengths=None, use_blas=False):
     T, B, I = x.shape
     H = w_hh.shape[1]
     _check_sizes(T, B, I, H, 1)
@@ -189,9 +191,9 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh", reverse=Fals
     states, xproj = np.empty((T + 1, B, H), dt), np.empty((T, B, H), dt)
     relu = nonlinearity == "relu"
     _rnn_fwd(*_flat(out, h_n, states, xproj, x, h0, w_ih, w_hh, b_ih, b_hh), lengths, T, B, I, H,
-             relu, reverse, get_num_threads())
+             relu, reverse, get_num_threads(), use_blas)
     cache = {"x": x, "states": states, "w_ih": w_ih, "w_hh": w_hh, "lengths": lengths, "relu": relu,
-             "reverse": reverse}
+             "reverse": reverse, "use_blas": use_blas}
     return out, h_n, cache
 
 
@@ -206,11 +208,11 @@ def rnn_backward(d_out, d_hn, cache):
     # input and recurrent pre-activation gradients coincide when steps and times do
     dgx = dgh if lengths is None and not cache["reverse"] else np.empty((T, B, H), dt)
     _rnn_bwd(*_flat(dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dgh, dgx, d_out, d_hn, x, states, w_ih, w_hh),
-             lengths, T, B, I, H, cache["relu"], cache["reverse"], get_num_threads())
+             lengths, T, B, I, H, cache["relu"], cache["reverse"], get_num_threads(), cache["use_blas"])
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh
 
 
-def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reset_after=True, reverse=False, lengths=None):
+def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reset_after=True, reverse=False, lengths=None, use_blas=False):
     T, B, I = x.shape
     H = w_hh.shape[1]
     _check_sizes(T, B, I, H, 3)
@@ -219,9 +221,9 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reset_after=True, reverse=False, 
     states, gates = np.empty((T + 1, B, H), dt), np.empty((T, B, 4 * H), dt)
     xproj = np.empty((T, B, 3 * H), dt)
     _gru_fwd(*_flat(out, h_n, states, gates, xproj, x, h0, w_ih, w_hh, b_ih, b_hh), lengths, T, B, I, H,
-             reset_after, reverse, get_num_threads())
+             reset_after, reverse, get_num_threads(), use_blas)
     cache = {"x": x, "states": states, "gates": gates, "w_ih": w_ih, "w_hh": w_hh, "lengths": lengths,
-             "reset_after": reset_after, "reverse": reverse}
+             "reset_after": reset_after, "reverse": reverse, "use_blas": use_blas}
     return out, h_n, cache
 
 
@@ -235,5 +237,6 @@ def gru_backward(d_out, d_hn, cache):
     dw_ih, dw_hh, db_ih, db_hh = _grads(x, w_ih, w_hh)
     dgh, dgx = np.empty((T, B, 3 * H), dt), np.empty((T, B, 3 * H), dt)
     _gru_bwd(*_flat(dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dgh, dgx, d_out, d_hn, x, states, gates, w_ih,
-                    w_hh), lengths, T, B, I, H, cache["reset_after"], cache["reverse"], get_num_threads())
+                    w_hh), lengths, T, B, I, H, cache["reset_after"], cache["reverse"], get_num_threads(),
+             cache["use_blas"])
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh

@@ -44,6 +44,9 @@ def set_num_threads(n):
     if n < 1:
         raise ValueError(f"set_num_threads: expected n >= 1, got {n}")
     _state["threads"] = n
+    from . import _backends
+
+    _backends.backends()          # load the compiled kernels, and with them scipy's BLAS, first
     ctl = _blas_controller()
     if ctl is not None:
         ctl.limit(limits=n, user_api="blas")
