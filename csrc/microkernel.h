@@ -12,9 +12,7 @@
 
 typedef REAL SFX(vec) __attribute__((vector_size(FR_VBYTES)));
 enum { SFX(VL) = FR_VBYTES / (int)sizeof(REAL), SFX(NR) = 2 * (FR_VBYTES / (int)sizeof(REAL)) };
-#ifndef FR_MR
-#define FR_MR 6
-#endif
+#define FR_MR 6   /* rows of a register block: 2 * FR_MR accumulators + 2 panel vectors + 1 broadcast */
 
 /* Bmat[k][c] = src[colbase(c) + k * kstride], with colbase(c) = (c / hs) * gstride + (j0 + c % hs) * cstride:
  * `ngroups` groups of `hs` columns (gates of one hidden slice), zero-padded up to np columns. */
@@ -33,39 +31,76 @@ static void SFX(pack_panels)(REAL *P, const REAL *src, int K, int ngroups, int h
     }
 }
 
-/* One MR x NR block of C (+)= A P: A(i, k) = A[i * rs + k * cs]; rows past `mr` repeat the last valid
- * row and columns past `nc` are computed but not stored; `acc` adds into C instead of overwriting. */
-static inline __attribute__((always_inline)) void SFX(ukernel)(int mr, int nc, int K, const REAL *A, size_t rs,
-                                                              size_t cs, const REAL *P, REAL *C, size_t ldc,
-                                                              int acc)
+/* Store an accumulated row: C[0..nc) = (acc ? C : 0) + (v0, v1). */
+static inline __attribute__((always_inline)) void SFX(store_row)(REAL *c, SFX(vec) v0, SFX(vec) v1, int nc, int acc)
+{
+    enum { VL = SFX(VL), NR = SFX(NR) };
+    REAL tmp[NR];
+    memcpy(tmp, &v0, sizeof v0);
+    memcpy(tmp + VL, &v1, sizeof v1);
+    if (acc)
+        for (int j = 0; j < nc; j++) c[j] += tmp[j];
+    else
+        memcpy(c, tmp, sizeof(REAL) * nc);
+}
+
+/* One MRC x NR block of C (+)= A P, MRC a compile-time constant (1 < MRC <= FR_MR) after inlining:
+ * A(i, k) = A[i * rs + k * cs]; columns past `nc` are computed but not stored; `acc` adds into C. */
+static inline __attribute__((always_inline)) void SFX(ukernel)(const int MRC, int nc, int K, const REAL *A,
+                                                              size_t rs, size_t cs, const REAL *P, REAL *C,
+                                                              size_t ldc, int acc)
 {
     typedef SFX(vec) V;
     enum { VL = SFX(VL), NR = SFX(NR) };
-    const REAL *a[FR_MR];
     V c0[FR_MR], c1[FR_MR];
-    for (int i = 0; i < FR_MR; i++) {
-        a[i] = A + (size_t)(i < mr ? i : mr - 1) * rs;
-        c0[i] = (V){0};
-        c1[i] = (V){0};
-    }
+    for (int i = 0; i < MRC; i++) c0[i] = c1[i] = (V){0};
     for (int k = 0; k < K; k++) {
         V b0 = *(const V *)(P + (size_t)k * NR);
         V b1 = *(const V *)(P + (size_t)k * NR + VL);
-        for (int i = 0; i < FR_MR; i++) {
-            REAL av = a[i][k * cs];
+        for (int i = 0; i < MRC; i++) {
+            REAL av = A[i * rs + k * cs];
             c0[i] += av * b0;
             c1[i] += av * b1;
         }
     }
-    for (int i = 0; i < mr; i++) {
-        REAL *c = C + (size_t)i * ldc;
-        REAL tmp[NR];
-        memcpy(tmp, &c0[i], sizeof(V));
-        memcpy(tmp + VL, &c1[i], sizeof(V));
-        if (acc)
-            for (int j = 0; j < nc; j++) c[j] += tmp[j];
-        else
-            memcpy(c, tmp, sizeof(REAL) * nc);
+    for (int i = 0; i < MRC; i++) SFX(store_row)(C + (size_t)i * ldc, c0[i], c1[i], nc, acc);
+}
+
+/* The one-row block (B = 1 streaming): four partial sums over k break the FMA latency chain that a
+ * single accumulator pair would wait on. */
+static inline __attribute__((always_inline)) void SFX(ukernel1)(int nc, int K, const REAL *A, size_t cs,
+                                                               const REAL *P, REAL *C, int acc)
+{
+    typedef SFX(vec) V;
+    enum { VL = SFX(VL), NR = SFX(NR) };
+    V c0[4] = {{0}}, c1[4] = {{0}};
+    int k = 0;
+    for (; k + 4 <= K; k += 4)
+        for (int u = 0; u < 4; u++) {
+            REAL av = A[(size_t)(k + u) * cs];
+            c0[u] += av * *(const V *)(P + (size_t)(k + u) * NR);
+            c1[u] += av * *(const V *)(P + (size_t)(k + u) * NR + VL);
+        }
+    for (; k < K; k++) {
+        REAL av = A[(size_t)k * cs];
+        c0[0] += av * *(const V *)(P + (size_t)k * NR);
+        c1[0] += av * *(const V *)(P + (size_t)k * NR + VL);
+    }
+    SFX(store_row)(C, (c0[0] + c0[1]) + (c0[2] + c0[3]), (c1[0] + c1[1]) + (c1[2] + c1[3]), nc, acc);
+}
+
+/* Any block of mr <= FR_MR rows, dispatched to a kernel compiled for exactly that many rows. */
+static inline __attribute__((always_inline)) void SFX(ukernel_mr)(int mr, int nc, int K, const REAL *A, size_t rs,
+                                                                 size_t cs, const REAL *P, REAL *C, size_t ldc,
+                                                                 int acc)
+{
+    switch (mr) {
+    case 1: SFX(ukernel1)(nc, K, A, cs, P, C, acc); break;
+    case 2: SFX(ukernel)(2, nc, K, A, rs, cs, P, C, ldc, acc); break;
+    case 3: SFX(ukernel)(3, nc, K, A, rs, cs, P, C, ldc, acc); break;
+    case 4: SFX(ukernel)(4, nc, K, A, rs, cs, P, C, ldc, acc); break;
+    case 5: SFX(ukernel)(5, nc, K, A, rs, cs, P, C, ldc, acc); break;
+    default: SFX(ukernel)(FR_MR, nc, K, A, rs, cs, P, C, ldc, acc); break;
     }
 }
 
@@ -76,8 +111,8 @@ __attribute__((noinline)) static void SFX(packed_gemm)(int M, int Np, int K, con
     const int NR = SFX(NR);
     for (int p = 0; p < Np / NR; p++)
         for (int i0 = 0; i0 < M; i0 += FR_MR)
-            SFX(ukernel)(M - i0 < FR_MR ? M - i0 : FR_MR, NR, K, A + (size_t)i0 * lda, lda, 1,
-                         P + (size_t)p * K * NR, C + (size_t)i0 * ldc + (size_t)p * NR, ldc, 0);
+            SFX(ukernel_mr)(M - i0 < FR_MR ? M - i0 : FR_MR, NR, K, A + (size_t)i0 * lda, lda, 1,
+                            P + (size_t)p * K * NR, C + (size_t)i0 * ldc + (size_t)p * NR, ldc, 0);
 }
 
 /* A row block of a big product: C[rows, 0..N) (+)= A[rows, 0..K) P, A with strides (rs, cs). */
@@ -88,9 +123,9 @@ __attribute__((noinline)) static void SFX(gemm_rows)(int mr, int N, int K, const
     for (int p = 0; p * NR < N; p++) {
         int nc = N - p * NR < NR ? N - p * NR : NR;
         if (cs == 1)
-            SFX(ukernel)(mr, nc, K, A, rs, 1, P + (size_t)p * K * NR, C + (size_t)p * NR, ldc, acc);
+            SFX(ukernel_mr)(mr, nc, K, A, rs, 1, P + (size_t)p * K * NR, C + (size_t)p * NR, ldc, acc);
         else
-            SFX(ukernel)(mr, nc, K, A, rs, cs, P + (size_t)p * K * NR, C + (size_t)p * NR, ldc, acc);
+            SFX(ukernel_mr)(mr, nc, K, A, rs, cs, P + (size_t)p * K * NR, C + (size_t)p * NR, ldc, acc);
     }
 }
 
