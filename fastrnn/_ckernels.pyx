@@ -5,6 +5,8 @@ backend, fastrnn/_cblas.py) the big products before and after the time loop are 
 scipy.linalg.cython_blas instead of fastrnn's own packed GEMM inside the loop's parallel region. Outputs and the backward's cache are
 NumPy arrays allocated here; the kernels run without the GIL; BLAS comes from scipy.linalg.cython_blas.
 """
+import threading
+
 import numpy as np
 
 from cython cimport floating
@@ -172,6 +174,24 @@ def _gru_bwd(floating[::1] dx, floating[::1] dh0, floating[::1] dw_ih, floating[
 
 # The backend contract (fastrnn/_backends.py): arrays validated and contiguous by fastrnn.functional.
 
+_scratch_by_thread = threading.local()
+
+
+def _scratch(dt, *shapes):
+    """Scratch arrays of the given shapes, carved from one buffer that this Python thread reuses from
+    call to call (large fresh allocations cost page faults on every call)."""
+    sizes = [int(np.prod(s)) for s in shapes]
+    buf = getattr(_scratch_by_thread, dt.name, None)
+    if buf is None or buf.size < sum(sizes):
+        buf = np.empty(sum(sizes), dt)
+        setattr(_scratch_by_thread, dt.name, buf)
+    out, start = [], 0
+    for shape, n in zip(shapes, sizes):
+        out.append(buf[start:start + n].reshape(shape))
+        start += n
+    return out
+
+
 def _flat(*arrays):
     return [a.reshape(-1) for a in arrays]
 
@@ -188,7 +208,8 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh", reverse=Fals
     _check_sizes(T, B, I, H, 1)
     dt = x.dtype
     out, h_n = np.empty((T, B, H), dt), np.empty((B, H), dt)
-    states, xproj = np.empty((T + 1, B, H), dt), np.empty((T, B, H), dt)
+    states = np.empty((T + 1, B, H), dt)
+    xproj, = _scratch(dt, (T, B, H))
     relu = nonlinearity == "relu"
     _rnn_fwd(*_flat(out, h_n, states, xproj, x, h0, w_ih, w_hh, b_ih, b_hh), lengths, T, B, I, H,
              relu, reverse, get_num_threads(), use_blas)
@@ -204,9 +225,12 @@ def rnn_backward(d_out, d_hn, cache):
     dt = x.dtype
     dx, dh0 = np.empty((T, B, I), dt), np.empty((B, H), dt)
     dw_ih, dw_hh, db_ih, db_hh = _grads(x, w_ih, w_hh)
-    dgh = np.empty((T, B, H), dt)
     # input and recurrent pre-activation gradients coincide when steps and times do
-    dgx = dgh if lengths is None and not cache["reverse"] else np.empty((T, B, H), dt)
+    if lengths is None and not cache["reverse"]:
+        dgh, = _scratch(dt, (T, B, H))
+        dgx = dgh
+    else:
+        dgh, dgx = _scratch(dt, (T, B, H), (T, B, H))
     _rnn_bwd(*_flat(dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dgh, dgx, d_out, d_hn, x, states, w_ih, w_hh),
              lengths, T, B, I, H, cache["relu"], cache["reverse"], get_num_threads(), cache["use_blas"])
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh
@@ -219,7 +243,7 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reset_after=True, reverse=False, 
     dt = x.dtype
     out, h_n = np.empty((T, B, H), dt), np.empty((B, H), dt)
     states, gates = np.empty((T + 1, B, H), dt), np.empty((T, B, 4 * H), dt)
-    xproj = np.empty((T, B, 3 * H), dt)
+    xproj, = _scratch(dt, (T, B, 3 * H))
     _gru_fwd(*_flat(out, h_n, states, gates, xproj, x, h0, w_ih, w_hh, b_ih, b_hh), lengths, T, B, I, H,
              reset_after, reverse, get_num_threads(), use_blas)
     cache = {"x": x, "states": states, "gates": gates, "w_ih": w_ih, "w_hh": w_hh, "lengths": lengths,
@@ -235,7 +259,7 @@ def gru_backward(d_out, d_hn, cache):
     dt = x.dtype
     dx, dh0 = np.empty((T, B, I), dt), np.empty((B, H), dt)
     dw_ih, dw_hh, db_ih, db_hh = _grads(x, w_ih, w_hh)
-    dgh, dgx = np.empty((T, B, 3 * H), dt), np.empty((T, B, 3 * H), dt)
+    dgh, dgx = _scratch(dt, (T, B, 3 * H), (T, B, 3 * H))
     _gru_bwd(*_flat(dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dgh, dgx, d_out, d_hn, x, states, gates, w_ih,
                     w_hh), lengths, T, B, I, H, cache["reset_after"], cache["reverse"], get_num_threads(),
              cache["use_blas"])
