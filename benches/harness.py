@@ -7,6 +7,9 @@
                    fastrnn    fastrnn.functional with backend=None (the fastest backend built)
                    reference  the same with backend="numpy"
                    torch      torch.nn.RNN / torch.nn.GRU with the same weights
+                   onnxruntime  ONNX Runtime's GRU operator (linear_before_reset=1), GRU forward in
+                              float32 only; registered where onnx and onnxruntime are installed
+                              (pip install ".[bench]")
                    gemm       the GEMM-bound time: the same BLAS (NumPy's matmul) doing exactly the GEMM
                               shapes of SPEC §4 and nothing else
     measure()    the timing protocol: each contender runs in its own worker process, so that the thread
@@ -18,15 +21,21 @@
                  setter). A contender that is not installed, or fails, comes back as None: a gap in
                  the table, never a crash.
 
+    measure_memory()  the memory of one training step (run.py --memory): one fresh worker process per
+                 contender and workload, memory_step() in it (peak RSS above the RSS before the step,
+                 tracemalloc's peak of NumPy's allocations, and the bytes of fastrnn's forward cache)
+
 "fwd" is one forward call; "train" is forward + backward with a fixed random d_out (torch:
 `(out * d_out).sum().backward()`, with x and h0 requiring gradients as fastrnn returns dx and dh0).
 
 A worker can be run by hand; it prints one JSON object per line, {"info": ...} first:
 
     python -m benches.harness --worker torch --threads 2 --workload gru:small:fwd --workload rnn:tiny:train
+    python -m benches.harness --worker fastrnn --memory --workload gru:small:train
 """
 import argparse
 import gc
+import importlib.util
 import json
 import os
 import statistics
@@ -204,6 +213,8 @@ def _limit_blas_threads(threads):
 class FastRNN:
     """fastrnn.functional with one backend (None: the fastest one built)."""
 
+    memory = True
+
     def __init__(self, backend=None, slow=False):
         self.backend, self.slow = backend, slow
 
@@ -232,11 +243,20 @@ class FastRNN:
 
         return train
 
+    def cache_bytes(self, w, inputs):
+        """Bytes the forward's cache keeps for the backward, beyond the caller's own arrays."""
+        from fastrnn import functional as F
+
+        forward = {"rnn": F.rnn_forward, "gru": F.gru_forward}[w.cell]
+        _, _, cache = forward(*inputs[:6], backend=self.backend)
+        return cache_nbytes(cache.data, inputs)
+
 
 class Torch:
     """torch.nn.RNN / torch.nn.GRU (CPU), loaded with the same weights."""
 
     slow = False
+    memory = True
 
     def setup(self, threads):
         import torch
@@ -285,6 +305,7 @@ class Gemm:
     ~1 µs of a NumPy call is counted too: a slightly generous bound there."""
 
     slow = False
+    memory = False  # a time bound, not a library
 
     def setup(self, threads):
         blas = _limit_blas_threads(threads)
@@ -325,16 +346,90 @@ class Gemm:
         return gemms
 
 
+class OnnxRuntime:
+    """ONNX Runtime's `GRU` operator (CPU), SPEC §4's fastest known CPU RNN inference engine: the GRU
+    forward only (the RNN and training raise Unsupported).
+
+    The graph is built in memory with onnx.helper: one GRU node with linear_before_reset=1 (PyTorch's
+    reset_after GRU), X (T, B, I) and initial_h (1, B, H) as graph inputs, the weights as initializers
+    in ONNX's layout: W (1, 3H, I), R (1, 3H, H), B (1, 6H) = [Wb, Rb], gate rows in ONNX's order
+    z, r, h (PyTorch's are r, z, n). Outputs Y (T, 1, B, H) and Y_h (1, B, H). The session runs with
+    intra_op_num_threads = the thread count, inter_op_num_threads = 1, sequential execution, every
+    graph optimization, denormals as zero."""
+
+    slow = False
+    memory = False  # no training step
+
+    def setup(self, threads):
+        import onnx
+        import onnxruntime
+
+        self.threads = threads
+        return {"onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__, "threads": threads}
+
+    @staticmethod
+    def model(w_ih, w_hh, b_ih, b_hh, opset=14):
+        """The ONNX model (onnx.ModelProto) of one GRU layer with PyTorch's weights (rows r, z, n)."""
+        import onnx
+        from onnx import TensorProto, helper, numpy_helper
+
+        H = w_hh.shape[1]
+        I = w_ih.shape[1]
+        order = np.r_[H:2 * H, 0:H, 2 * H:3 * H]  # PyTorch r, z, n -> ONNX z, r, h
+        elem = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.float64): TensorProto.DOUBLE}[w_ih.dtype]
+        inits = [
+            numpy_helper.from_array(np.ascontiguousarray(w_ih[order][None]), "W"),
+            numpy_helper.from_array(np.ascontiguousarray(w_hh[order][None]), "R"),
+            numpy_helper.from_array(np.concatenate([b_ih[order], b_hh[order]])[None], "B"),
+        ]
+        node = helper.make_node("GRU", ["X", "W", "R", "B", "", "initial_h"], ["Y", "Y_h"],
+                                hidden_size=H, linear_before_reset=1)
+        graph = helper.make_graph(
+            [node], "fastrnn_gru_forward",
+            [helper.make_tensor_value_info("X", elem, ["T", "B", I]),
+             helper.make_tensor_value_info("initial_h", elem, [1, "B", H])],
+            [helper.make_tensor_value_info("Y", elem, ["T", 1, "B", H]),
+             helper.make_tensor_value_info("Y_h", elem, [1, "B", H])],
+            initializer=inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+        onnx.checker.check_model(model)
+        return model
+
+    def session(self, model):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = getattr(self, "threads", 1)
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.add_session_config_entry("session.set_denormal_as_zero", "1")
+        return ort.InferenceSession(model.SerializeToString(), sess_options=opts,
+                                    providers=["CPUExecutionProvider"])
+
+    def build(self, w, inputs):
+        if w.cell != "gru":
+            raise Unsupported("ONNX Runtime: only the GRU is benchmarked (SPEC §4)")
+        if w.phase != "fwd":
+            raise Unsupported("ONNX Runtime: inference only, no training")
+        if w.dtype != "float32":  # the model builds, but running it fails: "does not support double yet"
+            raise Unsupported(f"ONNX Runtime: its CPU GRU kernel is float32 only, not {w.dtype}")
+        sess = self.session(self.model(*inputs[2:6]))
+        feeds = {"X": inputs.x, "initial_h": inputs.h0[None]}
+        return lambda: sess.run(None, feeds)
+
+
 # The registry: name -> contender, in the order of the table's columns. To add a peer, write a class
-# like Torch above and register it here, e.g. SPEC §4's ONNX Runtime GRU (linear_before_reset=1), whose
-# build() raises Unsupported for the RNN and for "train":
-#     CONTENDERS["onnxruntime"] = OnnxRuntime()
+# like Torch above and register it here; its build() raises Unsupported for what it does not have.
+# ONNX Runtime is a default contender only where it is installed (pip install fastrnn[bench]).
 CONTENDERS = {
     "fastrnn": FastRNN(None),
     "reference": FastRNN("numpy", slow=True),
     "torch": Torch(),
-    "gemm": Gemm(),
 }
+if importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None:
+    CONTENDERS["onnxruntime"] = OnnxRuntime()
+CONTENDERS["gemm"] = Gemm()
 # The table is about SUBJECT; BOUND is its GEMM-bound time; every other contender is a peer, reported
 # as a speedup (peer time / fastrnn time).
 SUBJECT, BOUND = "fastrnn", "gemm"
@@ -343,6 +438,117 @@ SUBJECT, BOUND = "fastrnn", "gemm"
 def too_slow(contender, w, max_gflop=REFERENCE_MAX_GFLOP):
     """True when a slow contender (the NumPy reference) should skip workload `w`."""
     return contender.slow and w.gflop > max_gflop
+
+
+# ---------------------------------------------------------------------------------------------------
+# Memory (benches.run --memory)
+
+
+def min_bytes_per_step(w):
+    """What the backward needs from the forward, per time step, at the least (see benches/run.py):
+    GRU the state h_t and the gates r, z, n and W_hn h + b_hn (5·B·H values); RNN the state h_t
+    (B·H: g'(a) is a function of h = g(a) for tanh and relu)."""
+    T, B, I, H = w.dims
+    return (5 if w.cell == "gru" else 1) * B * H * np.dtype(w.dtype).itemsize
+
+
+def cache_nbytes(data, caller_arrays=()):
+    """Bytes kept alive by the ndarrays in `data` (a backend's cache: a dict, list or array, nested)
+    that are not the caller's arrays nor views of them: a view keeps its whole base array alive, so
+    each base array counts once, in full."""
+    callers = [a for a in caller_arrays if isinstance(a, np.ndarray)]
+    bases, total = set(), 0
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+        elif isinstance(item, np.ndarray):
+            if any(np.may_share_memory(item, a) for a in callers):
+                continue
+            base = item
+            while isinstance(base.base, np.ndarray):
+                base = base.base
+            if id(base) not in bases:
+                bases.add(id(base))
+                total += base.nbytes
+    return total
+
+
+def _proc_status_kib(field):
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _reset_peak_rss():
+    """Reset the kernel's peak-RSS mark (VmHWM) to the current RSS (Linux >= 4.0); False if impossible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def memory_step(contender, w):
+    """Memory of one training step (forward + backward) of `w`, measured in this (fresh) process.
+
+    A warm-up step with T = 1 and the same B, I, H loads the libraries, starts their thread pools and
+    makes their per-call buffers of a size independent of T; then the step's arrays are made, the
+    peak-RSS mark is reset to the current RSS and the step runs once, under tracemalloc (which sees
+    NumPy's allocations, not a C library's malloc nor torch's allocator). Returns bytes:
+        rss_peak         peak resident memory during the step above what was resident before it
+        rss_retained     resident memory after the step (its results dropped) above the same
+        traced_peak      peak of the memory tracemalloc traced during the step (NumPy arrays)
+        traced_retained  what tracemalloc still sees allocated after the step (buffers kept for reuse)
+        cache            (fastrnn only) what the forward's cache keeps beyond the caller's arrays
+    Run it in a worker with MEMORY_WORKER_ENV (measure_memory does)."""
+    import resource
+    import tracemalloc
+
+    T, B, I, H = w.dims
+    w_train = Workload(w.cell, w.shape, "train", w.dtype)
+    w1 = Workload(w.cell, f"1x{B}x{I}x{H}", "train", w.dtype)
+    contender.build(w1, make_inputs(w1))()
+    inputs = make_inputs(w_train)
+    fn = contender.build(w_train, inputs)
+    record = {}
+    gc.collect()
+    tracemalloc.start()
+    exact = _reset_peak_rss()
+    rss_before = _proc_status_kib("VmRSS") if exact else None
+    maxrss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    fn()
+    gc.collect()
+    traced_now, traced_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    hwm = _proc_status_kib("VmHWM") if exact else None
+    if hwm is not None and rss_before is not None:
+        record["rss_peak"] = max(0, hwm - rss_before) * 1024
+        record["rss_retained"] = max(0, _proc_status_kib("VmRSS") - rss_before) * 1024
+        record["rss_method"] = "VmHWM after clear_refs"
+    else:  # the process's high-water mark can only grow: an underestimate if it was higher before
+        scale = 1 if sys.platform == "darwin" else 1024
+        record["rss_peak"] = max(0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - maxrss_before) * scale
+        record["rss_method"] = "ru_maxrss difference"
+    record["traced_peak"], record["traced_retained"] = traced_peak, traced_now
+    if hasattr(contender, "cache_bytes"):  # after the step: its allocations must not be in the heap before
+        record["cache"] = contender.cache_bytes(w_train, inputs)
+    return record
+
+
+# glibc malloc: every block from 64 KiB up is its own mmap, returned to the system when freed (a fixed
+# threshold also turns off glibc's adaptive one), so that RSS follows the live large arrays of every
+# library alike instead of freed blocks that stay in the heap. Set in the memory workers only.
+MEMORY_WORKER_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "131072"}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -367,8 +573,10 @@ def time_call(fn, min_time=0.3, min_runs=3):
     return statistics.median(times), len(times)
 
 
-def worker(name, keys, threads, dtype="float32", min_time=0.3, out=sys.stdout):
-    """Time `CONTENDERS[name]` on each workload key in this process; one JSON line per result."""
+def worker(name, keys, threads, dtype="float32", min_time=0.3, out=sys.stdout, memory=False):
+    """Time `CONTENDERS[name]` on each workload key in this process; one JSON line per result.
+    memory=True: measure the memory of one training step instead (memory_step; give one key per
+    process, for a clean heap), as {"workload": key, "memory": {...}}."""
 
     def emit(record):
         print(json.dumps(record), file=out, flush=True)
@@ -383,6 +591,10 @@ def worker(name, keys, threads, dtype="float32", min_time=0.3, out=sys.stdout):
         record = {"workload": key}
         try:
             w = Workload.from_key(key, dtype)
+            if memory:
+                record["memory"] = memory_step(contender, w)
+                emit(record)
+                continue
             fn = contender.build(w, make_inputs(w))
             record["time_s"], record["runs"] = time_call(fn, min_time)
         except Unsupported as exc:
@@ -401,15 +613,18 @@ def worker_env(threads):
     return env
 
 
-def _run_worker(name, ws, threads, min_time, timeout):
+def _run_worker(name, ws, threads, min_time, timeout, memory=False):
     """Run one worker process; returns (info or None, {key: record}, problem or None)."""
     cmd = [sys.executable, "-m", "benches.harness", "--worker", name, "--threads", str(threads),
-           "--dtype", ws[0].dtype, "--min-time", str(min_time)]
+           "--dtype", ws[0].dtype, "--min-time", str(min_time)] + (["--memory"] if memory else [])
     for w in ws:
         cmd += ["--workload", w.key]
+    env = worker_env(threads)
+    if memory:
+        env.update(MEMORY_WORKER_ENV)
     problem = None
     try:
-        proc = subprocess.run(cmd, env=worker_env(threads), capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
         stdout, stderr = proc.stdout, proc.stderr
         if proc.returncode != 0:
             problem = f"worker exited with code {proc.returncode}"
@@ -444,6 +659,7 @@ class Results:
     rounds: dict = field(default_factory=dict)  # contender -> key -> [seconds per round]
     info: dict = field(default_factory=dict)  # contender -> what its setup() reported
     problems: dict = field(default_factory=dict)  # contender -> key (or None: all) -> message
+    memory: dict = field(default_factory=dict)  # contender -> key -> memory_step record (measure_memory)
 
     def time(self, contender, w):
         times = self.rounds.get(contender, {}).get(w.key)
@@ -482,6 +698,34 @@ def measure(jobs, *, threads, rounds=3, min_time=0.3, timeout=WORKER_TIMEOUT_S, 
     return results
 
 
+def measure_memory(jobs, *, threads, timeout=WORKER_TIMEOUT_S, progress=None):
+    """Memory of one training step for jobs = {contender name: [Workload]}: one fresh worker process
+    per contender and workload (memory_step). Returns Results whose `memory` maps
+    contender -> key -> memory_step's record."""
+    results = Results()
+    for name, ws in jobs.items():
+        per_key = results.problems.setdefault(name, {})
+        for w in ws:
+            started = time.perf_counter()
+            info, records, problem = _run_worker(name, [w], threads, 0.0, timeout, memory=True)
+            if info is not None:
+                results.info[name] = info
+            record = records.get(w.key, {})
+            if "memory" in record:
+                results.memory.setdefault(name, {})[w.key] = record["memory"]
+            elif "error" in record:
+                per_key[w.key] = record["error"]
+            elif problem and "unsupported" not in record:
+                per_key[w.key if records else None] = problem
+            if progress:
+                progress(f"memory: {name} {w.key} {time.perf_counter() - started:.1f} s"
+                         + (f" [{problem}]" if problem else ""))
+            if problem and not records:
+                break  # not installed, or the worker fails to start: the same for every workload
+    results.problems = {name: p for name, p in results.problems.items() if p}
+    return results
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description="One benchmark worker (run by benches.run).")
     parser.add_argument("--worker", required=True, choices=list(CONTENDERS), help="the contender to time")
@@ -489,13 +733,15 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=default_threads())
     parser.add_argument("--dtype", default="float32", choices=DTYPES)
     parser.add_argument("--min-time", type=float, default=0.3)
+    parser.add_argument("--memory", action="store_true",
+                        help="measure the memory of one training step of each workload instead of timing")
     args = parser.parse_args(argv)
     for key in args.workload:
         try:
             Workload.from_key(key, args.dtype)
         except ValueError as exc:
             parser.error(str(exc))
-    worker(args.worker, args.workload, args.threads, args.dtype, args.min_time)
+    worker(args.worker, args.workload, args.threads, args.dtype, args.min_time, memory=args.memory)
 
 
 if __name__ == "__main__":

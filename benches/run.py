@@ -10,12 +10,42 @@ native kernel (SPEC §4):
 
 For each cell (RNN, GRU), shape and pass ("fwd": forward; "train": forward + backward) it prints the
 median time in ms of every contender (fastrnn = the fastest backend built, reference = the NumPy
-backend, torch = torch.nn.RNN/GRU, gemm = the GEMM-bound time), the speedup over each peer
-(peer time / fastrnn time: above 1, fastrnn is faster) and fastrnn's time as a multiple of the
-GEMM-bound time (fastrnn / gemm: 1 would be the bound itself). "—" marks a contender that is not
-installed, failed (the reason is printed under the table) or was skipped: the NumPy reference is
-skipped where one call does more than --reference-max-gflop GFLOP of GEMM work. How the times are
-taken is described in benches/harness.py.
+backend, torch = torch.nn.RNN/GRU, onnxruntime = ONNX Runtime's GRU operator, GRU forward in float32
+only, where onnx and onnxruntime are installed (pip install ".[bench]"), gemm = the GEMM-bound time),
+the speedup over each peer (peer time / fastrnn time: above 1, fastrnn is faster) and fastrnn's time
+as a multiple of the GEMM-bound time (fastrnn / gemm: 1 would be the bound itself). "—" marks a
+contender that is not installed, has no such workload (ONNX Runtime: the RNN, training), failed (the
+reason is printed under the table) or was skipped: the NumPy reference is skipped where one call
+does more than --reference-max-gflop GFLOP of GEMM work. How the times are taken is described in
+benches/harness.py.
+
+Memory (--memory, instead of the times):
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m benches.run --memory --shapes small,stream-256
+
+For each cell and shape, the memory of one training step (forward + backward), in KiB per time step
+(bytes / T), each measured in a fresh worker process (harness.memory_step, harness.measure_memory):
+
+    min          what the backward needs from the forward at the least. GRU: the states h_t (B·H
+                 values per step) and the gates r, z, n and W_hn h_{t-1} + b_hn (reset_after;
+                 r ⊙ h_{t-1} for reset_after=False) (4·B·H per step): 5·B·H values per step. RNN: the
+                 states h_t only (B·H per step): tanh' = 1 − h², relu' = [h > 0] come from h itself.
+                 The input projection x w_ih^T + b of all steps (G·B·H per step, 3·B·H for the GRU) is
+                 scratch of the forward alone, and the pre-activation gradients (2·G·B·H per step)
+                 scratch of the backward alone: neither needs to live from the forward to the backward.
+                 The inputs x (B·I per step), which the weight gradient needs, are the caller's.
+    cache        what fastrnn's forward cache actually keeps: the nbytes of its arrays that are not
+                 the caller's (x, h0, weights), / T. The C backend keeps states (T+1, B, H) and, for
+                 the GRU, gates (T, B, 4H): the minimum plus one state (h0).
+    NumPy peak   fastrnn's peak of NumPy allocations during the step (tracemalloc sees NumPy's
+                 allocations): cache + outputs + dx + weight gradients + the kernels' scratch.
+    RSS peak     the peak resident-set increase during the step (VmHWM reset through
+                 /proc/self/clear_refs, glibc told to mmap every block from 64 KiB so that freed
+                 memory leaves the RSS), for fastrnn and for each peer (torch: nn.GRU/nn.RNN with
+                 x and h0 requiring gradients, its autograd graph's saved tensors included).
+    RSS kept     resident memory still held after the step, its results dropped (buffers that a
+                 library keeps for its next call).
+A warm-up step with T = 1 runs first in each worker (libraries loaded, thread pools started).
 """
 import argparse
 import datetime
@@ -67,6 +97,8 @@ def parse_args(argv=None):
                         "everywhere (default %(default)s)")
     p.add_argument("--json", metavar="PATH", help="also write the results and machine info as JSON")
     p.add_argument("--markdown", action="store_true", help="print GitHub markdown tables")
+    p.add_argument("--memory", action="store_true",
+                   help="report the memory of one training step (KiB per time step) instead of times")
     args = p.parse_args(argv)
     try:
         args.shapes = harness.parse_shapes(args.shapes or ",".join(harness.QUICK_SHAPES if args.quick
@@ -153,7 +185,7 @@ def machine_info(args, results, load):
         pass
     versions = {"python": platform.python_version(), "numpy": np.__version__}
     for info in results.info.values():
-        versions.update({lib: info[lib] for lib in ("fastrnn", "torch") if lib in info})
+        versions.update({lib: info[lib] for lib in ("fastrnn", "torch", "onnxruntime") if lib in info})
     return {
         "cpu": cpu or platform.processor() or platform.machine(),
         "logical_cpus": os.cpu_count(), "usable_cpus": harness.default_threads(), "threads": args.threads,
@@ -188,8 +220,99 @@ def notes(args, rows, results, skipped):
     return out
 
 
+def memory_rows(results, ws, names):
+    """One dict per workload: bytes per time step of the minimum, fastrnn's cache, and each contender's
+    measured peaks (None where missing)."""
+    rows = []
+    for w in ws:
+        T = w.dims.T
+        per_step = lambda b: None if b is None else b / T
+        rec = {n: results.memory.get(n, {}).get(w.key, {}) for n in names}
+        subject = rec.get(harness.SUBJECT, {})
+        rows.append({
+            "cell": w.cell, "shape": w.shape, **w.dims._asdict(), "dtype": w.dtype,
+            "min": per_step(harness.min_bytes_per_step(w) * T),
+            "cache": per_step(subject.get("cache")),
+            "traced_peak": per_step(subject.get("traced_peak")),
+            "rss_peak": {n: per_step(rec[n].get("rss_peak")) for n in names},
+            "rss_retained": {n: per_step(rec[n].get("rss_retained")) for n in names},
+            "raw_bytes": rec,
+        })
+    return rows
+
+
+def memory_columns(names):
+    S = harness.SUBJECT
+    kib = lambda v: _fixed(None if v is None else v / 1024)
+    cols = [("shape", lambda r: r["shape"]),
+            ("T×B×I×H", lambda r: f"{r['T']}×{r['B']}×{r['I']}×{r['H']}"),
+            ("min", lambda r: kib(r["min"]))]
+    if S in names:
+        cols += [(f"{S} cache", lambda r: kib(r["cache"])),
+                 (f"{S} NumPy peak", lambda r: kib(r["traced_peak"]))]
+    for n in names:
+        cols += [(f"{n} RSS peak", lambda r, n=n: kib(r["rss_peak"][n])),
+                 (f"{n} RSS kept", lambda r, n=n: kib(r["rss_retained"][n]))]
+    if S in names:
+        cols += [(f"{p}/{S} peak", lambda r, p=p: _fixed(_ratio(r["rss_peak"][p], r["rss_peak"][S]), "×"))
+                 for p in names if p != S]
+    return cols
+
+
+def memory_table(rows, names, markdown=False):
+    cols = memory_columns(names)
+    header = [h for h, _ in cols]
+    lines = [[text(r) for _, text in cols] for r in rows]
+    if markdown:
+        align = ["---" if i < 2 else "---:" for i in range(len(cols))]
+        return "\n".join("| " + " | ".join(line) + " |" for line in [header, align] + lines)
+    widths = [max(len(line[i]) for line in [header] + lines) for i in range(len(cols))]
+
+    def fmt(line):
+        return "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
+
+    return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(line) for line in lines])
+
+
+def main_memory(args):
+    """--memory: one training step of every cell and shape, in fresh worker processes."""
+    names = [n for n in args.contenders if getattr(harness.CONTENDERS[n], "memory", True)]
+    ws = harness.workloads(args.cells, args.shapes, phases=("train",), dtype=args.dtype)
+    jobs = {n: [w for w in ws if not harness.too_slow(harness.CONTENDERS[n], w, args.reference_max_gflop)]
+            for n in names}
+    progress = lambda msg: print(msg, file=sys.stderr, flush=True)
+    results = harness.measure_memory(jobs, threads=args.threads, progress=progress)
+    rows = memory_rows(results, ws, names)
+    print(f"\nfastrnn memory of one training step (forward + backward), KiB per time step: "
+          f"{args.threads} thread{'s' * (args.threads > 1)}, {args.dtype}")
+    for cell in args.cells:
+        print(f"\n{'### ' if args.markdown else ''}{cell.upper()}\n")
+        print(memory_table([r for r in rows if r["cell"] == cell], names, markdown=args.markdown))
+    print()
+    footnotes = ["min: what the backward needs (GRU 5·B·H values per step, RNN B·H); cache: what "
+                 f"{harness.SUBJECT}'s forward cache keeps; NumPy peak: tracemalloc; RSS peak / kept: "
+                 "resident memory during / after the step (see benches/run.py)"]
+    footnotes += [f"{name}: " + ", ".join(f"{k} {v}" for k, v in info.items()) for name, info in results.info.items()]
+    for name, problems in results.problems.items():
+        for key, message in problems.items():
+            footnotes.append(f"{name}{'' if key is None else ' ' + key}: {message}")
+    for line in footnotes:
+        print(f"- {line}" if args.markdown else f"  {line}")
+    if args.json:
+        data = {"settings": {"dtype": args.dtype, "threads": args.threads,
+                             "shapes": {k: list(v) for k, v in args.shapes.items()}},
+                "contenders": results.info, "memory": rows, "notes": footnotes}
+        tmp = args.json + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=1)
+        os.replace(tmp, args.json)
+        print(f"wrote {args.json}", file=sys.stderr)
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.memory:
+        return main_memory(args)
     set_vars = [var for var in _BLAS_OVERRIDES if var in os.environ]
     if set_vars:
         print(f"warning: {', '.join(set_vars)} set: BLAS may not run its native kernel; run with "

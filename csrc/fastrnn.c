@@ -78,7 +78,26 @@ static void *fr_alloc(size_t bytes)
     size_t rounded = (bytes + 63) / 64 * 64;
     return aligned_alloc(64, rounded ? rounded : 64);
 }
-static void fr_free(void *p) { free(p); }
+
+/* The work buffers of a call (bias, packed weights, one step's product) are kept per thread and
+ * reused by the next call on that thread, grown when a call needs more: allocating and faulting in
+ * fresh pages on every call costs more than a short call's arithmetic. OpenMP's worker threads live
+ * as long as the process, so each keeps the buffers of the largest call it has served. */
+enum { FR_BUF_BIAS, FR_BUF_PACK, FR_BUF_P1, FR_BUF_P2, FR_BUF_S, FR_NBUF };
+static _Thread_local struct {
+    void *p;
+    size_t bytes;
+} fr_buffers[FR_NBUF];
+
+static void *fr_buffer(int slot, size_t bytes)
+{
+    if (!fr_buffers[slot].p || fr_buffers[slot].bytes < bytes) {
+        free(fr_buffers[slot].p);
+        fr_buffers[slot].p = fr_alloc(bytes);
+        fr_buffers[slot].bytes = fr_buffers[slot].p ? bytes : 0;
+    }
+    return fr_buffers[slot].p;
+}
 
 /* Time index read by sequence b at step s, or -1 when the sequence is already over (fastrnn.h). */
 static inline int fr_time_index(int s, int b, int T, const int64_t *lengths, int reverse)
@@ -98,13 +117,15 @@ static void fr_slice(int H, int nt, int tid, int vl, int *j0, int *hs)
     *hs = e > *j0 ? e - *j0 : 0;
 }
 
-/* Threads worth using for the time loop: at most one per chunk of units, and enough recurrent work
- * per step (2 B G H K flops) for each to outweigh a barrier. */
+/* Threads worth using for the time loop: at most one per chunk of units, enough recurrent work per
+ * step (2 B G H K flops) for each to outweigh a barrier, and one for a call too short to share. */
 #define FR_MIN_FLOPS_PER_THREAD 65536.0
-static int fr_loop_threads(int nthreads, int B, int H, int K, int G, int vl)
+#define FR_MIN_FLOPS_PER_CALL 2e6
+static int fr_loop_threads(int nthreads, int T, int B, int H, int K, int G, int vl)
 {
     double flops = 2.0 * B * G * (double)H * K;
     int by_work = (int)(flops / FR_MIN_FLOPS_PER_THREAD);
+    if (flops * T < FR_MIN_FLOPS_PER_CALL) by_work = 1;   /* a short call: waking threads costs more */
     int by_units = (H + vl - 1) / vl;
     int n = nthreads;
     if (n > by_work) n = by_work;

@@ -2,9 +2,9 @@
  *
  * Conventions (as llm.c): one function per operation, `*_forward` / `*_backward` pairs; arguments are
  * outputs first, then inputs, weights, sizes and options. Every buffer is row-major and C-contiguous,
- * owned by the caller (the Cython binding allocates them with NumPy); the kernels allocate only small
- * per-thread buffers (packed recurrent weights, one step's products) before the time loop, and check
- * every allocation. Backward functions ADD into the weight and bias gradients and WRITE dx and dh0.
+ * owned by the caller (the Cython binding allocates them with NumPy); the kernels' own work buffers
+ * (packed weights, one step's products) are per-thread buffers reused from call to call, taken
+ * before the time loop; every allocation is checked. Backward functions ADD into the weight and bias gradients and WRITE dx and dh0.
  *
  * Sizes: T steps, B batch, I input features, H hidden units, G gates (RNN 1, GRU 3, rows r, z, n as
  * PyTorch). "Step" s = 0..T-1 is the order of processing; sequence b at step s reads time

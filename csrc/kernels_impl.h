@@ -30,7 +30,7 @@ static void SFX(input_projection)(REAL *xproj, const REAL *x, const REAL *w_ih, 
  * reset_after: the n rows, whose b_hh stays inside r * (W_hn h + b_hn)). NULL when out of memory. */
 static REAL *SFX(input_bias)(const REAL *b_ih, const REAL *b_hh, int GH, int hh_from, int hh_to)
 {
-    REAL *bias = (REAL *)fr_alloc(sizeof(REAL) * GH);
+    REAL *bias = (REAL *)fr_buffer(FR_BUF_BIAS, sizeof(REAL) * GH);
     if (bias)
         for (int c = 0; c < GH; c++) bias[c] = b_ih[c] + (c >= hh_from && c < hh_to ? 0 : b_hh[c]);
     return bias;
@@ -99,17 +99,10 @@ static int SFX(slice_alloc)(SFX(slice_t) *sl, int nt, int H, int B, int K1, int 
     sl->np1 = (g1 * sl->hs + NR - 1) / NR * NR;
     sl->np2 = (g2 * sl->hs + NR - 1) / NR * NR;
     int npmax = sl->np1 > sl->np2 ? sl->np1 : sl->np2;
-    sl->P1 = (REAL *)fr_alloc(sizeof(REAL) * (size_t)K1 * sl->np1);
-    sl->P2 = (REAL *)fr_alloc(sizeof(REAL) * (size_t)K2 * sl->np2);
-    sl->S = (REAL *)fr_alloc(sizeof(REAL) * (size_t)B * npmax);
+    sl->P1 = (REAL *)fr_buffer(FR_BUF_P1, sizeof(REAL) * (size_t)K1 * sl->np1);
+    sl->P2 = (REAL *)fr_buffer(FR_BUF_P2, sizeof(REAL) * (size_t)K2 * sl->np2);
+    sl->S = (REAL *)fr_buffer(FR_BUF_S, sizeof(REAL) * (size_t)B * npmax);
     return sl->P1 && sl->P2 && sl->S;
-}
-
-static void SFX(slice_free)(SFX(slice_t) *sl)
-{
-    fr_free(sl->P1);
-    fr_free(sl->P2);
-    fr_free(sl->S);
 }
 
 /* The start of every time loop, run by each thread of the parallel region: flush denormals, take
@@ -151,17 +144,13 @@ int SFX(fr_rnn_forward)(REAL *out, REAL *h_n, REAL *states, REAL *xproj, const R
     memcpy(states, h0, sizeof(REAL) * BH);
     if (T > 0 && BH > 0) {
         REAL *bias = SFX(input_bias)(b_ih, b_hh, H, 0, 0);
-        REAL *P = gemm ? NULL : (REAL *)fr_alloc(sizeof(REAL) * SFX(big_pack_size)(I, H, H));
-        if (!bias || (!gemm && !P)) {
-            fr_free(bias);
-            fr_free(P);
-            return FR_ENOMEM;
-        }
+        REAL *P = gemm ? NULL : (REAL *)fr_buffer(FR_BUF_PACK, sizeof(REAL) * SFX(big_pack_size)(I, H, H));
+        if (!bias || (!gemm && !P)) return FR_ENOMEM;
         if (gemm) SFX(input_projection)(xproj, x, w_ih, (size_t)T * B, I, H, gemm);
         if (lengths) memset(out, 0, sizeof(REAL) * T * BH);
         int failed = 0;
         fr_barrier_t bar = {0};
-        const int nloop = fr_loop_threads(nthreads, B, H, H, 1, SFX(VL));
+        const int nloop = fr_loop_threads(nthreads, T, B, H, H, 1, SFX(VL));
 #pragma omp parallel num_threads(gemm ? nloop : fr_team_threads(nthreads, nloop, T, B, I, H))
         {
             unsigned csr = fr_ftz_on();
@@ -198,11 +187,8 @@ int SFX(fr_rnn_forward)(REAL *out, REAL *h_n, REAL *states, REAL *xproj, const R
                 }
                 fr_barrier_wait(&bar, &phase);
             }
-            SFX(slice_free)(&sl);
-            fr_ftz_restore(csr);
+                fr_ftz_restore(csr);
         }
-        fr_free(bias);
-        fr_free(P);
         if (failed) return FR_ENOMEM;
     }
     memcpy(h_n, states + (size_t)T * BH, sizeof(REAL) * BH);
@@ -222,11 +208,11 @@ int SFX(fr_rnn_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
         return FR_OK;
     }
     if (lengths && dgx != dgh) memset(dgx, 0, sizeof(REAL) * T * BH);
-    REAL *P = gemm ? NULL : (REAL *)fr_alloc(sizeof(REAL) * SFX(big_pack_size)(I, H, H));
+    REAL *P = gemm ? NULL : (REAL *)fr_buffer(FR_BUF_PACK, sizeof(REAL) * SFX(big_pack_size)(I, H, H));
     if (!gemm && !P) return FR_ENOMEM;
     int failed = 0;
     fr_barrier_t bar = {0};
-    const int nloop = fr_loop_threads(nthreads, B, H, H, 1, SFX(VL));
+    const int nloop = fr_loop_threads(nthreads, T, B, H, H, 1, SFX(VL));
 #pragma omp parallel num_threads(gemm ? nloop : fr_team_threads(nthreads, nloop, T, B, I, H))
     {
         unsigned csr = fr_ftz_on();
@@ -274,10 +260,8 @@ int SFX(fr_rnn_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
         if (!gemm && !failed)
             SFX(weight_gradients_par)(dx, dw_ih, dw_hh, dgh, dgx, x, states, NULL, 0, w_ih, (size_t)T * B, I, H, H,
                                       H, P);
-        SFX(slice_free)(&sl);
         fr_ftz_restore(csr);
     }
-    fr_free(P);
     if (failed) return FR_ENOMEM;
     if (gemm)
         SFX(weight_gradients)(dx, dw_ih, dw_hh, dgh, dgx, x, states, NULL, 0, w_ih, (size_t)T * B, I, H, H, H, gemm);
@@ -302,17 +286,13 @@ int SFX(fr_gru_forward)(REAL *out, REAL *h_n, REAL *states, REAL *gates, REAL *x
     if (T > 0 && BH > 0) {
         /* b_hn stays inside r * (...) with reset_after; otherwise every b_hh joins the input bias */
         REAL *bias = SFX(input_bias)(b_ih, b_hh, GH, reset_after ? 2 * H : 0, reset_after ? GH : 0);
-        REAL *P = gemm ? NULL : (REAL *)fr_alloc(sizeof(REAL) * SFX(big_pack_size)(I, H, GH));
-        if (!bias || (!gemm && !P)) {
-            fr_free(bias);
-            fr_free(P);
-            return FR_ENOMEM;
-        }
+        REAL *P = gemm ? NULL : (REAL *)fr_buffer(FR_BUF_PACK, sizeof(REAL) * SFX(big_pack_size)(I, H, GH));
+        if (!bias || (!gemm && !P)) return FR_ENOMEM;
         if (gemm) SFX(input_projection)(xproj, x, w_ih, (size_t)T * B, I, GH, gemm);
         if (lengths) memset(out, 0, sizeof(REAL) * T * BH);
         int failed = 0;
         fr_barrier_t bar = {0};
-        const int nloop = fr_loop_threads(nthreads, B, H, H, 3, SFX(VL));
+        const int nloop = fr_loop_threads(nthreads, T, B, H, H, 3, SFX(VL));
 #pragma omp parallel num_threads(gemm ? nloop : fr_team_threads(nthreads, nloop, T, B, I, GH))
         {
             unsigned csr = fr_ftz_on();
@@ -401,11 +381,8 @@ int SFX(fr_gru_forward)(REAL *out, REAL *h_n, REAL *states, REAL *gates, REAL *x
                 }
                 fr_barrier_wait(&bar, &phase);
             }
-            SFX(slice_free)(&sl);
-            fr_ftz_restore(csr);
+                fr_ftz_restore(csr);
         }
-        fr_free(bias);
-        fr_free(P);
         if (failed) return FR_ENOMEM;
     }
     memcpy(h_n, states + (size_t)T * BH, sizeof(REAL) * BH);
@@ -431,9 +408,9 @@ int SFX(fr_gru_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
     /* reset_after: P1[k][c] = w_hh[k][j0 + c], k < 3H: dh[:, my units] += dgh_s w_hh[:, my units]
        Cho: P1 = rows r, z (K = 2H) for dh; P2 = rows n (K = H) for d(r * h) */
     const int K1 = reset_after ? GH : 2 * H, K2 = reset_after ? 0 : H;
-    REAL *P = gemm ? NULL : (REAL *)fr_alloc(sizeof(REAL) * SFX(big_pack_size)(I, H, GH));
+    REAL *P = gemm ? NULL : (REAL *)fr_buffer(FR_BUF_PACK, sizeof(REAL) * SFX(big_pack_size)(I, H, GH));
     if (!gemm && !P) return FR_ENOMEM;
-    const int nloop = fr_loop_threads(nthreads, B, H, H, 3, SFX(VL));
+    const int nloop = fr_loop_threads(nthreads, T, B, H, H, 3, SFX(VL));
 #pragma omp parallel num_threads(gemm ? nloop : fr_team_threads(nthreads, nloop, T, B, I, GH))
     {
         unsigned csr = fr_ftz_on();
@@ -537,10 +514,8 @@ int SFX(fr_gru_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
         if (!gemm && !failed)
             SFX(weight_gradients_par)(dx, dw_ih, dw_hh, dgh, dgx, x, states, gates + 3 * H, 4 * H, w_ih,
                                       (size_t)T * B, I, H, GH, reset_after ? GH : 2 * H, P);
-        SFX(slice_free)(&sl);
         fr_ftz_restore(csr);
     }
-    fr_free(P);
     if (failed) return FR_ENOMEM;
     if (gemm)
         SFX(weight_gradients)(dx, dw_ih, dw_hh, dgh, dgx, x, states, gates + 3 * H, 4 * H, w_ih, (size_t)T * B, I,

@@ -19,15 +19,24 @@ enum { SFX(VL) = FR_VBYTES / (int)sizeof(REAL), SFX(NR) = 2 * (FR_VBYTES / (int)
 static void SFX(pack_panels)(REAL *P, const REAL *src, int K, int ngroups, int hs, int j0, size_t gstride,
                              size_t cstride, size_t kstride, int np)
 {
-    const int NR = SFX(NR);
-    for (int c = 0; c < np; c++) {
-        REAL *dst = P + (size_t)(c / NR) * K * NR + c % NR;
-        if (c < ngroups * hs) {
-            const REAL *s = src + (size_t)(c / hs) * gstride + (size_t)(j0 + c % hs) * cstride;
-            for (int k = 0; k < K; k++) dst[(size_t)k * NR] = s[(size_t)k * kstride];
-        } else {
-            for (int k = 0; k < K; k++) dst[(size_t)k * NR] = 0;
-        }
+    enum { NR = SFX(NR) };
+    const int nc = ngroups * hs;
+    for (int c = nc; c < np; c++)
+        for (int k = 0; k < K; k++) P[(size_t)(c / NR) * K * NR + (size_t)k * NR + c % NR] = 0;
+    if (kstride == 1) {          /* columns of Bmat are contiguous in src: walk them one by one */
+        for (int g = 0, c = 0; g < ngroups; g++)
+            for (int u = 0; u < hs; u++, c++) {
+                REAL *dst = P + (size_t)(c / NR) * K * NR + c % NR;
+                const REAL *s = src + (size_t)g * gstride + (size_t)(j0 + u) * cstride;
+                for (int k = 0; k < K; k++) dst[(size_t)k * NR] = s[k];
+            }
+    } else {                     /* rows of Bmat are (nearly) contiguous in src: walk them */
+        for (int k = 0; k < K; k++)
+            for (int g = 0, c = 0; g < ngroups; g++) {
+                const REAL *s = src + (size_t)g * gstride + (size_t)j0 * cstride + (size_t)k * kstride;
+                for (int u = 0; u < hs; u++, c++)
+                    P[(size_t)(c / NR) * K * NR + (size_t)k * NR + c % NR] = s[(size_t)u * cstride];
+            }
     }
 }
 
@@ -137,15 +146,48 @@ __attribute__((noinline)) static void SFX(gemm_rows)(int mr, int N, int K, const
 #ifndef FR_KC
 #define FR_KC 384
 #endif
+/* Few rows or a short sum (a short call, B = 1): packing B would cost more than the product, so B is
+ * read in place, as row updates (B's rows contiguous) or dot products (B's columns contiguous). */
+#define FR_DIRECT 8
+static void SFX(direct_gemm)(int M, int N, int K, const REAL *A, size_t ars, size_t acs, const REAL *Bm,
+                             size_t brs, size_t bcs, REAL *C, size_t ldc, int acc)
+{
+    if (bcs == 1) {
+#pragma omp for schedule(static)
+        for (int i = 0; i < M; i++) {
+            REAL *c = C + (size_t)i * ldc;
+            if (!acc) memset(c, 0, sizeof(REAL) * N);
+            for (int k = 0; k < K; k++) {
+                const REAL a = A[(size_t)i * ars + (size_t)k * acs], *b = Bm + (size_t)k * brs;
+#pragma omp simd
+                for (int j = 0; j < N; j++) c[j] += a * b[j];
+            }
+        }
+        return;
+    }
+#pragma omp for schedule(static)
+    for (int j = 0; j < N; j++)
+        for (int i = 0; i < M; i++) {
+            const REAL *a = A + (size_t)i * ars, *b = Bm + (size_t)j * bcs;
+            REAL sum = 0;
+            if (acs == 1 && brs == 1) {
+#pragma omp simd reduction(+ : sum)
+                for (int k = 0; k < K; k++) sum += a[k] * b[k];
+            } else {
+                for (int k = 0; k < K; k++) sum += a[(size_t)k * acs] * b[(size_t)k * brs];
+            }
+            C[(size_t)i * ldc + j] = acc ? C[(size_t)i * ldc + j] + sum : sum;
+        }
+}
+
 static void SFX(par_gemm)(int M, int N, int K, const REAL *A, size_t ars, size_t acs, const REAL *Bm, size_t brs,
                           size_t bcs, REAL *C, size_t ldc, int acc, REAL *P)
 {
     const int NR = SFX(NR);
     const int npanels = (N + NR - 1) / NR, nrows = (M + FR_MR - 1) / FR_MR;
     if (M <= 0 || N <= 0) return;
-    if (K <= 0 && !acc) {
-#pragma omp for schedule(static)
-        for (int i = 0; i < M; i++) memset(C + (size_t)i * ldc, 0, sizeof(REAL) * N);
+    if (M <= FR_DIRECT || K <= FR_DIRECT) {
+        SFX(direct_gemm)(M, N, K, A, ars, acs, Bm, brs, bcs, C, ldc, acc);
         return;
     }
     for (int k0 = 0; k0 < K; k0 += FR_KC) {
@@ -153,11 +195,15 @@ static void SFX(par_gemm)(int M, int N, int K, const REAL *A, size_t ars, size_t
 #pragma omp for schedule(static)
         for (int p = 0; p < npanels; p++) {
             REAL *dst = P + (size_t)p * kc * NR;
-            for (int k = 0; k < kc; k++)
-                for (int c = 0; c < NR; c++) {
-                    int j = p * NR + c;
-                    dst[(size_t)k * NR + c] = j < N ? Bm[(size_t)(k0 + k) * brs + (size_t)j * bcs] : 0;
-                }
+            int nc = N - p * NR < NR ? N - p * NR : NR;
+            const REAL *src = Bm + (size_t)k0 * brs + (size_t)p * NR * bcs;
+            if (nc < NR)
+                for (int k = 0; k < kc; k++) memset(dst + (size_t)k * NR + nc, 0, sizeof(REAL) * (NR - nc));
+            if (bcs == 1)        /* B's rows contiguous */
+                for (int k = 0; k < kc; k++) memcpy(dst + (size_t)k * NR, src + (size_t)k * brs, sizeof(REAL) * nc);
+            else                 /* B's columns contiguous (brs == 1 here) */
+                for (int c = 0; c < nc; c++)
+                    for (int k = 0; k < kc; k++) dst[(size_t)k * NR + c] = src[(size_t)c * bcs + (size_t)k * brs];
         }
 #pragma omp for schedule(static)
         for (int r = 0; r < nrows; r++) {
