@@ -152,15 +152,19 @@ __attribute__((noinline)) static void SFX(gemm_rows)(int mr, int N, int K, const
 static void SFX(direct_gemm)(int M, int N, int K, const REAL *A, size_t ars, size_t acs, const REAL *Bm,
                              size_t brs, size_t bcs, REAL *C, size_t ldc, int acc)
 {
-    if (bcs == 1) {
+    if (bcs == 1 || M > FR_DIRECT) {     /* row updates: C[i, :] (+)= sum_k A(i, k) B[k, :] */
 #pragma omp for schedule(static)
         for (int i = 0; i < M; i++) {
             REAL *c = C + (size_t)i * ldc;
             if (!acc) memset(c, 0, sizeof(REAL) * N);
             for (int k = 0; k < K; k++) {
                 const REAL a = A[(size_t)i * ars + (size_t)k * acs], *b = Bm + (size_t)k * brs;
+                if (bcs == 1) {
 #pragma omp simd
-                for (int j = 0; j < N; j++) c[j] += a * b[j];
+                    for (int j = 0; j < N; j++) c[j] += a * b[j];
+                } else {
+                    for (int j = 0; j < N; j++) c[j] += a * b[(size_t)j * bcs];
+                }
             }
         }
         return;

@@ -17,7 +17,6 @@ They share the recurrent layers' protocol: `parameters()` (PyTorch names: "weigh
 from `fastrnn.optim` updates a Dense, an Embedding and a GRU alike.
 """
 import math
-import numbers
 from collections import OrderedDict
 
 import numpy as np

@@ -28,19 +28,21 @@ Adam or SGD with momentum, gradient clipping by global norm (`clip_norm`) and by
 a held-out `validation_fraction` with `early_stopping=True`, keeping the best weights; else on the
 training loss), `partial_fit` for one more epoch on new data, `loss_curve_` per epoch.
 """
+import contextlib
+import functools
 import inspect
 import json
 import math
 import numbers
 import sys
 import time
-import warnings
 from collections import OrderedDict
 
 import numpy as np
 
 from . import losses as _losses
 from . import optim as _optim
+from ._config import get_num_threads
 from ._progress import Progress
 from .blocks import Dense, DotAttention, Embedding, check_ids
 from .layers import GRU, RNN, _to_numpy
@@ -53,6 +55,38 @@ _FORMAT_VERSION = 1
 
 class NotFittedError(ValueError, AttributeError):
     """Predicting, scoring or saving before fit (as sklearn.exceptions.NotFittedError)."""
+
+
+def _blas_threads_guard():
+    """A context in which the BLAS runs one thread, when fastrnn's kernels run several.
+
+    The estimators interleave NumPy matrix products (the Dense heads, attention) with fastrnn's
+    OpenMP time loops; OpenBLAS's threads keep spinning after each product and take the cores that
+    the next time loop waits for (measured on 2 cores: a character model's epoch 3-4x slower than
+    with a single-threaded BLAS). threadpoolctl (optional) scopes the limit to the call; without it
+    nothing changes."""
+    if get_num_threads() <= 1:
+        return contextlib.nullcontext()
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _guarded(method):
+    """Run an estimator method under _blas_threads_guard (outermost call only)."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        if getattr(self, "_in_guard", False):
+            return method(self, *args, **kwargs)
+        self._in_guard = True
+        try:
+            with _blas_threads_guard():
+                return method(self, *args, **kwargs)
+        finally:
+            self._in_guard = False
+    return wrapper
 
 
 # =================================================================================================
@@ -140,6 +174,11 @@ def _short_repr(value):
 # =================================================================================================
 # Inputs: parsing, vocabularies, standardisation, padding
 # =================================================================================================
+
+def _show(v):
+    """A label or token as the user wrote it (no 'np.int64(...)' around it) for error messages."""
+    return repr(v.item() if isinstance(v, np.generic) else v)
+
 
 def _is_int_kind(a):
     return a.dtype.kind in "iu"
@@ -271,7 +310,7 @@ class _Vocabulary:
         if not ok.all():
             if unknown is None:
                 bad = seq[~ok][0]
-                raise ValueError(f"{name}: unknown token {bad!r} (not seen during fit)")
+                raise ValueError(f"{name}: unknown token {_show(bad)} (not seen during fit)")
             ids[~ok] = unknown
         return ids
 
@@ -402,6 +441,11 @@ class _Data:
 
 
 def _check_same_length(name_x, n_x, name_y, y):
+    """ValueError unless `y` holds one target per sequence of `name_x`."""
+    if not isinstance(y, (list, tuple)):
+        y = _to_numpy(y)
+        if y is None or isinstance(y, (str, bytes)) or not hasattr(y, "__len__") or np.ndim(y) == 0:
+            raise ValueError(f"{name_y}: expected {n_x} targets (one per sequence of {name_x}), got {y!r:.60}")
     if len(y) != n_x:
         raise ValueError(f"{name_y}: expected {n_x} targets (one per sequence of {name_x}), got {len(y)}")
 
@@ -414,7 +458,9 @@ _COMMON_DOC = """
     Common parameters: cell ("gru" or "rnn"), hidden_size, num_layers, nonlinearity (of cell="rnn":
     "tanh" or "relu"), dropout (between stacked layers), embedding_dim (token inputs),
     standardize (float features), optimizer ("adam" or "sgd"), learning_rate, momentum (sgd),
-    weight_decay, batch_size, max_epochs, clip_norm (global-norm clipping, None: off),
+    weight_decay (L2 on the input and output weight matrices; never on the recurrent weights or
+    the biases, whose decay erases long-term memory), batch_size, max_epochs (stops earlier when
+    the loss stops improving), clip_norm (global-norm clipping, None: off),
     clip_value (element clipping, None: off), early_stopping, validation_fraction,
     n_iter_no_change, tol, warm_start, random_state, verbose (0: silent, 1: a progress bar per
     epoch on stderr), dtype (numpy.float32 or numpy.float64), backend (None: the fastest built,
@@ -424,8 +470,10 @@ _COMMON_DOC = """
 
 class _RNNEstimator(BaseEstimator):
     """The training loop and the machinery every estimator shares. A subclass provides
-    `_prepare(...)` (-> _Data), `_build()` (the blocks), `_batch_loss(data, batch, backward)` and,
-    when its batches are not plain mini-batches of samples, `_batches` / `_epoch_total`."""
+    `_make_data(X, y, fit)` (its inputs and targets, encoded; learns vocabularies and scalings when
+    fit), `_build()` (its blocks, from fitted attributes only, so that load can rebuild them),
+    `_batch_loss(data, batch, backward)` (forward, loss and, when asked, backward of one batch)
+    and, when its batches are not mini-batches of samples, `_batches` / `_epoch_total` / `_split`."""
 
     _loss_per = "sequence"      # loss_curve_ per sequence, or "step": per time step (per token)
     _unit = "seq"
@@ -474,7 +522,11 @@ class _RNNEstimator(BaseEstimator):
         number("validation_fraction", 0, 0.9)
         number("clip_norm", 0, lo_open=True, none_ok=True)
         number("clip_value", 0, lo_open=True, none_ok=True)
-        if np.dtype(self.dtype) not in (np.dtype(np.float32), np.dtype(np.float64)):
+        try:
+            dt = np.dtype(self.dtype)
+        except TypeError:
+            dt = None
+        if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
             raise TypeError(f"dtype: expected numpy.float32 or numpy.float64, got {self.dtype!r}")
         if not isinstance(getattr(self, "bidirectional", False), (bool, np.bool_)):
             raise ValueError(f"bidirectional: expected True or False, got {self.bidirectional!r}")
@@ -509,8 +561,8 @@ class _RNNEstimator(BaseEstimator):
             return RNN(input_size, hidden_size, nonlinearity=self.nonlinearity, **kwargs)
         return GRU(input_size, hidden_size, **kwargs)
 
-    def _input_blocks(self, spec, prefix=""):
-        """An Embedding for token inputs (None for features) and the recurrent layer over them."""
+    def _input_blocks(self, spec):
+        """An Embedding for token inputs (None for features), and the recurrent layer's input size."""
         emb = None
         if spec.kind != "features":
             emb = Embedding(spec.n_tokens, self.embedding_dim, dtype=self._dtype, seed=self._seed())
@@ -534,10 +586,21 @@ class _RNNEstimator(BaseEstimator):
             p[...] = s
 
     def _make_optimizer(self):
+        blocks = list(self._blocks_.values())
         if self.optimizer == "adam":
-            return _optim.Adam(list(self._blocks_.values()), lr=self.learning_rate, weight_decay=self.weight_decay)
-        return _optim.SGD(list(self._blocks_.values()), lr=self.learning_rate, momentum=self.momentum,
-                          weight_decay=self.weight_decay)
+            return _optim.Adam(blocks, lr=self.learning_rate)
+        return _optim.SGD(blocks, lr=self.learning_rate, momentum=self.momentum)
+
+    def _decayed(self):
+        """(param, grad) pairs that weight_decay applies to: the input-side and output-side weight
+        matrices (embeddings, w_ih, Dense weights), not the recurrent w_hh nor the biases, whose
+        shrinking would erase what a gated cell keeps across many steps."""
+        pairs = []
+        for block in self._blocks_.values():
+            for name, p in block.parameters().items():
+                if name.startswith("weight") and not name.startswith("weight_hh"):
+                    pairs.append((p, block.grads[name]))
+        return pairs
 
     def _check_fitted(self):
         if getattr(self, "_blocks_", None) is None:
@@ -585,13 +648,15 @@ class _RNNEstimator(BaseEstimator):
             self._optimizer_ = self._make_optimizer()
         opt = self._optimizer_
         params = [b for b in self._blocks_.values()]
+        decayed = self._decayed()
         self._set_training(True)
         best, best_snap, bad_epochs = math.inf, None, 0
         show = bool(self.verbose)
         for epoch in range(epochs):
             t0 = time.perf_counter()
-            bar = Progress(self._epoch_total(data), desc=f"{type(self).__name__} epoch {len(self.loss_curve_) + 1}"
-                           + (f"/{self.max_epochs}" if epochs > 1 else ""), unit=self._unit, enabled=show)
+            desc = f"{type(self).__name__} epoch {epoch + 1}/{epochs}" if epochs > 1 else \
+                f"{type(self).__name__} epoch {len(self.loss_curve_) + 1}"
+            bar = Progress(self._epoch_total(data), desc=desc, unit=self._unit, enabled=show)
             s_lb = s_b = s_steps = 0.0
             skipped = 0
             for batch in self._batches(data, self._rng_, True):
@@ -600,10 +665,14 @@ class _RNNEstimator(BaseEstimator):
                 if not math.isfinite(loss):
                     skipped += 1
                     continue
+                if self.weight_decay:
+                    for p, g in decayed:             # the L2 term weight_decay * |W|^2 / 2
+                        g += p.dtype.type(self.weight_decay) * p
                 if self.clip_value is not None:
                     _optim.clip_grad_value(params, self.clip_value)
-                if self.clip_norm is not None:
-                    _optim.clip_grad_norm(params, self.clip_norm)
+                if self.clip_norm is not None and not math.isfinite(_optim.clip_grad_norm(params, self.clip_norm)):
+                    skipped += 1            # an overflowing gradient: skip the update, keep the weights
+                    continue
                 opt.step()
                 s_lb += loss * b
                 s_b += b
@@ -646,23 +715,57 @@ class _RNNEstimator(BaseEstimator):
             self._restore(best_snap)
             self.best_validation_loss_ = best
         self._set_training(False)
+        self._release()
         return self
 
-    def _fit_data(self, data, fresh):
-        """fit's common tail: (re)build unless warm-starting, split, train."""
+    def _release(self):
+        """Drop what the last forward pass kept for its backward (a batch's activations)."""
+        for block in self._blocks_.values():
+            block._ctx = None
+        self.__dict__.pop("_loss_obj", None)
+
+    def _start(self):
+        """A new network and a new history (fit without warm_start, the first partial_fit)."""
+        self._build()
+        self._optimizer_ = None
+        self.loss_curve_, self.validation_loss_curve_, self.n_iter_, self.fit_time_ = [], [], 0, 0.0
+
+    def _split(self, data):
+        """(train, validation) for early stopping: a random validation_fraction of the samples."""
+        n_val = int(round(self.validation_fraction * data.n))
+        if n_val < 1 or n_val >= data.n:
+            raise ValueError(f"validation_fraction={self.validation_fraction} leaves no validation or no "
+                             f"training data with {data.n} samples")
+        order = self._rng_.permutation(data.n)
+        return data.take(order[n_val:]), data.take(order[:n_val])
+
+    @_guarded
+    def _fit(self, X, y):
+        """What every fit does: check, encode the data (learning its vocabulary and scaling unless
+        warm-starting), build, split for early stopping, train."""
+        self._validate()
+        fresh = not (self.warm_start and getattr(self, "_blocks_", None) is not None)
         if fresh:
-            self._build()
-            self._optimizer_ = None
-            self.loss_curve_, self.validation_loss_curve_, self.n_iter_, self.fit_time_ = [], [], 0, 0.0
+            self._init_rng()
+        data = self._make_data(X, y, fit=fresh)
+        if fresh:
+            self._start()
         valid = None
         if self.early_stopping and self.max_epochs > 0:
-            n_val = int(round(self.validation_fraction * data.n))
-            if n_val < 1 or n_val >= data.n:
-                raise ValueError(f"validation_fraction={self.validation_fraction} leaves no validation or no "
-                                 f"training data with {data.n} samples")
-            order = self._rng_.permutation(data.n)
-            valid, data = data.take(order[:n_val]), data.take(order[n_val:])
+            data, valid = self._split(data)
         return self._train(data, self.max_epochs, valid)
+
+    @_guarded
+    def _partial_fit(self, X, y, classes=None):
+        """One more epoch on (X, y); the first call learns the vocabulary / scaling / classes from it."""
+        self._validate()
+        first = getattr(self, "_blocks_", None) is None
+        if first:
+            self._init_rng()
+        data = self._make_data(X, y, fit=first, classes=classes)
+        if first:
+            self._start()
+        return self._train(data, 1, stop_early=False)
 
     # ---- save / load ------------------------------------------------------------------------------
 
@@ -727,7 +830,9 @@ class _RNNEstimator(BaseEstimator):
         klass = _ESTIMATORS.get(meta["class"])
         if klass is None or not issubclass(klass, cls):
             raise ValueError(f"{path}: holds a {meta['class']}, not a {cls.__name__}")
-        est = klass(**meta["params"])
+        params = dict(meta["params"])
+        params["dtype"] = {"float32": np.float32, "float64": np.float64}.get(params.get("dtype"), params.get("dtype"))
+        est = klass(**params)
         est._validate()
         est._init_rng()
         est._set_fitted_state({k[6:]: v for k, v in files.items() if k.startswith("state/")})
@@ -803,6 +908,7 @@ class _ManyToOne(_RNNEstimator):
             self._backward(self._loss_fn.backward())
         return loss, len(idx), int(lengths.sum())
 
+    @_guarded
     def _raw_predict(self, X):
         self._check_fitted()
         x, lengths, _ = self.input_spec_.transform(X, self._dtype)
@@ -812,33 +918,21 @@ class _ManyToOne(_RNNEstimator):
                                                                           self._predict_batch_size(data))]
         return np.concatenate(outs, axis=0)
 
+    def _make_data(self, X, y, fit, classes=None):
+        if fit:
+            self.input_spec_ = _InputSpec().fit(X, self.standardize)
+        x, lengths, _ = self.input_spec_.transform(X, self._dtype)
+        _check_same_length("X", len(lengths), "y", y)
+        return _Data(x, lengths, y=self._encode_targets(y, fit=fit, classes=classes))
+
     def fit(self, X, y):
         """Learn from sequences X (see the module docstring) and one target per sequence y."""
-        self._validate()
-        fresh = not (self.warm_start and getattr(self, "_blocks_", None) is not None)
-        if fresh:
-            self._init_rng()
-            self.input_spec_ = _InputSpec().fit(X, self.standardize)
-        x, lengths, _ = self.input_spec_.transform(X, self._dtype)
-        _check_same_length("X", len(lengths), "y", y)
-        data = _Data(x, lengths, y=self._encode_targets(y, fit=fresh))
-        return self._fit_data(data, fresh)
+        return self._fit(X, y)
 
     def partial_fit(self, X, y, classes=None):
-        """One more epoch on (X, y), building the network on the first call."""
-        self._validate()
-        first = getattr(self, "_blocks_", None) is None
-        if first:
-            self._init_rng()
-            self.input_spec_ = _InputSpec().fit(X, self.standardize)
-        x, lengths, _ = self.input_spec_.transform(X, self._dtype)
-        _check_same_length("X", len(lengths), "y", y)
-        targets = self._encode_targets(y, fit=first, classes=classes)
-        if first:
-            self._build()
-            self._optimizer_ = None
-            self.loss_curve_, self.validation_loss_curve_, self.n_iter_, self.fit_time_ = [], [], 0, 0.0
-        return self._train(_Data(x, lengths, y=targets), 1, stop_early=False)
+        """One more epoch on (X, y), building the network on the first call (whose `classes`, if
+        given, fixes the labels of a classifier)."""
+        return self._partial_fit(X, y, classes)
 
 
 @_add_doc
@@ -878,7 +972,7 @@ class SequenceClassifier(_ManyToOne):
         pos = np.minimum(pos, len(self.classes_) - 1)
         bad = self.classes_[pos] != y
         if bad.any():
-            raise ValueError(f"y: label {y[bad][0]!r} is not one of the classes {self.classes_.tolist()}")
+            raise ValueError(f"y: label {_show(y[bad][0])} is not one of the classes {self.classes_.tolist()}")
         return pos.astype(np.int64)
 
     def predict_proba(self, X):
@@ -887,7 +981,8 @@ class SequenceClassifier(_ManyToOne):
 
     def predict(self, X):
         """The most probable label of each sequence."""
-        return self.classes_[np.argmax(self._raw_predict(X), axis=1)]
+        best = np.argmax(self._raw_predict(X), axis=1)
+        return self.classes_[best]
 
     def score(self, X, y):
         """Accuracy."""
@@ -947,6 +1042,7 @@ class SequenceRegressor(_ManyToOne):
 
     def score(self, X, y):
         """Coefficient of determination R^2 (averaged over outputs)."""
+        self._check_fitted()
         y = np.asarray(y, dtype=np.float64).reshape(-1, self.n_outputs_)
         p = self.predict(X).reshape(-1, self.n_outputs_)
         ss_res = ((y - p) ** 2).sum(axis=0)
@@ -1006,11 +1102,11 @@ class SequenceTagger(_RNNEstimator):
                 raise ValueError(f"y[{i}]: expected {n} labels (one per step of X[{i}]), got shape {s.shape}")
         return seqs
 
-    def _encode_targets(self, Y, lengths, fit):
+    def _encode_targets(self, Y, lengths, fit, classes=None):
         seqs = self._label_sequences(Y, lengths)
         if fit:
             allv = np.concatenate([s for s in seqs if len(s)]) if any(len(s) for s in seqs) else np.zeros(0)
-            self.classes_ = np.unique(allv)
+            self.classes_ = np.unique(allv if classes is None else np.asarray(classes))
             if len(self.classes_) < 2:
                 raise ValueError(f"y: needs at least 2 distinct labels, got {self.classes_.tolist()}")
         T = int(lengths.max()) if len(lengths) else 0
@@ -1020,7 +1116,7 @@ class SequenceTagger(_RNNEstimator):
                 pos = np.minimum(np.searchsorted(self.classes_, s), len(self.classes_) - 1)
                 bad = self.classes_[pos] != s
                 if bad.any():
-                    raise ValueError(f"y[{i}]: label {s[bad][0]!r} is not one of the classes "
+                    raise ValueError(f"y[{i}]: label {_show(s[bad][0])} is not one of the classes "
                                      f"{self.classes_.tolist()}")
                 out[i, :len(s)] = pos
         return out
@@ -1043,17 +1139,21 @@ class SequenceTagger(_RNNEstimator):
                 b["embedding"].backward(dx)
         return loss, len(idx), int(lengths.sum())
 
-    def fit(self, X, y):
-        """Learn from sequences X and per-step labels y."""
-        self._validate()
-        fresh = not (self.warm_start and getattr(self, "_blocks_", None) is not None)
-        if fresh:
-            self._init_rng()
+    def _make_data(self, X, y, fit, classes=None):
+        if fit:
             self.input_spec_ = _InputSpec().fit(X, self.standardize)
         x, lengths, _ = self.input_spec_.transform(X, self._dtype)
-        data = _Data(x, lengths, y=self._encode_targets(y, lengths, fit=fresh))
-        return self._fit_data(data, fresh)
+        return _Data(x, lengths, y=self._encode_targets(y, lengths, fit=fit, classes=classes))
 
+    def fit(self, X, y):
+        """Learn from sequences X and per-step labels y."""
+        return self._fit(X, y)
+
+    def partial_fit(self, X, y, classes=None):
+        """One more epoch on (X, y), building the network on the first call."""
+        return self._partial_fit(X, y, classes)
+
+    @_guarded
     def _step_probs(self, X):
         self._check_fitted()
         x, lengths, is_array = self.input_spec_.transform(X, self._dtype)
@@ -1074,7 +1174,8 @@ class SequenceTagger(_RNNEstimator):
     def predict(self, X):
         """A label per step: a list of arrays (a 2-D array (N, T) for array input)."""
         probs, is_array = self._step_probs(X)
-        labels = [self.classes_[np.argmax(p, axis=1)] for p in probs]
+        classes = self.classes_
+        labels = [classes[np.argmax(p, axis=1)] for p in probs]
         return np.stack(labels) if is_array else labels
 
     def score(self, X, y):
@@ -1167,30 +1268,32 @@ class CharLanguageModel(_RNNEstimator):
     def _encode(self, text, name="text"):
         return self.corpus_.encode(_as_text(text, name))
 
-    def fit(self, text, y=None):
-        """Learn the characters of `text` (a str, a CharCorpus, or a list of str joined by newlines)."""
-        self._validate()
+    def _make_data(self, text, y=None, fit=False, classes=None):
         text = _as_text(text)
         if len(text) < 2:
             raise ValueError(f"text: empty data: a language model needs at least 2 characters, got {len(text)}")
-        fresh = not (self.warm_start and getattr(self, "_blocks_", None) is not None)
-        if fresh:
-            self._init_rng()
+        if fit:
             self.chars_ = "".join(sorted(set(text)))
             self._corpus = None
         ids = self._encode(text)
-        if fresh:
+        if fit:
             self.char_freq_ = np.bincount(ids, minlength=len(self.chars_)) / len(ids)
-            self._build()
-            self._optimizer_ = None
-            self.loss_curve_, self.validation_loss_curve_, self.n_iter_, self.fit_time_ = [], [], 0, 0.0
-        valid = None
-        if self.early_stopping and self.max_epochs > 0:
-            cut = int(round(len(ids) * (1 - self.validation_fraction)))
-            if cut < 2 or len(ids) - cut < 2:
-                raise ValueError(f"validation_fraction={self.validation_fraction} leaves too little text")
-            ids, valid = ids[:cut], _Stream(ids[cut:])
-        return self._train(_Stream(ids), self.max_epochs, valid)
+        return _Stream(ids)
+
+    def _split(self, data):
+        """Early stopping: the last validation_fraction of the text is held out."""
+        cut = int(round(data.n * (1 - self.validation_fraction)))
+        if cut < 2 or data.n - cut < 2:
+            raise ValueError(f"validation_fraction={self.validation_fraction} leaves too little text")
+        return _Stream(data.ids[:cut]), _Stream(data.ids[cut:])
+
+    def fit(self, text, y=None):
+        """Learn the characters of `text` (a str, a CharCorpus, or a list of str joined by newlines)."""
+        return self._fit(text, None)
+
+    def partial_fit(self, text, y=None):
+        """One more epoch on `text` (its characters must be in chars_ after the first call)."""
+        return self._partial_fit(text, None)
 
     def _layout(self, n):
         """Streams and chunk length for n characters."""
@@ -1201,8 +1304,8 @@ class CharLanguageModel(_RNNEstimator):
     def _batches(self, data, rng, shuffle, batch_size=None):
         ids = data.ids
         B, T = self._layout(len(ids))
-        if batch_size is not None:          # evaluation: as many streams as fit, few chunks
-            B = max(1, min(batch_size, (len(ids) - 1) // T)) if len(ids) - 1 >= T else 1
+        if batch_size is not None:          # evaluation: up to batch_size streams of >= 8 chunks each
+            B = max(1, min(batch_size, (len(ids) - 1) // (8 * T)))
         start = int(rng.integers(0, T)) if shuffle and len(ids) - 1 > 2 * B * T else 0   # vary the cuts
         per = (len(ids) - 1 - start) // B
         if per < 1:
@@ -1232,6 +1335,7 @@ class CharLanguageModel(_RNNEstimator):
     def _predict_batch_size(self, data=None):
         return 64
 
+    @_guarded
     def score(self, text, y=None):
         """Mean log-likelihood of each next character of `text` (nats per character; higher is better)."""
         self._check_fitted()
@@ -1250,6 +1354,7 @@ class CharLanguageModel(_RNNEstimator):
         out, h = b["rnn"](b["embedding"](ids.reshape(-1, 1)), h0=h)
         return b["head"](out)[:, 0], h
 
+    @_guarded
     def predict_proba(self, text):
         """Probabilities of the next character after each prefix of `text`: (len(text), n_chars),
         columns in the order of chars_."""
@@ -1264,6 +1369,7 @@ class CharLanguageModel(_RNNEstimator):
         p = self.predict_proba(text)
         return "".join(self.chars_[i] for i in np.argmax(p, axis=1))
 
+    @_guarded
     def generate(self, n_chars, prompt="", temperature=1.0, random_state=None):
         """`n_chars` new characters continuing `prompt` (not repeated in the result), sampled from the
         model's distribution sharpened (temperature < 1) or flattened (> 1); temperature=0 picks the
@@ -1391,16 +1497,16 @@ class Seq2Seq(_RNNEstimator):
         ids = [vocab.encode(s, name=f"targets[{i}]") for i, s in enumerate(seqs)]
         return _pad(ids, np.int64)
 
-    def fit(self, sources, targets):
-        """Learn to map each source sequence to its target sequence."""
-        self._validate()
-        fresh = not (self.warm_start and getattr(self, "_blocks_", None) is not None)
-        if fresh:
-            self._init_rng()
+    def _make_data(self, sources, targets, fit, classes=None):
+        if fit:
             self.input_spec_ = _InputSpec().fit(sources, self.standardize, "sources")
         x, lengths, _ = self.input_spec_.transform(sources, self._dtype, "sources")
-        y, y_lengths = self._encode_targets(targets, len(lengths), fit=fresh)
-        return self._fit_data(_Data(x, lengths, y=y, y_lengths=y_lengths), fresh)
+        y, y_lengths = self._encode_targets(targets, len(lengths), fit=fit)
+        return _Data(x, lengths, y=y, y_lengths=y_lengths)
+
+    def fit(self, sources, targets):
+        """Learn to map each source sequence to its target sequence."""
+        return self._fit(sources, targets)
 
     # ---- the network ------------------------------------------------------------------------------
 
@@ -1474,6 +1580,7 @@ class Seq2Seq(_RNNEstimator):
     def _predict_batch_size(self, data=None):
         return max(self.batch_size, 256)
 
+    @_guarded
     def predict(self, sources, max_length=None):
         """Greedy decoding: each source's most likely output, one token at a time, until the end
         token or `max_length` tokens (default: twice the longest target seen in fit)."""
