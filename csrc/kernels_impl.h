@@ -130,11 +130,6 @@ static inline void SFX(add_to)(REAL *db, const REAL *v, int j0, int hs)
 /* ------------------------------------------------------------------------------------------------ */
 /* Vanilla RNN:  h_t = g(w_ih x_t + b_ih + w_hh h_{t-1} + b_hh),  g = tanh or relu                   */
 
-static inline REAL SFX(act)(REAL a, int relu)
-{
-    return relu ? (a > 0 ? a : (a <= 0 ? 0 : a)) : TANH(a);   /* relu keeps NaN */
-}
-
 int SFX(fr_rnn_forward)(REAL *out, REAL *h_n, REAL *states, REAL *xproj, const REAL *x, const REAL *h0,
                         const REAL *w_ih, const REAL *w_hh, const REAL *b_ih, const REAL *b_hh,
                         const int64_t *lengths, int T, int B, int I, int H, int relu, int reverse,
@@ -177,12 +172,23 @@ int SFX(fr_rnn_forward)(REAL *out, REAL *h_n, REAL *states, REAL *xproj, const R
                     const REAL *xp = xproj + ((size_t)t * B + b) * H;
                     const REAL *Sb = sl.S + (size_t)b * sl.np1;
                     REAL *ob = out + ((size_t)t * B + b) * H;
+                    if (relu) {
 #pragma omp simd
-                    for (int u = 0; u < hs; u++) {
-                        int j = j0 + u;
-                        REAL h = SFX(act)(xp[j] + bias[j] + Sb[u], relu);
-                        hb[j] = h;
-                        ob[j] = h;
+                        for (int u = 0; u < hs; u++) {
+                            int j = j0 + u;
+                            REAL a = xp[j] + bias[j] + Sb[u];
+                            REAL h = a > 0 ? a : (a <= 0 ? 0 : a);   /* relu that keeps NaN */
+                            hb[j] = h;
+                            ob[j] = h;
+                        }
+                    } else {
+#pragma omp simd
+                        for (int u = 0; u < hs; u++) {
+                            int j = j0 + u;
+                            REAL h = TANH(xp[j] + bias[j] + Sb[u]);
+                            hb[j] = h;
+                            ob[j] = h;
+                        }
                     }
                 }
                 fr_barrier_wait(&bar, &phase);
@@ -236,15 +242,25 @@ int SFX(fr_rnn_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
                 const REAL *dob = d_out + ((size_t)t * B + b) * H;
                 REAL *dxb = dgx + ((size_t)t * B + b) * H;
                 REAL *dhb = dh + (size_t)b * H;
+                if (relu) {
 #pragma omp simd
-                for (int u = 0; u < hs; u++) {
-                    int j = j0 + u;
-                    REAL g = dhb[j] + dob[j];
-                    REAL h = hb[j];
-                    REAL da = relu ? (h > 0 ? g : 0) : g * (1 - h * h);
-                    dgb[j] = da;
-                    dxb[j] = da;
-                    dhb[j] = 0;
+                    for (int u = 0; u < hs; u++) {
+                        int j = j0 + u;
+                        REAL da = hb[j] > 0 ? dhb[j] + dob[j] : 0;
+                        dgb[j] = da;
+                        dxb[j] = da;
+                        dhb[j] = 0;
+                    }
+                } else {
+#pragma omp simd
+                    for (int u = 0; u < hs; u++) {
+                        int j = j0 + u;
+                        REAL h = hb[j];
+                        REAL da = (dhb[j] + dob[j]) * (1 - h * h);
+                        dgb[j] = da;
+                        dxb[j] = da;
+                        dhb[j] = 0;
+                    }
                 }
                 SFX(add_to)(db_hh, dgb, j0, hs);
                 SFX(add_to)(db_ih, dgb, j0, hs);

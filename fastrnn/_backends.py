@@ -13,6 +13,7 @@ A backend is a module with four functions taking validated, C-contiguous arrays 
 import importlib
 import os
 import sys
+import warnings
 
 # The kernels' time loop syncs its threads with its own spin-then-yield barrier; between calls the
 # OpenMP workers should sleep rather than spin, or they steal the cores from the BLAS threads of the
@@ -29,6 +30,7 @@ _CANDIDATES = {
 }
 _loaded = {}
 _errors = {}
+_warned = []
 
 
 def _load(name):
@@ -51,6 +53,11 @@ def get(name=None):
         for cand in _CANDIDATES:
             mod = _load(cand)
             if mod is not None:
+                if cand == "numpy" and not _warned:
+                    _warned.append(True)
+                    warnings.warn(f"fastrnn: the compiled kernels are not available ({_errors.get('c')}); using "
+                                  "the NumPy reference. Build them with `pip install .` (or `pip install -e .` "
+                                  "to work in the source tree).", RuntimeWarning, stacklevel=3)
                 return cand, mod
     if not isinstance(name, str) or name not in _CANDIDATES:
         raise ValueError(f"backend: expected one of {list(_CANDIDATES)} or None, got {name!r}")

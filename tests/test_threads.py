@@ -1,0 +1,35 @@
+"""The "c" backend gives bitwise-identical results at any thread count (README: Determinism).
+
+Sizes are large enough that the kernels really split the work (per-step recurrent work above the
+threshold for a second thread, big products split by row blocks); 3 threads give uneven slices."""
+import numpy as np
+import pytest
+
+import fastrnn
+from conftest import KERNEL_IDS, KERNELS, RESULT_NAMES, make_problem, run
+
+pytestmark = pytest.mark.skipif("c" not in fastrnn.backends(), reason="compiled backend not built")
+
+
+@pytest.fixture
+def restore_threads():
+    before = fastrnn.get_num_threads()
+    yield
+    fastrnn.set_num_threads(before)
+
+
+@pytest.mark.parametrize("kind,opts", KERNELS, ids=KERNEL_IDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("lengths,reverse", [(None, False), ([8, 0, 5, 3, 8, 1, 7, 2] * 4, True)],
+                         ids=["full", "lengths-reverse"])
+def test_bitwise_identical_across_thread_counts(kind, opts, dtype, lengths, reverse, restore_threads):
+    T, B, I, H = 8, 32, 70, 200
+    p = make_problem(kind, T, B, I, H, dtype, seed=3)
+    lengths = None if lengths is None else np.array(lengths)
+    results = []
+    for n in (1, 2, 3):
+        fastrnn.set_num_threads(n)
+        results.append(run(kind, opts, p, "c", reverse=reverse, lengths=lengths))
+    for other in results[1:]:
+        for name in RESULT_NAMES:
+            assert np.array_equal(other[name], results[0][name]), name
