@@ -13,6 +13,7 @@
 typedef REAL SFX(vec) __attribute__((vector_size(FR_VBYTES)));
 enum { SFX(VL) = FR_VBYTES / (int)sizeof(REAL), SFX(NR) = 2 * (FR_VBYTES / (int)sizeof(REAL)) };
 #define FR_MR 6   /* rows of a register block: 2 * FR_MR accumulators + 2 panel vectors + 1 broadcast */
+#define FR_KC 384 /* rows of B packed at a time by par_gemm */
 
 /* Bmat[k][c] = src[colbase(c) + k * kstride], with colbase(c) = (c / hs) * gstride + (j0 + c % hs) * cstride:
  * `ngroups` groups of `hs` columns (gates of one hidden slice), zero-padded up to np columns. */
@@ -129,6 +130,17 @@ __attribute__((noinline)) static void SFX(gemm_rows)(int mr, int N, int K, const
                                                     const REAL *P, REAL *C, size_t ldc, int acc)
 {
     const int NR = SFX(NR);
+    REAL Ap[FR_MR * FR_KC];
+    if (cs != 1 && K <= FR_KC) {
+        /* A transposed (the weight gradients: rows of A are columns of dgh): copy the block once into
+           k-major order, instead of striding through memory (a power-of-two stride that maps every
+           k to the same few cache sets) for each of the N / NR panels */
+        for (int k = 0; k < K; k++)
+            for (int i = 0; i < mr; i++) Ap[k * FR_MR + i] = A[(size_t)i * rs + (size_t)k * cs];
+        A = Ap;
+        rs = 1;
+        cs = FR_MR;
+    }
     for (int p = 0; p * NR < N; p++) {
         int nc = N - p * NR < NR ? N - p * NR : NR;
         if (cs == 1)
@@ -143,9 +155,6 @@ __attribute__((noinline)) static void SFX(gemm_rows)(int mr, int N, int K, const
  * B(k, j) = Bm[k*brs + j*bcs]. B is packed in blocks of FR_KC rows into the shared buffer P
  * (FR_KC x N rounded up to NR), each thread then multiplies whole blocks of FR_MR rows. Every element
  * is summed in the same order whatever the thread count. */
-#ifndef FR_KC
-#define FR_KC 384
-#endif
 /* Few rows or a short sum (a short call, B = 1): packing B would cost more than the product, so B is
  * read in place, as row updates (B's rows contiguous) or dot products (B's columns contiguous). */
 #define FR_DIRECT 8
