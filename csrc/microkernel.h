@@ -155,6 +155,30 @@ __attribute__((noinline)) static void SFX(gemm_rows)(int mr, int N, int K, const
  * B(k, j) = Bm[k*brs + j*bcs]. B is packed in blocks of FR_KC rows into the shared buffer P
  * (FR_KC x N rounded up to NR), each thread then multiplies whole blocks of FR_MR rows. Every element
  * is summed in the same order whatever the thread count. */
+/* a . b over K contiguous elements, in vector lanes (two accumulators), then the lanes in order. */
+static inline REAL SFX(dot)(const REAL *a, const REAL *b, int K)
+{
+    typedef SFX(vec) V;
+    enum { VL = SFX(VL) };
+    V s0 = {0}, s1 = {0};
+    int k = 0;
+    for (; k + 2 * VL <= K; k += 2 * VL) {
+        V a0, a1, b0, b1;
+        memcpy(&a0, a + k, sizeof a0);
+        memcpy(&a1, a + k + VL, sizeof a1);
+        memcpy(&b0, b + k, sizeof b0);
+        memcpy(&b1, b + k + VL, sizeof b1);
+        s0 += a0 * b0;
+        s1 += a1 * b1;
+    }
+    s0 += s1;
+    REAL lanes[VL], sum = 0;
+    memcpy(lanes, &s0, sizeof s0);
+    for (int l = 0; l < VL; l++) sum += lanes[l];
+    for (; k < K; k++) sum += a[k] * b[k];
+    return sum;
+}
+
 /* Few rows or a short sum (a short call, B = 1): packing B would cost more than the product, so B is
  * read in place, as row updates (B's rows contiguous) or dot products (B's columns contiguous). */
 #define FR_DIRECT 8
@@ -183,12 +207,10 @@ static void SFX(direct_gemm)(int M, int N, int K, const REAL *A, size_t ars, siz
         for (int i = 0; i < M; i++) {
             const REAL *a = A + (size_t)i * ars, *b = Bm + (size_t)j * bcs;
             REAL sum = 0;
-            if (acs == 1 && brs == 1) {
-#pragma omp simd reduction(+ : sum)
-                for (int k = 0; k < K; k++) sum += a[k] * b[k];
-            } else {
+            if (acs == 1 && brs == 1)
+                sum = SFX(dot)(a, b, K);
+            else
                 for (int k = 0; k < K; k++) sum += a[(size_t)k * acs] * b[(size_t)k * brs];
-            }
             C[(size_t)i * ldc + j] = acc ? C[(size_t)i * ldc + j] + sum : sum;
         }
 }
