@@ -84,14 +84,65 @@ static void SFX(weight_gradients_par)(REAL *dx, REAL *dw_ih, REAL *dw_hh, const 
 /* Everything a thread of the time loop owns: its hidden units [j0, j1), its packed weights, one
  * step's product. */
 typedef struct {
+    const REAL *src;                   /* Bmat[k][c] = src[colbase(c) + k * kstride], see pack_panels */
+    int K, ngroups;
+    size_t gstride, cstride, kstride;
+} SFX(wview_t);
+
+typedef struct {
     int j0, hs;              /* first unit and number of units */
     int np1, np2;            /* padded widths of P1 and P2 */
     REAL *P1, *P2, *S;       /* packed weights (K x np), and the product buffer (B x max np) */
+    int direct;              /* a single step: read the weights in place (w[0], w[1]) instead of packing */
+    SFX(wview_t) w[2];
 } SFX(slice_t);
 
-/* Allocate a thread's buffers: P1 (K1 x g1*hs), P2 (K2 x g2*hs, may be empty), S. Returns 0 on failure. */
-static int SFX(slice_alloc)(SFX(slice_t) *sl, int nt, int H, int B, int K1, int g1, int K2, int g2)
+/* Take the weights of product `which` (0: P1, 1: P2): pack them, or, for a single step, keep a view. */
+static void SFX(slice_weights)(SFX(slice_t) *sl, int which, const REAL *src, int K, int ngroups, size_t gstride,
+                               size_t cstride, size_t kstride)
 {
+    SFX(wview_t) w = {src, K, ngroups, gstride, cstride, kstride};
+    sl->w[which] = w;
+    if (!sl->direct)
+        SFX(pack_panels)(which ? sl->P2 : sl->P1, src, K, ngroups, sl->hs, sl->j0, gstride, cstride, kstride,
+                         which ? sl->np2 : sl->np1);
+}
+
+/* S[b, 0..ngroups*hs) = A[b, :] Bmat for product `which` (S's rows of stride np1 or np2). */
+static void SFX(slice_product)(SFX(slice_t) *sl, int which, int B, const REAL *A, size_t lda)
+{
+    const int np = which ? sl->np2 : sl->np1, hs = sl->hs;
+    if (hs == 0) return;
+    if (!sl->direct) {
+        SFX(packed_gemm)(B, np, sl->w[which].K, A, lda, which ? sl->P2 : sl->P1, sl->S, np);
+        return;
+    }
+    const SFX(wview_t) *w = &sl->w[which];
+    for (int b = 0; b < B; b++) {
+        const REAL *a = A + (size_t)b * lda;
+        REAL *out = sl->S + (size_t)b * np;
+        for (int g = 0; g < w->ngroups; g++) {
+            const REAL *base = w->src + (size_t)g * w->gstride + (size_t)sl->j0 * w->cstride;
+            REAL *o = out + (size_t)g * hs;
+            if (w->kstride == 1) {          /* weight columns contiguous: dot products */
+                for (int u = 0; u < hs; u++) o[u] = SFX(dot)(a, base + (size_t)u * w->cstride, w->K);
+            } else {                        /* weight rows contiguous: row updates */
+                for (int u = 0; u < hs; u++) o[u] = 0;
+                for (int k = 0; k < w->K; k++) {
+                    const REAL av = a[k], *row = base + (size_t)k * w->kstride;
+#pragma omp simd
+                    for (int u = 0; u < hs; u++) o[u] += av * row[(size_t)u * w->cstride];
+                }
+            }
+        }
+    }
+}
+
+/* Allocate a thread's buffers: P1 (K1 x g1*hs), P2 (K2 x g2*hs, may be empty), S. Returns 0 on failure. */
+static int SFX(slice_alloc)(SFX(slice_t) *sl, int nt, int direct, int H, int B, int K1, int g1, int K2, int g2)
+{
+    sl->direct = direct;
+    if (direct) K1 = K2 = 0;     /* nothing to pack */
     const int NR = SFX(NR);
     int tid = omp_get_thread_num();
     if (nt > omp_get_num_threads()) nt = omp_get_num_threads();
@@ -108,10 +159,10 @@ static int SFX(slice_alloc)(SFX(slice_t) *sl, int nt, int H, int B, int K1, int 
 /* The start of every time loop, run by each thread of the parallel region: flush denormals, take
  * this thread's slice of hidden units and allocate its buffers (see slice_alloc), and let thread 0
  * size the per-step barrier. Returns 0 (and raises *failed for everyone) when out of memory. */
-static int SFX(loop_begin)(SFX(slice_t) *sl, fr_barrier_t *bar, int *failed, int nt, int H, int B, int K1,
-                           int g1, int K2, int g2)
+static int SFX(loop_begin)(SFX(slice_t) *sl, fr_barrier_t *bar, int *failed, int nt, int T, int H, int B,
+                           int K1, int g1, int K2, int g2)
 {
-    int ok = SFX(slice_alloc)(sl, nt, H, B, K1, g1, K2, g2);
+    int ok = SFX(slice_alloc)(sl, nt, T == 1, H, B, K1, g1, K2, g2);
     if (!ok) {
 #pragma omp atomic write
         *failed = 1;
@@ -152,15 +203,15 @@ int SFX(fr_rnn_forward)(REAL *out, REAL *h_n, REAL *states, REAL *xproj, const R
             SFX(slice_t) sl;
             int phase = 0;
             /* P1[k][c] = w_hh[j0 + c][k]: my units' rows */
-            if (SFX(loop_begin)(&sl, &bar, &failed, nloop, H, B, H, 1, 0, 0))
-                SFX(pack_panels)(sl.P1, w_hh, H, 1, sl.hs, sl.j0, 0, H, 1, sl.np1);
+            if (SFX(loop_begin)(&sl, &bar, &failed, nloop, T, H, B, H, 1, 0, 0))
+                SFX(slice_weights)(&sl, 0, w_hh, H, 1, 0, H, 1);
 #pragma omp barrier
             if (!gemm && !failed) SFX(input_projection_par)(xproj, x, w_ih, (size_t)T * B, I, H, P);
             const int j0 = sl.j0, hs = sl.hs;
             for (int s = 0; s < T && !failed; s++) {
                 const REAL *hp = states + s * BH;
                 REAL *hnew = states + (s + 1) * BH;
-                if (hs > 0) SFX(packed_gemm)(B, sl.np1, H, hp, H, sl.P1, sl.S, sl.np1);
+                SFX(slice_product)(&sl, 0, B, hp, H);
                 for (int b = 0; b < B; b++) {
                     int t = fr_time_index(s, b, T, lengths, reverse);
                     const REAL *hpb = hp + (size_t)b * H;
@@ -225,8 +276,8 @@ int SFX(fr_rnn_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
         SFX(slice_t) sl;
         int phase = 0;
         /* P1[k][c] = w_hh[k][j0 + c]: dh_{s-1}[:, my units] = dgh_s w_hh[:, my units] */
-        if (SFX(loop_begin)(&sl, &bar, &failed, nloop, H, B, H, 1, 0, 0))
-            SFX(pack_panels)(sl.P1, w_hh, H, 1, sl.hs, sl.j0, 0, 1, H, sl.np1);
+        if (SFX(loop_begin)(&sl, &bar, &failed, nloop, T, H, B, H, 1, 0, 0))
+            SFX(slice_weights)(&sl, 0, w_hh, H, 1, 0, 1, H);
 #pragma omp barrier
         const int j0 = sl.j0, hs = sl.hs;
         for (int s = T - 1; s >= 0 && !failed; s--) {
@@ -267,7 +318,7 @@ int SFX(fr_rnn_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
             }
             fr_barrier_wait(&bar, &phase);
             if (hs > 0) {
-                SFX(packed_gemm)(B, sl.np1, H, dg, H, sl.P1, sl.S, sl.np1);
+                SFX(slice_product)(&sl, 0, B, dg, H);
                 for (int b = 0; b < B; b++)
                     for (int u = 0; u < hs; u++) dh[(size_t)b * H + j0 + u] += sl.S[(size_t)b * sl.np1 + u];
             }
@@ -317,9 +368,9 @@ int SFX(fr_gru_forward)(REAL *out, REAL *h_n, REAL *states, REAL *gates, REAL *x
             /* reset_after: P1 = rows r, z, n of my units (one product per step);
                Cho: P1 = rows r, z (on h), P2 = rows n (on r * h, after a barrier) */
             int g1 = reset_after ? 3 : 2, g2 = reset_after ? 0 : 1;
-            if (SFX(loop_begin)(&sl, &bar, &failed, nloop, H, B, H, g1, H, g2)) {
-                SFX(pack_panels)(sl.P1, w_hh, H, g1, sl.hs, sl.j0, (size_t)H * H, H, 1, sl.np1);
-                if (g2) SFX(pack_panels)(sl.P2, w_hh + (size_t)2 * H * H, H, 1, sl.hs, sl.j0, 0, H, 1, sl.np2);
+            if (SFX(loop_begin)(&sl, &bar, &failed, nloop, T, H, B, H, g1, H, g2)) {
+                SFX(slice_weights)(&sl, 0, w_hh, H, g1, (size_t)H * H, H, 1);
+                if (g2) SFX(slice_weights)(&sl, 1, w_hh + (size_t)2 * H * H, H, 1, 0, H, 1);
             }
 #pragma omp barrier
             if (!gemm && !failed) SFX(input_projection_par)(xproj, x, w_ih, (size_t)T * B, I, GH, P);
@@ -329,7 +380,7 @@ int SFX(fr_gru_forward)(REAL *out, REAL *h_n, REAL *states, REAL *gates, REAL *x
                 const REAL *hp = states + s * BH;
                 REAL *hnew = states + (s + 1) * BH;
                 REAL *gs = gates + s * 4 * BH;
-                if (hs > 0) SFX(packed_gemm)(B, sl.np1, H, hp, H, sl.P1, sl.S, ld);
+                SFX(slice_product)(&sl, 0, B, hp, H);
                 for (int b = 0; b < B; b++) {
                     int t = fr_time_index(s, b, T, lengths, reverse);
                     const REAL *hpb = hp + (size_t)b * H;
@@ -374,7 +425,7 @@ int SFX(fr_gru_forward)(REAL *out, REAL *h_n, REAL *states, REAL *gates, REAL *x
                 fr_barrier_wait(&bar, &phase);
                 if (reset_after) continue;
                 /* Cho GRU: the n gate needs r * h of every unit */
-                if (hs > 0) SFX(packed_gemm)(B, sl.np2, H, gs + 3 * H, 4 * H, sl.P2, sl.S, sl.np2);
+                SFX(slice_product)(&sl, 1, B, gs + 3 * H, 4 * H);
                 for (int b = 0; b < B; b++) {
                     int t = fr_time_index(s, b, T, lengths, reverse);
                     if (t < 0) continue;
@@ -432,9 +483,9 @@ int SFX(fr_gru_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
         unsigned csr = fr_ftz_on();
         SFX(slice_t) sl;
         int phase = 0;
-        if (SFX(loop_begin)(&sl, &bar, &failed, nloop, H, B, K1, 1, K2, K2 ? 1 : 0)) {
-            SFX(pack_panels)(sl.P1, w_hh, K1, 1, sl.hs, sl.j0, 0, 1, H, sl.np1);
-            if (K2) SFX(pack_panels)(sl.P2, w_hh + (size_t)2 * H * H, K2, 1, sl.hs, sl.j0, 0, 1, H, sl.np2);
+        if (SFX(loop_begin)(&sl, &bar, &failed, nloop, T, H, B, K1, 1, K2, K2 ? 1 : 0)) {
+            SFX(slice_weights)(&sl, 0, w_hh, K1, 1, 0, 1, H);
+            if (K2) SFX(slice_weights)(&sl, 1, w_hh + (size_t)2 * H * H, K2, 1, 0, 1, H);
         }
 #pragma omp barrier
         const int j0 = sl.j0, hs = sl.hs;
@@ -494,7 +545,7 @@ int SFX(fr_gru_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
             fr_barrier_wait(&bar, &phase);
             if (!reset_after) {
                 /* d(r * h)[:, my units] = dn w_hn[:, my units]; then dr, and the r * d(r h) path to dh */
-                if (hs > 0) SFX(packed_gemm)(B, sl.np2, H, dg + 2 * H, GH, sl.P2, sl.S, sl.np2);
+                SFX(slice_product)(&sl, 1, B, dg + 2 * H, GH);
                 for (int b = 0; b < B; b++) {
                     int t = fr_time_index(s, b, T, lengths, reverse);
                     if (t < 0) continue;
@@ -521,7 +572,7 @@ int SFX(fr_gru_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
                 fr_barrier_wait(&bar, &phase);
             }
             if (hs > 0) {
-                SFX(packed_gemm)(B, sl.np1, K1, dg, GH, sl.P1, sl.S, sl.np1);
+                SFX(slice_product)(&sl, 0, B, dg, GH);
                 for (int b = 0; b < B; b++)
                     for (int u = 0; u < hs; u++) dh[(size_t)b * H + j0 + u] += sl.S[(size_t)b * sl.np1 + u];
             }
