@@ -35,7 +35,8 @@
  * scipy.linalg.cython_blas exports it), which then run on OpenBLAS's own thread pool.
  *
  * The time loop runs inside one OpenMP parallel region: each thread owns a slice of the hidden units,
- * packs its rows of w_hh once into its own buffer, and computes its slice of every step's recurrent
+ * packs its rows of w_hh once into its own buffer (a single step, T = 1, reads them in place), and
+ * computes its slice of every step's recurrent
  * product (a register-blocked micro-kernel) and gate math; threads meet at one barrier per step
  * (two for the Cho GRU). Denormals are flushed to zero inside the kernels (x86 MXCSR).
  * Results do not depend on the thread count: every element is computed by the same operations in
