@@ -1,6 +1,7 @@
 """`python -m fastrnn demo` (in its quick mode) and `python -m fastrnn generate FILE`."""
 import os
 import subprocess
+import tempfile
 import sys
 
 import pytest
@@ -8,14 +9,18 @@ import pytest
 from fastrnn import datasets
 from fastrnn.__main__ import main
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_module(*args):
+    """`python -m fastrnn ...` with the fastrnn these tests import (the installed one under CI), run
+    from a folder outside the source tree so that the uncompiled sources do not shadow it."""
+    import fastrnn
+
     env = dict(os.environ)
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(fastrnn.__file__)))
+    env["PYTHONPATH"] = pkg_parent + os.pathsep + env.get("PYTHONPATH", "")
     return subprocess.run([sys.executable, "-m", "fastrnn", *args], capture_output=True, text=True, env=env,
-                          timeout=120)
+                          timeout=120, cwd=tempfile.gettempdir())
 
 
 def test_help_describes_both_commands():
