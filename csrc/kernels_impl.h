@@ -57,9 +57,9 @@ static void SFX(weight_gradients)(REAL *dx, REAL *dw_ih, REAL *dw_hh, const REAL
 /* The same two steps with fastrnn's own packed GEMM, run by every thread of the loop's parallel
  * region (no second thread pool, and bitwise the same at any thread count). P: shared packing buffer
  * of big_pack_size() elements. */
-static size_t SFX(big_pack_size)(int I, int H, int GH)
+static size_t SFX(big_pack_size)(int I, int GH)
 {
-    int n = GH > I ? GH : I;
+    int n = GH > I ? GH : I;     /* the widest B of the big products: w_ih^T (GH), x (I), states (H <= GH) */
     n = (n + SFX(NR) - 1) / SFX(NR) * SFX(NR);
     return (size_t)FR_KC * n;
 }
@@ -190,7 +190,7 @@ int SFX(fr_rnn_forward)(REAL *out, REAL *h_n, REAL *states, REAL *xproj, const R
     memcpy(states, h0, sizeof(REAL) * BH);
     if (T > 0 && BH > 0) {
         REAL *bias = SFX(input_bias)(b_ih, b_hh, H, 0, 0);
-        REAL *P = gemm ? NULL : (REAL *)fr_buffer(FR_BUF_PACK, sizeof(REAL) * SFX(big_pack_size)(I, H, H));
+        REAL *P = gemm ? NULL : (REAL *)fr_buffer(FR_BUF_PACK, sizeof(REAL) * SFX(big_pack_size)(I, H));
         if (!bias || (!gemm && !P)) return FR_ENOMEM;
         if (gemm) SFX(input_projection)(xproj, x, w_ih, (size_t)T * B, I, H, gemm);
         if (lengths) memset(out, 0, sizeof(REAL) * T * BH);
@@ -265,7 +265,7 @@ int SFX(fr_rnn_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
         return FR_OK;
     }
     if (lengths && dgx != dgh) memset(dgx, 0, sizeof(REAL) * T * BH);
-    REAL *P = gemm ? NULL : (REAL *)fr_buffer(FR_BUF_PACK, sizeof(REAL) * SFX(big_pack_size)(I, H, H));
+    REAL *P = gemm ? NULL : (REAL *)fr_buffer(FR_BUF_PACK, sizeof(REAL) * SFX(big_pack_size)(I, H));
     if (!gemm && !P) return FR_ENOMEM;
     int failed = 0;
     fr_barrier_t bar = {0};
@@ -353,7 +353,7 @@ int SFX(fr_gru_forward)(REAL *out, REAL *h_n, REAL *states, REAL *gates, REAL *x
     if (T > 0 && BH > 0) {
         /* b_hn stays inside r * (...) with reset_after; otherwise every b_hh joins the input bias */
         REAL *bias = SFX(input_bias)(b_ih, b_hh, GH, reset_after ? 2 * H : 0, reset_after ? GH : 0);
-        REAL *P = gemm ? NULL : (REAL *)fr_buffer(FR_BUF_PACK, sizeof(REAL) * SFX(big_pack_size)(I, H, GH));
+        REAL *P = gemm ? NULL : (REAL *)fr_buffer(FR_BUF_PACK, sizeof(REAL) * SFX(big_pack_size)(I, GH));
         if (!bias || (!gemm && !P)) return FR_ENOMEM;
         if (gemm) SFX(input_projection)(xproj, x, w_ih, (size_t)T * B, I, GH, gemm);
         if (lengths) memset(out, 0, sizeof(REAL) * T * BH);
@@ -475,7 +475,7 @@ int SFX(fr_gru_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
     /* reset_after: P1[k][c] = w_hh[k][j0 + c], k < 3H: dh[:, my units] += dgh_s w_hh[:, my units]
        Cho: P1 = rows r, z (K = 2H) for dh; P2 = rows n (K = H) for d(r * h) */
     const int K1 = reset_after ? GH : 2 * H, K2 = reset_after ? 0 : H;
-    REAL *P = gemm ? NULL : (REAL *)fr_buffer(FR_BUF_PACK, sizeof(REAL) * SFX(big_pack_size)(I, H, GH));
+    REAL *P = gemm ? NULL : (REAL *)fr_buffer(FR_BUF_PACK, sizeof(REAL) * SFX(big_pack_size)(I, GH));
     if (!gemm && !P) return FR_ENOMEM;
     const int nloop = fr_loop_threads(nthreads, T, B, H, H, 3, SFX(VL));
 #pragma omp parallel num_threads(gemm ? nloop : fr_team_threads(nthreads, nloop, T, B, I, GH))

@@ -21,21 +21,10 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .layers import IncompatibleKeys, StateDictError, _check_shape, _positive_int, _real_array, _to_numpy
+from .layers import (IncompatibleKeys, StateDictError, _check_shape, _float_dtype, _positive_int, _real_array,
+                     _to_numpy)
 
 __all__ = ["Block", "Dense", "Embedding", "DotAttention"]
-
-_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-
-
-def _float_dtype(dtype):
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        raise TypeError(f"dtype: expected numpy.float32 or numpy.float64, got {dtype!r}") from None
-    if dt not in _FLOAT_DTYPES:
-        raise TypeError(f"dtype: expected numpy.float32 or numpy.float64, got {dt}")
-    return dt
 
 
 class Block:

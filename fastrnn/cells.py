@@ -35,7 +35,7 @@ import numpy as np
 
 from . import _backends
 from . import functional as F
-from .layers import _FLOAT_DTYPES, _RecurrentLayer, _check_shape, _flag, _positive_int, _real_array
+from .layers import _RecurrentLayer, _float_dtype, _check_shape, _flag, _positive_int, _real_array
 
 __all__ = ["RNNCell", "GRUCell"]
 
@@ -49,13 +49,7 @@ class _Cell:
         self.input_size = _positive_int("input_size", input_size)
         self.hidden_size = _positive_int("hidden_size", hidden_size)
         self.bias = _flag("bias", bias)
-        try:
-            dt = np.dtype(dtype)
-        except TypeError:
-            raise TypeError(f"dtype: expected numpy.float32 or numpy.float64, got {dtype!r}") from None
-        if dt not in _FLOAT_DTYPES:
-            raise TypeError(f"dtype: expected numpy.float32 or numpy.float64, got {dt}")
-        self.dtype = dt
+        self.dtype = _float_dtype(dtype)
         if backend is not None:
             _backends.get(backend)  # ValueError for an unknown or unbuilt backend
         self.backend = backend

@@ -29,6 +29,17 @@ __all__ = ["RNN", "GRU", "StateDictError"]
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
+
+def _float_dtype(dtype):
+    """`dtype` as np.float32 or np.float64; TypeError for anything else."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype: expected numpy.float32 or numpy.float64, got {dtype!r}") from None
+    if dt not in _FLOAT_DTYPES:
+        raise TypeError(f"dtype: expected numpy.float32 or numpy.float64, got {dt}")
+    return dt
+
 # What load_state_dict(strict=False) returns, as torch.nn.Module.load_state_dict does.
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
@@ -103,13 +114,7 @@ class _RecurrentLayer:
             warnings.warn("dropout adds dropout after every recurrent layer but the last, so with "
                           f"num_layers=1 it does nothing (got dropout={self.dropout})", UserWarning,
                           stacklevel=3)
-        try:
-            dt = np.dtype(dtype)
-        except TypeError:
-            raise TypeError(f"dtype: expected numpy.float32 or numpy.float64, got {dtype!r}") from None
-        if dt not in _FLOAT_DTYPES:
-            raise TypeError(f"dtype: expected numpy.float32 or numpy.float64, got {dt}")
-        self.dtype = dt
+        self.dtype = _float_dtype(dtype)
         if backend is not None:
             _backends.get(backend)  # ValueError for an unknown or unbuilt backend
         self.backend = backend

@@ -103,6 +103,18 @@ class Loss:
                              f" with batch_first), got {x.shape}")
         return x
 
+    def _elementwise(self, input, target, lengths, mask):
+        """Input z and a target y of the same shape, the leading (step) shape, the width K, the step
+        weights w (None: all steps count) and the mask of steps that count."""
+        z = self._input(input)
+        y = _real_array("target", target, z.dtype)
+        if y.shape != z.shape:
+            raise ValueError(f"target: expected shape {z.shape} (the input's), got {y.shape}")
+        lead, K = z.shape[:-1], z.shape[-1]
+        w = step_weights(lead, lengths, mask, self.batch_first)
+        active = np.ones(lead, bool) if w is None else w > 0
+        return z, y, lead, K, w, active
+
     def _batch_size(self, lead_shape):
         if len(lead_shape) == 1 or self.batch_first:
             return lead_shape[0]
@@ -171,13 +183,7 @@ class BinaryCrossEntropy(Loss):
     -[y log σ(z) + (1 - y) log(1 - σ(z))]; summed over steps, mean over the batch."""
 
     def forward(self, input, target, lengths=None, mask=None):
-        z = self._input(input)
-        y = _real_array("target", target, z.dtype)
-        if y.shape != z.shape:
-            raise ValueError(f"target: expected shape {z.shape} (the input's), got {y.shape}")
-        lead, K = z.shape[:-1], z.shape[-1]
-        w = step_weights(lead, lengths, mask, self.batch_first)
-        active = np.ones(lead, bool) if w is None else w > 0
+        z, y, lead, K, w, active = self._elementwise(input, target, lengths, mask)
         ya = y[active]
         if ya.size and (np.any(~np.isfinite(ya)) or ya.min() < 0 or ya.max() > 1):
             raise ValueError(f"target: expected values in [0, 1] for binary cross-entropy, got min "
@@ -206,13 +212,7 @@ class MeanSquaredError(Loss):
     over the batch. With K = 1 and no time axis this is the usual MSE."""
 
     def forward(self, input, target, lengths=None, mask=None):
-        z = self._input(input)
-        y = _real_array("target", target, z.dtype)
-        if y.shape != z.shape:
-            raise ValueError(f"target: expected shape {z.shape} (the input's), got {y.shape}")
-        lead, K = z.shape[:-1], z.shape[-1]
-        w = step_weights(lead, lengths, mask, self.batch_first)
-        active = np.ones(lead, bool) if w is None else w > 0
+        z, y, lead, K, w, active = self._elementwise(input, target, lengths, mask)
         diff = np.where(active[..., None], z - y, 0)
         per_step = np.mean(diff.astype(np.float64) ** 2, axis=-1) if K else np.zeros(lead)
         B = self._batch_size(lead)
