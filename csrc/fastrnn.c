@@ -119,7 +119,7 @@ static void fr_slice(int H, int nt, int tid, int vl, int *j0, int *hs)
 
 /* Threads worth using for the time loop: at most one per chunk of units, enough recurrent work per
  * step (2 B G H K flops) for each to outweigh a barrier, and one for a call too short to share. */
-#define FR_MIN_FLOPS_PER_THREAD 262144.0
+#define FR_MIN_FLOPS_PER_THREAD 65536.0
 #define FR_MIN_FLOPS_PER_CALL 2e6
 static int fr_loop_threads(int nthreads, int T, int B, int H, int K, int G, int vl)
 {

@@ -167,7 +167,9 @@ static int SFX(loop_begin)(SFX(slice_t) *sl, fr_barrier_t *bar, int *failed, int
 #pragma omp atomic write
         *failed = 1;
     }
-    if (omp_get_thread_num() == 0) bar->n = omp_get_num_threads();
+    /* threads past the loop's share (nt < team size: the big products wanted more) own no units and
+       skip the time loop; only the owners meet at its barrier */
+    if (omp_get_thread_num() == 0) bar->n = nt < omp_get_num_threads() ? nt : omp_get_num_threads();
     return ok;
 }
 
@@ -208,7 +210,7 @@ int SFX(fr_rnn_forward)(REAL *out, REAL *h_n, REAL *states, REAL *xproj, const R
 #pragma omp barrier
             if (!gemm && !failed) SFX(input_projection_par)(xproj, x, w_ih, (size_t)T * B, I, H, P);
             const int j0 = sl.j0, hs = sl.hs;
-            for (int s = 0; s < T && !failed; s++) {
+            for (int s = 0; s < T && !failed && hs > 0; s++) {
                 const REAL *hp = states + s * BH;
                 REAL *hnew = states + (s + 1) * BH;
                 SFX(slice_product)(&sl, 0, B, hp, H);
@@ -280,7 +282,7 @@ int SFX(fr_rnn_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
             SFX(slice_weights)(&sl, 0, w_hh, H, 1, 0, 1, H);
 #pragma omp barrier
         const int j0 = sl.j0, hs = sl.hs;
-        for (int s = T - 1; s >= 0 && !failed; s--) {
+        for (int s = T - 1; s >= 0 && !failed && hs > 0; s--) {
             REAL *dg = dgh + s * BH;
             for (int b = 0; b < B; b++) {
                 int t = fr_time_index(s, b, T, lengths, reverse);
@@ -376,7 +378,7 @@ int SFX(fr_gru_forward)(REAL *out, REAL *h_n, REAL *states, REAL *gates, REAL *x
             if (!gemm && !failed) SFX(input_projection_par)(xproj, x, w_ih, (size_t)T * B, I, GH, P);
             const int j0 = sl.j0, hs = sl.hs, ld = sl.np1;
             const REAL *bx = bias, *b_hn = b_hh + 2 * H;
-            for (int s = 0; s < T && !failed; s++) {
+            for (int s = 0; s < T && !failed && hs > 0; s++) {
                 const REAL *hp = states + s * BH;
                 REAL *hnew = states + (s + 1) * BH;
                 REAL *gs = gates + s * 4 * BH;
@@ -489,7 +491,7 @@ int SFX(fr_gru_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
         }
 #pragma omp barrier
         const int j0 = sl.j0, hs = sl.hs;
-        for (int s = T - 1; s >= 0 && !failed; s--) {
+        for (int s = T - 1; s >= 0 && !failed && hs > 0; s--) {
             const REAL *hp = states + s * BH;
             const REAL *gs = gates + s * 4 * BH;
             REAL *dg = dgh + s * 3 * BH;
