@@ -25,7 +25,8 @@
                  contender and workload, memory_step() in it (peak RSS above the RSS before the step,
                  tracemalloc's peak of NumPy's allocations, and the bytes of fastrnn's forward cache)
 
-"fwd" is one forward call; "train" is forward + backward with a fixed random d_out (torch:
+"fwd" is one inference forward call (under `fastrnn.no_grad()` / `torch.no_grad()`: nothing kept for
+a backward; ONNX Runtime is inference only); "train" is forward + backward with a fixed random d_out (torch:
 `(out * d_out).sum().backward()`, with x and h0 requiring gradients as fastrnn returns dx and dh0).
 
 A worker can be run by hand; it prints one JSON object per line, {"info": ...} first:
@@ -229,13 +230,18 @@ class FastRNN:
                 "threads": fastrnn.get_num_threads()}
 
     def build(self, w, inputs):
+        import fastrnn
         from fastrnn import functional as F
 
         forward, backward = {"rnn": (F.rnn_forward, F.rnn_backward),
                              "gru": (F.gru_forward, F.gru_backward)}[w.cell]
         args = inputs[:6]
         if w.phase == "fwd":
-            return lambda: forward(*args, backend=self.backend)
+            def infer():
+                with fastrnn.no_grad():
+                    forward(*args, backend=self.backend)
+
+            return infer
 
         def train():
             _, _, cache = forward(*args, backend=self.backend)

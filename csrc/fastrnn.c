@@ -83,7 +83,7 @@ static void *fr_alloc(size_t bytes)
  * reused by the next call on that thread, grown when a call needs more: allocating and faulting in
  * fresh pages on every call costs more than a short call's arithmetic. OpenMP's worker threads live
  * as long as the process, so each keeps the buffers of the largest call it has served. */
-enum { FR_BUF_BIAS, FR_BUF_PACK, FR_BUF_P1, FR_BUF_P2, FR_BUF_S, FR_NBUF };
+enum { FR_BUF_BIAS, FR_BUF_PACK, FR_BUF_P1, FR_BUF_P2, FR_BUF_S, FR_BUF_STATE, FR_BUF_GATES, FR_NBUF };
 static _Thread_local struct {
     void *p;
     size_t bytes;

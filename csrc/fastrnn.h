@@ -21,10 +21,12 @@
  *   out      (T, B, H)     time-ordered outputs h_t (0 where t >= len_b)
  *   h_n      (B, H)        state after each sequence's last valid step
  *   states   (T+1, B, H)   step-ordered states: states[0] = h0, states[s+1] = state after step s;
- *                          kept for backward
+ *                          kept for backward. NULL in an inference forward (no backward to come):
+ *                          the loop then keeps two states of its own, used in turn
  *   xproj    (T, B, G*H)   scratch: input projection x w_ih^T + biases of all steps (one GEMM)
  *   gates    (T, B, 4H)    GRU only, step-ordered, kept for backward: r, z, n and
- *                          hn = W_hn h + b_hn (reset_after) or rh = r * h_{t-1} (reset_after = 0)
+ *                          hn = W_hn h + b_hn (reset_after) or rh = r * h_{t-1} (reset_after = 0);
+ *                          NULL in an inference forward (with states): one step's, overwritten
  *   dgh      (T, B, G*H)   scratch, step-ordered: gradient of the recurrent pre-activations
  *   dgx      (T, B, G*H)   scratch, time-ordered: gradient of the input pre-activations
  *                          (RNN: may be the same buffer as dgh when lengths is NULL and reverse is 0)

@@ -180,6 +180,19 @@ static inline void SFX(add_to)(REAL *db, const REAL *v, int j0, int hs)
     for (int j = j0; j < j0 + hs; j++) db[j] += v[j];
 }
 
+/* Where the forward keeps the state after step s - 1: in `states` (training), or, when `states` is
+ * NULL (inference, no backward to come), in the two rows of `pair`, used in turn. */
+static inline REAL *SFX(state_at)(REAL *states, REAL *pair, size_t BH, int s)
+{
+    return states ? states + (size_t)s * BH : pair + (size_t)(s & 1) * BH;
+}
+
+/* The inference forward's two state rows (NULL when out of memory; see state_at). */
+static REAL *SFX(state_pair)(REAL *states, size_t BH)
+{
+    return states ? NULL : (REAL *)fr_buffer(FR_BUF_STATE, sizeof(REAL) * 2 * BH);
+}
+
 /* ------------------------------------------------------------------------------------------------ */
 /* Vanilla RNN:  h_t = g(w_ih x_t + b_ih + w_hh h_{t-1} + b_hh),  g = tanh or relu                   */
 
@@ -189,7 +202,9 @@ int SFX(fr_rnn_forward)(REAL *out, REAL *h_n, REAL *states, REAL *xproj, const R
                         int nthreads, GEMM_T gemm)
 {
     const size_t BH = (size_t)B * H;
-    memcpy(states, h0, sizeof(REAL) * BH);
+    REAL *pair = SFX(state_pair)(states, BH);
+    if (!states && !pair) return FR_ENOMEM;
+    memcpy(SFX(state_at)(states, pair, BH, 0), h0, sizeof(REAL) * BH);
     if (T > 0 && BH > 0) {
         REAL *bias = SFX(input_bias)(b_ih, b_hh, H, 0, 0);
         REAL *P = gemm ? NULL : (REAL *)fr_buffer(FR_BUF_PACK, sizeof(REAL) * SFX(big_pack_size)(I, H));
@@ -211,8 +226,8 @@ int SFX(fr_rnn_forward)(REAL *out, REAL *h_n, REAL *states, REAL *xproj, const R
             if (!gemm && !failed) SFX(input_projection_par)(xproj, x, w_ih, (size_t)T * B, I, H, P);
             const int j0 = sl.j0, hs = sl.hs;
             for (int s = 0; s < T && !failed && hs > 0; s++) {
-                const REAL *hp = states + s * BH;
-                REAL *hnew = states + (s + 1) * BH;
+                const REAL *hp = SFX(state_at)(states, pair, BH, s);
+                REAL *hnew = SFX(state_at)(states, pair, BH, s + 1);
                 SFX(slice_product)(&sl, 0, B, hp, H);
                 for (int b = 0; b < B; b++) {
                     int t = fr_time_index(s, b, T, lengths, reverse);
@@ -250,7 +265,7 @@ int SFX(fr_rnn_forward)(REAL *out, REAL *h_n, REAL *states, REAL *xproj, const R
         }
         if (failed) return FR_ENOMEM;
     }
-    memcpy(h_n, states + (size_t)T * BH, sizeof(REAL) * BH);
+    memcpy(h_n, SFX(state_at)(states, pair, BH, T), sizeof(REAL) * BH);
     return FR_OK;
 }
 
@@ -351,7 +366,11 @@ int SFX(fr_gru_forward)(REAL *out, REAL *h_n, REAL *states, REAL *gates, REAL *x
 {
     const size_t BH = (size_t)B * H;
     const int GH = 3 * H;
-    memcpy(states, h0, sizeof(REAL) * BH);
+    REAL *pair = SFX(state_pair)(states, BH);
+    /* inference (gates NULL): one step's gates, overwritten by the next */
+    REAL *gstep = gates ? NULL : (REAL *)fr_buffer(FR_BUF_GATES, sizeof(REAL) * 4 * BH);
+    if ((!states && !pair) || (!gates && !gstep)) return FR_ENOMEM;
+    memcpy(SFX(state_at)(states, pair, BH, 0), h0, sizeof(REAL) * BH);
     if (T > 0 && BH > 0) {
         /* b_hn stays inside r * (...) with reset_after; otherwise every b_hh joins the input bias */
         REAL *bias = SFX(input_bias)(b_ih, b_hh, GH, reset_after ? 2 * H : 0, reset_after ? GH : 0);
@@ -379,9 +398,9 @@ int SFX(fr_gru_forward)(REAL *out, REAL *h_n, REAL *states, REAL *gates, REAL *x
             const int j0 = sl.j0, hs = sl.hs, ld = sl.np1;
             const REAL *bx = bias, *b_hn = b_hh + 2 * H;
             for (int s = 0; s < T && !failed && hs > 0; s++) {
-                const REAL *hp = states + s * BH;
-                REAL *hnew = states + (s + 1) * BH;
-                REAL *gs = gates + s * 4 * BH;
+                const REAL *hp = SFX(state_at)(states, pair, BH, s);
+                REAL *hnew = SFX(state_at)(states, pair, BH, s + 1);
+                REAL *gs = gates ? gates + s * 4 * BH : gstep;
                 SFX(slice_product)(&sl, 0, B, hp, H);
                 for (int b = 0; b < B; b++) {
                     int t = fr_time_index(s, b, T, lengths, reverse);
@@ -454,7 +473,7 @@ int SFX(fr_gru_forward)(REAL *out, REAL *h_n, REAL *states, REAL *gates, REAL *x
         }
         if (failed) return FR_ENOMEM;
     }
-    memcpy(h_n, states + (size_t)T * BH, sizeof(REAL) * BH);
+    memcpy(h_n, SFX(state_at)(states, pair, BH, T), sizeof(REAL) * BH);
     return FR_OK;
 }
 

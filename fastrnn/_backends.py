@@ -3,12 +3,15 @@
 A backend is a module with four functions taking validated, C-contiguous arrays of one float dtype
 (`h0`, `b_ih`, `b_hh` always arrays; `lengths` None or int64 (B,)):
 
-    rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity, reverse, lengths) -> out, h_n, cache
+    rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity, reverse, lengths, need_cache=True)
+        -> out, h_n, cache
     rnn_backward(d_out, d_hn, cache) -> dx, dh0, dw_ih, dw_hh, db_ih, db_hh
-    gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reset_after, reverse, lengths) -> out, h_n, cache
+    gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reset_after, reverse, lengths, need_cache=True)
+        -> out, h_n, cache
     gru_backward(d_out, d_hn, cache) -> dx, dh0, dw_ih, dw_hh, db_ih, db_hh
 
-`cache` is whatever the backend needs for its backward; `d_hn` is always an array.
+`cache` is whatever the backend needs for its backward, None with need_cache=False (inference:
+nothing kept for a backward); `d_hn` is always an array.
 """
 import importlib
 import os

@@ -202,17 +202,25 @@ def _grads(x, w_ih, w_hh):
     return (np.zeros(w_ih.shape, dt), np.zeros(w_hh.shape, dt), np.zeros(G_H, dt), np.zeros(G_H, dt))
 
 
-def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh", reverse=False, lengths=None, use_blas=False):
+def _kept(dt, shape, need_cache):
+    """A buffer the backward needs, or an empty one (a NULL pointer: the kernels' inference mode)."""
+    return np.empty(shape if need_cache else 0, dt)
+
+
+def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh", reverse=False, lengths=None,
+                need_cache=True, use_blas=False):
     T, B, I = x.shape
     H = w_hh.shape[1]
     _check_sizes(T, B, I, H, 1)
     dt = x.dtype
     out, h_n = np.empty((T, B, H), dt), np.empty((B, H), dt)
-    states = np.empty((T + 1, B, H), dt)
+    states = _kept(dt, (T + 1, B, H), need_cache)
     xproj, = _scratch(dt, (T, B, H))
     relu = nonlinearity == "relu"
     _rnn_fwd(*_flat(out, h_n, states, xproj, x, h0, w_ih, w_hh, b_ih, b_hh), lengths, T, B, I, H,
              relu, reverse, get_num_threads(), use_blas)
+    if not need_cache:
+        return out, h_n, None
     cache = {"x": x, "states": states, "w_ih": w_ih, "w_hh": w_hh, "lengths": lengths, "relu": relu,
              "reverse": reverse, "use_blas": use_blas}
     return out, h_n, cache
@@ -236,16 +244,19 @@ def rnn_backward(d_out, d_hn, cache):
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh
 
 
-def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reset_after=True, reverse=False, lengths=None, use_blas=False):
+def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reset_after=True, reverse=False, lengths=None,
+                need_cache=True, use_blas=False):
     T, B, I = x.shape
     H = w_hh.shape[1]
     _check_sizes(T, B, I, H, 3)
     dt = x.dtype
     out, h_n = np.empty((T, B, H), dt), np.empty((B, H), dt)
-    states, gates = np.empty((T + 1, B, H), dt), np.empty((T, B, 4 * H), dt)
+    states, gates = _kept(dt, (T + 1, B, H), need_cache), _kept(dt, (T, B, 4 * H), need_cache)
     xproj, = _scratch(dt, (T, B, 3 * H))
     _gru_fwd(*_flat(out, h_n, states, gates, xproj, x, h0, w_ih, w_hh, b_ih, b_hh), lengths, T, B, I, H,
              reset_after, reverse, get_num_threads(), use_blas)
+    if not need_cache:
+        return out, h_n, None
     cache = {"x": x, "states": states, "gates": gates, "w_ih": w_ih, "w_hh": w_hh, "lengths": lengths,
              "reset_after": reset_after, "reverse": reverse, "use_blas": use_blas}
     return out, h_n, cache

@@ -1,5 +1,9 @@
-"""Thread count and build information."""
+"""Thread count, build information and the gradient mode."""
+import contextlib
 import os
+import threading
+
+import numpy as np
 
 _state = {"threads": None}
 
@@ -73,3 +77,50 @@ def show_config(file=None):
     for key, value in info.items():
         print(f"{key:>14}: {value}", file=file)
     return info
+
+
+# ---- gradient mode (as torch.no_grad) ------------------------------------------------------------
+
+_grad = threading.local()
+
+
+def is_grad_enabled():
+    """False inside `with fastrnn.no_grad():` (in this thread): forwards then keep nothing for a backward."""
+    return getattr(_grad, "enabled", True)
+
+
+class set_grad_enabled:
+    """Switch gradient recording on or off in this thread; as a function, or as a context manager
+    that restores the previous mode on exit (torch.set_grad_enabled)."""
+
+    def __init__(self, mode):
+        if not isinstance(mode, (bool, np.bool_)):
+            raise TypeError(f"set_grad_enabled: expected a bool, got {type(mode).__name__}")
+        self.prev = is_grad_enabled()
+        _grad.enabled = bool(mode)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        _grad.enabled = self.prev
+        return False
+
+
+class no_grad(contextlib.ContextDecorator):
+    """Inference: `with fastrnn.no_grad():` (or `@fastrnn.no_grad()`) makes every forward in this thread
+    skip what only a backward needs. The kernels then keep two states instead of all T + 1 (and no gate
+    values), the functional forwards return `cache=None`, layers cannot backpropagate through such a
+    call, and cells record nothing on their tape."""
+
+    def _recreate_cm(self):       # a fresh instance for every call of a decorated function
+        return type(self)()
+
+    def __enter__(self):
+        self.prev = is_grad_enabled()
+        _grad.enabled = False
+        return self
+
+    def __exit__(self, *exc):
+        _grad.enabled = self.prev
+        return False

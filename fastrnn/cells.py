@@ -129,7 +129,8 @@ class _Cell:
                                              p.get("bias_ih"), p.get("bias_hh"))
         if not self.training:
             self._tape.clear()
-        self._tape.append((cache, unbatched))
+        if cache is not None:           # None under fastrnn.no_grad(): nothing to record
+            self._tape.append((cache, unbatched))
         return h_n[0] if unbatched else h_n
 
     __call__ = forward
@@ -141,7 +142,8 @@ class _Cell:
         if not self._tape:
             raise RuntimeError(f"{type(self).__name__}.backward: no forward step left to backpropagate "
                                "through (call the cell on an input first; each step is backpropagated "
-                               "once, and in eval mode only the last step is kept)")
+                               "once, in eval mode only the last step is kept, and steps run under "
+                               "fastrnn.no_grad() are not recorded)")
         cache, unbatched = self._tape[-1]
         _, B, _, H = cache.shape
         d = _real_array("d_h_next", d_h_next, self.dtype)

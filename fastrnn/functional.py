@@ -7,6 +7,8 @@
                                   reverse=False, lengths=None, backend=None)
     dx, dh0, dw_ih, dw_hh, db_ih, db_hh = gru_backward(d_out, d_hn, cache)
 
+Under `fastrnn.no_grad()` the forwards keep nothing for a backward and return `cache=None`.
+
 Shapes: x (T, B, I), h0 (B, H) or None, w_ih (G*H, I), w_hh (G*H, H), b_ih and b_hh (G*H,) or None
 (no bias: their gradients come back as None), lengths (B,) integers in [0, T] or None.
 out (T, B, H), h_n (B, H). G = 1 for the RNN, 3 for the GRU (rows r, z, n).
@@ -14,6 +16,7 @@ out (T, B, H), h_n (B, H). G = 1 for the RNN, 3 for the GRU (rows r, z, n).
 import numpy as np
 
 from . import _backends
+from ._config import is_grad_enabled
 
 __all__ = ["rnn_forward", "rnn_backward", "gru_forward", "gru_backward"]
 
@@ -112,6 +115,9 @@ def _prepare(G, x, h0, w_ih, w_hh, b_ih, b_hh, lengths):
 
 
 def _backward_inputs(d_out, d_hn, cache):
+    if cache is None:
+        raise TypeError("cache: None; the forward ran under fastrnn.no_grad() and kept nothing for a "
+                        "backward (run it outside no_grad to backpropagate)")
     if not isinstance(cache, Cache):
         raise TypeError(f"cache: expected the cache returned by a forward call, got {type(cache).__name__}")
     T, B, I, H = cache.shape
@@ -144,8 +150,9 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity="tanh",
     reverse = _option("reverse", reverse, (True, False))
     name, impl = _backends.get(backend)
     args, shape, dtype, has_bias = _prepare(1, x, h0, w_ih, w_hh, b_ih, b_hh, lengths)
-    out, h_n, data = impl.rnn_forward(*args[:6], nonlinearity, bool(reverse), args[6])
-    return out, h_n, Cache(name, "rnn", data, shape, dtype, has_bias)
+    need_cache = is_grad_enabled()
+    out, h_n, data = impl.rnn_forward(*args[:6], nonlinearity, bool(reverse), args[6], need_cache=need_cache)
+    return out, h_n, Cache(name, "rnn", data, shape, dtype, has_bias) if need_cache else None
 
 
 def rnn_backward(d_out, d_hn, cache):
@@ -160,8 +167,9 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, reset_after=True, re
     reverse = _option("reverse", reverse, (True, False))
     name, impl = _backends.get(backend)
     args, shape, dtype, has_bias = _prepare(3, x, h0, w_ih, w_hh, b_ih, b_hh, lengths)
-    out, h_n, data = impl.gru_forward(*args[:6], bool(reset_after), bool(reverse), args[6])
-    return out, h_n, Cache(name, "gru", data, shape, dtype, has_bias)
+    need_cache = is_grad_enabled()
+    out, h_n, data = impl.gru_forward(*args[:6], bool(reset_after), bool(reverse), args[6], need_cache=need_cache)
+    return out, h_n, Cache(name, "gru", data, shape, dtype, has_bias) if need_cache else None
 
 
 def gru_backward(d_out, d_hn, cache):

@@ -268,6 +268,8 @@ class _RecurrentLayer:
             inp = out
         h_n = np.stack(h_n) if h_n else np.zeros((L * D, B, H), self.dtype)
         self._ctx = {"caches": caches, "masks": masks, "T": T, "B": B, "batch_first": self.batch_first}
+        if caches and caches[0] is None:     # under fastrnn.no_grad(): nothing kept for a backward
+            self._ctx = "no_grad"
         if self.batch_first:
             inp = np.ascontiguousarray(inp.transpose(1, 0, 2))
         return inp, h_n
@@ -278,6 +280,9 @@ class _RecurrentLayer:
         """dx, dh0 = layer.backward(d_out, d_hn=None): gradients of the last forward call; parameter
         gradients are added to `layer.grads`."""
         ctx = self._ctx
+        if ctx == "no_grad":
+            raise RuntimeError(f"{type(self).__name__}.backward: the last forward ran under fastrnn.no_grad() "
+                               "and kept nothing for a backward; run it outside no_grad to backpropagate")
         if ctx is None:
             raise RuntimeError(f"{type(self).__name__}.backward: call the layer on an input (forward) "
                                "before backward; there is no forward pass to backpropagate through")

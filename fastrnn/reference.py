@@ -70,14 +70,16 @@ def active_mask(lengths, T, B):
 # Vanilla RNN
 # --------------------------------------------------------------------------------------------------
 
-def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh", reverse=False, lengths=None):
+def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh", reverse=False, lengths=None,
+                need_cache=True):
     """Vanilla RNN, one layer and one direction.
 
         a_t = w_ih x_t + b_ih + w_hh h_{t-1} + b_hh          (pre-activation, (B, H))
         h_t = g(a_t),   g = tanh or relu
 
     Returns out (T, B, H) with out[t] = h_t on active rows and 0 elsewhere, h_n (B, H) the state
-    after each sequence's last active step, and the cache for `rnn_backward`.
+    after each sequence's last active step, and the cache for `rnn_backward` (None when need_cache
+    is False: inference).
     """
     if nonlinearity not in ("tanh", "relu"):
         raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
@@ -103,7 +105,7 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh", reverse=Fals
 
     cache = {"x": x, "h0": h0, "w_ih": w_ih, "w_hh": w_hh, "nonlinearity": nonlinearity,
              "reverse": reverse, "active": active, "h_prev": h_prev, "pre": pre, "act": act}
-    return out, h, cache
+    return out, h, cache if need_cache else None
 
 
 def rnn_backward(d_out, d_hn, cache):
@@ -149,7 +151,8 @@ def rnn_backward(d_out, d_hn, cache):
 # GRU
 # --------------------------------------------------------------------------------------------------
 
-def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reset_after=True, reverse=False, lengths=None):
+def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reset_after=True, reverse=False, lengths=None,
+                need_cache=True):
     """GRU, one layer and one direction; rows of the weights stacked r, z, n (PyTorch order).
 
         r_t = σ(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr)
@@ -158,7 +161,8 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reset_after=True, reverse=False, 
         reset_after=False (Cho 2014): n_t = tanh(W_in x_t + b_in + W_hn (r_t ⊙ h_{t-1}) + b_hn)
         h_t = (1 − z_t) ⊙ n_t + z_t ⊙ h_{t-1}
 
-    Returns out (T, B, H), h_n (B, H) and the cache for `gru_backward` (see rnn_forward for masking).
+    Returns out (T, B, H), h_n (B, H) and the cache for `gru_backward` (None when need_cache is False;
+    see rnn_forward for masking).
     """
     h0, b_ih, b_hh = _defaults(x, h0, w_hh, b_ih, b_hh)
     T, B, _ = x.shape
@@ -196,7 +200,7 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reset_after=True, reverse=False, 
     cache = {"x": x, "h0": h0, "w_ih": w_ih, "w_hh": w_hh, "reset_after": reset_after,
              "reverse": reverse, "active": active, "h_prev": h_prev,
              "r": r_all, "z": z_all, "n": n_all, "hn": hn_all}
-    return out, h, cache
+    return out, h, cache if need_cache else None
 
 
 def gru_backward(d_out, d_hn, cache):
