@@ -55,19 +55,13 @@ static void SFX(weight_gradients)(REAL *dx, REAL *dw_ih, REAL *dw_hh, const REAL
 }
 
 /* The same two steps with fastrnn's own packed GEMM, run by every thread of the loop's parallel
- * region (no second thread pool, and bitwise the same at any thread count). P: shared packing buffer
- * of big_pack_size() elements. */
-static size_t SFX(big_pack_size)(int I, int GH)
-{
-    int n = GH > I ? GH : I;     /* the widest B of the big products: w_ih^T (GH), x (I), states (H <= GH) */
-    n = (n + SFX(NR) - 1) / SFX(NR) * SFX(NR);
-    return (size_t)FR_KC * n;
-}
-
+ * region (no second thread pool, and bitwise the same at any thread count). P: the calling thread's
+ * packing buffer of pack_size() elements. */
 static void SFX(input_projection_par)(REAL *xproj, const REAL *x, const REAL *w_ih, size_t TB, int I, int GH,
                                       REAL *P)
 {
     SFX(par_gemm)((int)TB, GH, I, x, I, 1, w_ih, 1, I, xproj, GH, 0, P);
+#pragma omp barrier
 }
 
 static void SFX(weight_gradients_par)(REAL *dx, REAL *dw_ih, REAL *dw_hh, const REAL *dgh, const REAL *dgx,
@@ -93,6 +87,7 @@ typedef struct {
     int j0, hs;              /* first unit and number of units */
     int np1, np2;            /* padded widths of P1 and P2 */
     REAL *P1, *P2, *S;       /* packed weights (K x np), and the product buffer (B x max np) */
+    REAL *PB;                /* packing buffer of the big products (par_gemm), NULL with BLAS */
     int direct;              /* a single step: read the weights in place (w[0], w[1]) instead of packing */
     SFX(wview_t) w[2];
 } SFX(slice_t);
@@ -139,7 +134,8 @@ static void SFX(slice_product)(SFX(slice_t) *sl, int which, int B, const REAL *A
 }
 
 /* Allocate a thread's buffers: P1 (K1 x g1*hs), P2 (K2 x g2*hs, may be empty), S. Returns 0 on failure. */
-static int SFX(slice_alloc)(SFX(slice_t) *sl, int nt, int direct, int H, int B, int K1, int g1, int K2, int g2)
+static int SFX(slice_alloc)(SFX(slice_t) *sl, int nt, int direct, int pack, int H, int B, int K1, int g1, int K2,
+                           int g2)
 {
     sl->direct = direct;
     if (direct) K1 = K2 = 0;     /* nothing to pack */
@@ -153,16 +149,17 @@ static int SFX(slice_alloc)(SFX(slice_t) *sl, int nt, int direct, int H, int B, 
     sl->P1 = (REAL *)fr_buffer(FR_BUF_P1, sizeof(REAL) * (size_t)K1 * sl->np1);
     sl->P2 = (REAL *)fr_buffer(FR_BUF_P2, sizeof(REAL) * (size_t)K2 * sl->np2);
     sl->S = (REAL *)fr_buffer(FR_BUF_S, sizeof(REAL) * (size_t)B * npmax);
-    return sl->P1 && sl->P2 && sl->S;
+    sl->PB = pack ? (REAL *)fr_buffer(FR_BUF_PACK, sizeof(REAL) * SFX(pack_size)()) : NULL;
+    return sl->P1 && sl->P2 && sl->S && (sl->PB || !pack);
 }
 
 /* The start of every time loop, run by each thread of the parallel region: flush denormals, take
  * this thread's slice of hidden units and allocate its buffers (see slice_alloc), and let thread 0
  * size the per-step barrier. Returns 0 (and raises *failed for everyone) when out of memory. */
-static int SFX(loop_begin)(SFX(slice_t) *sl, fr_barrier_t *bar, int *failed, int nt, int T, int H, int B,
-                           int K1, int g1, int K2, int g2)
+static int SFX(loop_begin)(SFX(slice_t) *sl, fr_barrier_t *bar, int *failed, int nt, int pack, int T, int H,
+                           int B, int K1, int g1, int K2, int g2)
 {
-    int ok = SFX(slice_alloc)(sl, nt, T == 1, H, B, K1, g1, K2, g2);
+    int ok = SFX(slice_alloc)(sl, nt, T == 1, pack, H, B, K1, g1, K2, g2);
     if (!ok) {
 #pragma omp atomic write
         *failed = 1;
@@ -207,8 +204,7 @@ int SFX(fr_rnn_forward)(REAL *out, REAL *h_n, REAL *states, REAL *xproj, const R
     memcpy(SFX(state_at)(states, pair, BH, 0), h0, sizeof(REAL) * BH);
     if (T > 0 && BH > 0) {
         REAL *bias = SFX(input_bias)(b_ih, b_hh, H, 0, 0);
-        REAL *P = gemm ? NULL : (REAL *)fr_buffer(FR_BUF_PACK, sizeof(REAL) * SFX(big_pack_size)(I, H));
-        if (!bias || (!gemm && !P)) return FR_ENOMEM;
+        if (!bias) return FR_ENOMEM;
         if (gemm) SFX(input_projection)(xproj, x, w_ih, (size_t)T * B, I, H, gemm);
         if (lengths) memset(out, 0, sizeof(REAL) * T * BH);
         int failed = 0;
@@ -220,10 +216,10 @@ int SFX(fr_rnn_forward)(REAL *out, REAL *h_n, REAL *states, REAL *xproj, const R
             SFX(slice_t) sl;
             int phase = 0;
             /* P1[k][c] = w_hh[j0 + c][k]: my units' rows */
-            if (SFX(loop_begin)(&sl, &bar, &failed, nloop, T, H, B, H, 1, 0, 0))
+            if (SFX(loop_begin)(&sl, &bar, &failed, nloop, !gemm, T, H, B, H, 1, 0, 0))
                 SFX(slice_weights)(&sl, 0, w_hh, H, 1, 0, H, 1);
 #pragma omp barrier
-            if (!gemm && !failed) SFX(input_projection_par)(xproj, x, w_ih, (size_t)T * B, I, H, P);
+            if (!gemm && !failed) SFX(input_projection_par)(xproj, x, w_ih, (size_t)T * B, I, H, sl.PB);
             const int j0 = sl.j0, hs = sl.hs;
             for (int s = 0; s < T && !failed && hs > 0; s++) {
                 const REAL *hp = SFX(state_at)(states, pair, BH, s);
@@ -282,8 +278,6 @@ int SFX(fr_rnn_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
         return FR_OK;
     }
     if (lengths && dgx != dgh) memset(dgx, 0, sizeof(REAL) * T * BH);
-    REAL *P = gemm ? NULL : (REAL *)fr_buffer(FR_BUF_PACK, sizeof(REAL) * SFX(big_pack_size)(I, H));
-    if (!gemm && !P) return FR_ENOMEM;
     int failed = 0;
     fr_barrier_t bar = {0};
     const int nloop = fr_loop_threads(nthreads, T, B, H, H, 1, SFX(VL));
@@ -293,7 +287,7 @@ int SFX(fr_rnn_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
         SFX(slice_t) sl;
         int phase = 0;
         /* P1[k][c] = w_hh[k][j0 + c]: dh_{s-1}[:, my units] = dgh_s w_hh[:, my units] */
-        if (SFX(loop_begin)(&sl, &bar, &failed, nloop, T, H, B, H, 1, 0, 0))
+        if (SFX(loop_begin)(&sl, &bar, &failed, nloop, !gemm, T, H, B, H, 1, 0, 0))
             SFX(slice_weights)(&sl, 0, w_hh, H, 1, 0, 1, H);
 #pragma omp barrier
         const int j0 = sl.j0, hs = sl.hs;
@@ -343,7 +337,7 @@ int SFX(fr_rnn_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
 #pragma omp barrier
         if (!gemm && !failed)
             SFX(weight_gradients_par)(dx, dw_ih, dw_hh, dgh, dgx, x, states, NULL, 0, w_ih, (size_t)T * B, I, H, H,
-                                      H, P);
+                                      H, sl.PB);
         fr_ftz_restore(csr);
     }
     if (failed) return FR_ENOMEM;
@@ -374,8 +368,7 @@ int SFX(fr_gru_forward)(REAL *out, REAL *h_n, REAL *states, REAL *gates, REAL *x
     if (T > 0 && BH > 0) {
         /* b_hn stays inside r * (...) with reset_after; otherwise every b_hh joins the input bias */
         REAL *bias = SFX(input_bias)(b_ih, b_hh, GH, reset_after ? 2 * H : 0, reset_after ? GH : 0);
-        REAL *P = gemm ? NULL : (REAL *)fr_buffer(FR_BUF_PACK, sizeof(REAL) * SFX(big_pack_size)(I, GH));
-        if (!bias || (!gemm && !P)) return FR_ENOMEM;
+        if (!bias) return FR_ENOMEM;
         if (gemm) SFX(input_projection)(xproj, x, w_ih, (size_t)T * B, I, GH, gemm);
         if (lengths) memset(out, 0, sizeof(REAL) * T * BH);
         int failed = 0;
@@ -389,12 +382,12 @@ int SFX(fr_gru_forward)(REAL *out, REAL *h_n, REAL *states, REAL *gates, REAL *x
             /* reset_after: P1 = rows r, z, n of my units (one product per step);
                Cho: P1 = rows r, z (on h), P2 = rows n (on r * h, after a barrier) */
             int g1 = reset_after ? 3 : 2, g2 = reset_after ? 0 : 1;
-            if (SFX(loop_begin)(&sl, &bar, &failed, nloop, T, H, B, H, g1, H, g2)) {
+            if (SFX(loop_begin)(&sl, &bar, &failed, nloop, !gemm, T, H, B, H, g1, H, g2)) {
                 SFX(slice_weights)(&sl, 0, w_hh, H, g1, (size_t)H * H, H, 1);
                 if (g2) SFX(slice_weights)(&sl, 1, w_hh + (size_t)2 * H * H, H, 1, 0, H, 1);
             }
 #pragma omp barrier
-            if (!gemm && !failed) SFX(input_projection_par)(xproj, x, w_ih, (size_t)T * B, I, GH, P);
+            if (!gemm && !failed) SFX(input_projection_par)(xproj, x, w_ih, (size_t)T * B, I, GH, sl.PB);
             const int j0 = sl.j0, hs = sl.hs, ld = sl.np1;
             const REAL *bx = bias, *b_hn = b_hh + 2 * H;
             for (int s = 0; s < T && !failed && hs > 0; s++) {
@@ -496,15 +489,13 @@ int SFX(fr_gru_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
     /* reset_after: P1[k][c] = w_hh[k][j0 + c], k < 3H: dh[:, my units] += dgh_s w_hh[:, my units]
        Cho: P1 = rows r, z (K = 2H) for dh; P2 = rows n (K = H) for d(r * h) */
     const int K1 = reset_after ? GH : 2 * H, K2 = reset_after ? 0 : H;
-    REAL *P = gemm ? NULL : (REAL *)fr_buffer(FR_BUF_PACK, sizeof(REAL) * SFX(big_pack_size)(I, GH));
-    if (!gemm && !P) return FR_ENOMEM;
     const int nloop = fr_loop_threads(nthreads, T, B, H, H, 3, SFX(VL));
 #pragma omp parallel num_threads(gemm ? nloop : fr_team_threads(nthreads, nloop, T, B, I, GH))
     {
         unsigned csr = fr_ftz_on();
         SFX(slice_t) sl;
         int phase = 0;
-        if (SFX(loop_begin)(&sl, &bar, &failed, nloop, T, H, B, K1, 1, K2, K2 ? 1 : 0)) {
+        if (SFX(loop_begin)(&sl, &bar, &failed, nloop, !gemm, T, H, B, K1, 1, K2, K2 ? 1 : 0)) {
             SFX(slice_weights)(&sl, 0, w_hh, K1, 1, 0, 1, H);
             if (K2) SFX(slice_weights)(&sl, 1, w_hh + (size_t)2 * H * H, K2, 1, 0, 1, H);
         }
@@ -601,7 +592,7 @@ int SFX(fr_gru_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
 #pragma omp barrier
         if (!gemm && !failed)
             SFX(weight_gradients_par)(dx, dw_ih, dw_hh, dgh, dgx, x, states, gates + 3 * H, 4 * H, w_ih,
-                                      (size_t)T * B, I, H, GH, reset_after ? GH : 2 * H, P);
+                                      (size_t)T * B, I, H, GH, reset_after ? GH : 2 * H, sl.PB);
         fr_ftz_restore(csr);
     }
     if (failed) return FR_ENOMEM;

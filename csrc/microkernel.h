@@ -150,11 +150,7 @@ __attribute__((noinline)) static void SFX(gemm_rows)(int mr, int N, int K, const
     }
 }
 
-/* The big products (input projection, dx, weight gradients), shared by all threads of a parallel
- * region, who must all call it:  C[M, N] = (acc ? C : 0) + A B  with A(i, k) = A[i*ars + k*acs],
- * B(k, j) = Bm[k*brs + j*bcs]. B is packed in blocks of FR_KC rows into the shared buffer P
- * (FR_KC x N rounded up to NR), each thread then multiplies whole blocks of FR_MR rows. Every element
- * is summed in the same order whatever the thread count. */
+
 /* a . b over K contiguous elements, in vector lanes (two accumulators), then the lanes in order. */
 static inline REAL SFX(dot)(const REAL *a, const REAL *b, int K)
 {
@@ -215,36 +211,52 @@ static void SFX(direct_gemm)(int M, int N, int K, const REAL *A, size_t ars, siz
         }
 }
 
+/* The big products (input projection, dx, weight gradients), shared by all threads of a parallel
+ * region, who must all call it:  C[M, N] = (acc ? C : 0) + A B  with A(i, k) = A[i*ars + k*acs],
+ * B(k, j) = Bm[k*brs + j*bcs]. Each thread owns a contiguous share of the blocks of FR_MR rows; it packs
+ * B, FR_KC x NC at a time (about half an L2), into its own buffer P (pack_size() elements) and
+ * multiplies its rows by it: no thread waits for another (no barrier inside; the caller puts one
+ * where a result is read by other threads). Every element is summed in the same order whatever the
+ * thread count. */
+#define FR_PACK_BYTES (384 * 1024)
+enum { SFX(NC) = FR_PACK_BYTES / (FR_KC * (int)sizeof(REAL)) / SFX(NR) * SFX(NR) };
+#define FR_NC_TRANSPOSED 4   /* A transposed (weight gradients): B blocks this many times wider, so that
+                                the strided copy of each A block (gemm_rows) is made fewer times */
+static size_t SFX(pack_size)(void) { return (size_t)FR_KC * SFX(NC) * FR_NC_TRANSPOSED; }
+
 static void SFX(par_gemm)(int M, int N, int K, const REAL *A, size_t ars, size_t acs, const REAL *Bm, size_t brs,
                           size_t bcs, REAL *C, size_t ldc, int acc, REAL *P)
 {
-    const int NR = SFX(NR);
-    const int npanels = (N + NR - 1) / NR, nrows = (M + FR_MR - 1) / FR_MR;
+    const int NR = SFX(NR), NC = SFX(NC) * (acs != 1 ? FR_NC_TRANSPOSED : 1);
     if (M <= 0 || N <= 0) return;
     if (M <= FR_DIRECT || K <= FR_DIRECT) {
         SFX(direct_gemm)(M, N, K, A, ars, acs, Bm, brs, bcs, C, ldc, acc);
         return;
     }
-    for (int k0 = 0; k0 < K; k0 += FR_KC) {
-        const int kc = K - k0 < FR_KC ? K - k0 : FR_KC;
-#pragma omp for schedule(static)
-        for (int p = 0; p < npanels; p++) {
-            REAL *dst = P + (size_t)p * kc * NR;
-            int nc = N - p * NR < NR ? N - p * NR : NR;
-            const REAL *src = Bm + (size_t)k0 * brs + (size_t)p * NR * bcs;
-            if (nc < NR)
-                for (int k = 0; k < kc; k++) memset(dst + (size_t)k * NR + nc, 0, sizeof(REAL) * (NR - nc));
-            if (bcs == 1)        /* B's rows contiguous */
-                for (int k = 0; k < kc; k++) memcpy(dst + (size_t)k * NR, src + (size_t)k * brs, sizeof(REAL) * nc);
-            else                 /* B's columns contiguous (brs == 1 here) */
-                for (int c = 0; c < nc; c++)
-                    for (int k = 0; k < kc; k++) dst[(size_t)k * NR + c] = src[(size_t)c * bcs + (size_t)k * brs];
-        }
-#pragma omp for schedule(static)
-        for (int r = 0; r < nrows; r++) {
-            int i0 = r * FR_MR, mr = M - i0 < FR_MR ? M - i0 : FR_MR;
-            SFX(gemm_rows)(mr, N, kc, A + (size_t)i0 * ars + (size_t)k0 * acs, ars, acs, P, C + (size_t)i0 * ldc, ldc,
-                           acc || k0 > 0);
+    /* this thread's row blocks: a contiguous share, the same at every block of B */
+    const int nrows = (M + FR_MR - 1) / FR_MR, nt = omp_get_num_threads(), tid = omp_get_thread_num();
+    const int r0 = (int)((long)nrows * tid / nt), r1 = (int)((long)nrows * (tid + 1) / nt);
+    for (int jc = 0; jc < N && r0 < r1; jc += NC) {
+        const int nc = N - jc < NC ? N - jc : NC, npanels = (nc + NR - 1) / NR;
+        for (int k0 = 0; k0 < K; k0 += FR_KC) {
+            const int kc = K - k0 < FR_KC ? K - k0 : FR_KC;
+            for (int p = 0; p < npanels; p++) {          /* B[k0 .. k0+kc, jc .. jc+nc) into panels */
+                REAL *dst = P + (size_t)p * kc * NR;
+                int w = nc - p * NR < NR ? nc - p * NR : NR;
+                const REAL *src = Bm + (size_t)k0 * brs + (size_t)(jc + p * NR) * bcs;
+                if (w < NR)
+                    for (int k = 0; k < kc; k++) memset(dst + (size_t)k * NR + w, 0, sizeof(REAL) * (NR - w));
+                if (bcs == 1)        /* B's rows contiguous */
+                    for (int k = 0; k < kc; k++) memcpy(dst + (size_t)k * NR, src + (size_t)k * brs, sizeof(REAL) * w);
+                else                 /* B's columns contiguous (brs == 1 here) */
+                    for (int c = 0; c < w; c++)
+                        for (int k = 0; k < kc; k++) dst[(size_t)k * NR + c] = src[(size_t)c * bcs + (size_t)k * brs];
+            }
+            for (int r = r0; r < r1; r++) {
+                int i0 = r * FR_MR, mr = M - i0 < FR_MR ? M - i0 : FR_MR;
+                SFX(gemm_rows)(mr, nc, kc, A + (size_t)i0 * ars + (size_t)k0 * acs, ars, acs, P,
+                               C + (size_t)i0 * ldc + jc, ldc, acc || k0 > 0);
+            }
         }
     }
 }
