@@ -114,15 +114,21 @@ static inline __attribute__((always_inline)) void SFX(ukernel_mr)(int mr, int nc
     }
 }
 
-/* One step's recurrent product, by one thread: C[M, Np] = A[M, K] P (A rows of stride lda). */
+/* One step's recurrent product, by one thread: C[M, Np] = A[M, K] P (A rows of stride lda). The rows
+ * are cut into blocks of near-equal size (B = 20: 5, 5, 5, 5 rather than 6, 6, 6, 2): a block of one
+ * or two rows keeps too few accumulators to hide the latency of its fused multiply-adds. */
 __attribute__((noinline)) static void SFX(packed_gemm)(int M, int Np, int K, const REAL *A, size_t lda,
                                                       const REAL *P, REAL *C, size_t ldc)
 {
-    const int NR = SFX(NR);
+    const int NR = SFX(NR), nb = (M + FR_MR - 1) / FR_MR;
     for (int p = 0; p < Np / NR; p++)
-        for (int i0 = 0; i0 < M; i0 += FR_MR)
-            SFX(ukernel_mr)(M - i0 < FR_MR ? M - i0 : FR_MR, NR, K, A + (size_t)i0 * lda, lda, 1,
-                            P + (size_t)p * K * NR, C + (size_t)i0 * ldc + (size_t)p * NR, ldc, 0);
+        for (int r = 0, i0 = 0; r < nb; r++) {
+            int mr = (M - i0) / (nb - r);            /* the remaining rows shared by the remaining blocks */
+            if ((M - i0) % (nb - r)) mr++;
+            SFX(ukernel_mr)(mr, NR, K, A + (size_t)i0 * lda, lda, 1, P + (size_t)p * K * NR,
+                            C + (size_t)i0 * ldc + (size_t)p * NR, ldc, 0);
+            i0 += mr;
+        }
 }
 
 /* A row block of a big product: C[rows, 0..N) (+)= A[rows, 0..K) P, A with strides (rs, cs). */
