@@ -89,6 +89,7 @@ typedef struct {
     REAL *P1, *P2, *S;       /* packed weights (K x np), and the product buffer (B x max np) */
     REAL *PB;                /* packing buffer of the big products (par_gemm), NULL with BLAS */
     int direct;              /* a single step: read the weights in place (w[0], w[1]) instead of packing */
+    int rev[2];              /* sweep direction of the next product on P1 / P2, alternating (packed_gemm) */
     SFX(wview_t) w[2];
 } SFX(slice_t);
 
@@ -109,7 +110,8 @@ static void SFX(slice_product)(SFX(slice_t) *sl, int which, int B, const REAL *A
     const int np = which ? sl->np2 : sl->np1, hs = sl->hs;
     if (hs == 0) return;
     if (!sl->direct) {
-        SFX(packed_gemm)(B, np, sl->w[which].K, A, lda, which ? sl->P2 : sl->P1, sl->S, np);
+        SFX(packed_gemm)(B, np, sl->w[which].K, A, lda, which ? sl->P2 : sl->P1, sl->S, np, sl->rev[which]);
+        sl->rev[which] ^= 1;
         return;
     }
     const SFX(wview_t) *w = &sl->w[which];
@@ -138,6 +140,7 @@ static int SFX(slice_alloc)(SFX(slice_t) *sl, int nt, int direct, int pack, int 
                            int g2)
 {
     sl->direct = direct;
+    sl->rev[0] = sl->rev[1] = 0;
     if (direct) K1 = K2 = 0;     /* nothing to pack */
     const int NR = SFX(NR);
     int tid = omp_get_thread_num();

@@ -116,12 +116,16 @@ static inline __attribute__((always_inline)) void SFX(ukernel_mr)(int mr, int nc
 
 /* One step's recurrent product, by one thread: C[M, Np] = A[M, K] P (A rows of stride lda). The rows
  * are cut into blocks of near-equal size (B = 20: 5, 5, 5, 5 rather than 6, 6, 6, 2): a block of one
- * or two rows keeps too few accumulators to hide the latency of its fused multiply-adds. */
+ * or two rows keeps too few accumulators to hide the latency of its fused multiply-adds. With `rev`
+ * the panels are taken last to first: called with rev alternating from step to step, a thread whose
+ * packed weights exceed its L2 starts each step on the panels the previous step used last, still in
+ * L2, instead of on those that a cyclic sweep has just evicted (the result does not change). */
 __attribute__((noinline)) static void SFX(packed_gemm)(int M, int Np, int K, const REAL *A, size_t lda,
-                                                      const REAL *P, REAL *C, size_t ldc)
+                                                      const REAL *P, REAL *C, size_t ldc, int rev)
 {
-    const int NR = SFX(NR), nb = (M + FR_MR - 1) / FR_MR;
-    for (int p = 0; p < Np / NR; p++)
+    const int NR = SFX(NR), nb = (M + FR_MR - 1) / FR_MR, npanels = Np / NR;
+    for (int q = 0; q < npanels; q++) {
+        const int p = rev ? npanels - 1 - q : q;
         for (int r = 0, i0 = 0; r < nb; r++) {
             int mr = (M - i0) / (nb - r);            /* the remaining rows shared by the remaining blocks */
             if ((M - i0) % (nb - r)) mr++;
@@ -129,6 +133,7 @@ __attribute__((noinline)) static void SFX(packed_gemm)(int M, int Np, int K, con
                             C + (size_t)i0 * ldc + (size_t)p * NR, ldc, 0);
             i0 += mr;
         }
+    }
 }
 
 /* A row block of a big product: C[rows, 0..N) (+)= A[rows, 0..K) P, A with strides (rs, cs). */
