@@ -14,8 +14,8 @@
                               shapes of SPEC §4 and nothing else
     measure()    the timing protocol: each contender runs in its own worker process, so that the thread
                  pools of different libraries never share a process; the rounds alternate the
-                 contenders; a worker times every workload with `time_call` (one warm-up call, then
-                 repeats until `min_time` and 3 runs, the median) and the result is the median of
+                 contenders; a worker times every workload with `time_call` (warm-up calls, at least 2
+                 and 0.2 s, then repeats until `min_time` and 3 runs, the median) and the result is the median of
                  the rounds. Every worker gets the same thread count (OMP_NUM_THREADS,
                  OPENBLAS_NUM_THREADS, MKL_NUM_THREADS, FASTRNN_NUM_THREADS and each library's own
                  setter). A contender that is not installed, or fails, comes back as None: a gap in
@@ -561,9 +561,17 @@ MEMORY_WORKER_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_"
 # Timing
 
 
+WARMUP_S = 0.2  # the first calls in a fresh worker run slow for every contender (caches, pages, clocks):
+WARMUP_CALLS = 2  # seen here, fastrnn's GRU gnmt forward took 74, 67, 66, 56, 60, then 53-55 ms
+
+
 def time_call(fn, min_time=0.3, min_runs=3):
-    """(median seconds, runs) of fn(): one warm-up call, then calls until both min_runs and min_time."""
-    fn()
+    """(median seconds, runs) of fn(): warm-up calls (at least WARMUP_CALLS and WARMUP_S seconds), then
+    calls until both min_runs and min_time."""
+    start, calls = time.perf_counter(), 0
+    while calls < WARMUP_CALLS or time.perf_counter() - start < WARMUP_S:
+        fn()
+        calls += 1
     gc.collect()
     gc_was_enabled = gc.isenabled()
     gc.disable()

@@ -23,7 +23,9 @@
  *   states   (T+1, B, H)   step-ordered states: states[0] = h0, states[s+1] = state after step s;
  *                          kept for backward. NULL in an inference forward (no backward to come):
  *                          the loop then keeps two states of its own, used in turn
- *   xproj    (T, B, G*H)   scratch: input projection x w_ih^T + biases of all steps (one GEMM)
+ *   xproj    (T, B, G*H)   scratch, time-ordered: input projection x w_ih^T of all steps, made a
+ *                          chunk of steps at a time just before the loop reaches them (one GEMM
+ *                          each, about 1024 rows per thread; all at once with `gemm`)
  *   gates    (T, B, 4H)    GRU only, step-ordered, kept for backward: r, z, n and
  *                          hn = W_hn h + b_hn (reset_after) or rh = r * h_{t-1} (reset_after = 0);
  *                          NULL in an inference forward (with states): one step's, overwritten
@@ -31,7 +33,7 @@
  *   dgx      (T, B, G*H)   scratch, time-ordered: gradient of the input pre-activations
  *                          (RNN: may be the same buffer as dgh when lengths is NULL and reverse is 0)
  *
- * The big products (input projection before the loop; dx and the weight gradients after it, K = T*B)
+ * The big products (input projection, by chunks of steps inside the loop; dx and the weight gradients after it, K = T*B)
  * are fastrnn's own packed GEMM (microkernel.h: par_gemm) run by the same parallel region as the loop
  * when `gemm` is NULL, or single OpenBLAS calls through `gemm` (column-major Fortran sgemm/dgemm as
  * scipy.linalg.cython_blas exports it), which then run on OpenBLAS's own thread pool.

@@ -64,6 +64,27 @@ static void SFX(input_projection_par)(REAL *xproj, const REAL *x, const REAL *w_
 #pragma omp barrier
 }
 
+/* The input projection is made a chunk of steps at a time, just before the loop reaches them, so that
+ * it is still in cache when read (the whole of it, T B G H values, often is not). A chunk gives each
+ * thread FR_CHUNK_ROWS rows of the product, enough to pay for packing w_ih again. Not with both
+ * lengths and reverse, where one step reads different times for different sequences. */
+#define FR_CHUNK_ROWS 1024
+static int SFX(chunk_steps)(int T, int B, const int64_t *lengths, int reverse)
+{
+    if (lengths && reverse) return T;
+    long tc = ((long)FR_CHUNK_ROWS * omp_get_num_threads() + B - 1) / B;
+    return tc < T ? (int)tc : T;
+}
+
+/* The input projection of steps [s0, s1) (times [s0, s1), or [T - s1, T - s0) in reverse). */
+static void SFX(project_steps)(REAL *xproj, const REAL *x, const REAL *w_ih, int s0, int s1, int T, int B,
+                               int I, int GH, int reverse, REAL *P)
+{
+    const int t0 = reverse ? T - s1 : s0;
+    SFX(input_projection_par)(xproj + (size_t)t0 * B * GH, x + (size_t)t0 * B * I, w_ih, (size_t)(s1 - s0) * B, I,
+                              GH, P);
+}
+
 static void SFX(weight_gradients_par)(REAL *dx, REAL *dw_ih, REAL *dw_hh, const REAL *dgh, const REAL *dgx,
                                       const REAL *x, const REAL *states, const REAL *rh, int ld_rh,
                                       const REAL *w_ih, size_t TB, int I, int H, int GH, int split, REAL *P)
@@ -222,45 +243,48 @@ int SFX(fr_rnn_forward)(REAL *out, REAL *h_n, REAL *states, REAL *xproj, const R
             if (SFX(loop_begin)(&sl, &bar, &failed, nloop, !gemm, T, H, B, H, 1, 0, 0))
                 SFX(slice_weights)(&sl, 0, w_hh, H, 1, 0, H, 1);
 #pragma omp barrier
-            if (!gemm && !failed) SFX(input_projection_par)(xproj, x, w_ih, (size_t)T * B, I, H, sl.PB);
-            const int j0 = sl.j0, hs = sl.hs;
-            for (int s = 0; s < T && !failed && hs > 0; s++) {
-                const REAL *hp = SFX(state_at)(states, pair, BH, s);
-                REAL *hnew = SFX(state_at)(states, pair, BH, s + 1);
-                SFX(slice_product)(&sl, 0, B, hp, H);
-                for (int b = 0; b < B; b++) {
-                    int t = fr_time_index(s, b, T, lengths, reverse);
-                    const REAL *hpb = hp + (size_t)b * H;
-                    REAL *hb = hnew + (size_t)b * H;
-                    if (t < 0) {
-                        memcpy(hb + j0, hpb + j0, sizeof(REAL) * hs);
-                        continue;
-                    }
-                    const REAL *xp = xproj + ((size_t)t * B + b) * H;
-                    const REAL *Sb = sl.S + (size_t)b * sl.np1;
-                    REAL *ob = out + ((size_t)t * B + b) * H;
-                    if (relu) {
-#pragma omp simd
-                        for (int u = 0; u < hs; u++) {
-                            int j = j0 + u;
-                            REAL a = xp[j] + bias[j] + Sb[u];
-                            REAL h = a > 0 ? a : (a <= 0 ? 0 : a);   /* relu that keeps NaN */
-                            hb[j] = h;
-                            ob[j] = h;
+            const int j0 = sl.j0, hs = sl.hs, tc = SFX(chunk_steps)(T, B, lengths, reverse);
+            for (int c0 = 0; c0 < T && !failed; c0 += tc) {
+                const int c1 = c0 + tc < T ? c0 + tc : T;
+                if (!gemm) SFX(project_steps)(xproj, x, w_ih, c0, c1, T, B, I, H, reverse, sl.PB);
+                for (int s = c0; s < c1 && hs > 0; s++) {
+                    const REAL *hp = SFX(state_at)(states, pair, BH, s);
+                    REAL *hnew = SFX(state_at)(states, pair, BH, s + 1);
+                    SFX(slice_product)(&sl, 0, B, hp, H);
+                    for (int b = 0; b < B; b++) {
+                        int t = fr_time_index(s, b, T, lengths, reverse);
+                        const REAL *hpb = hp + (size_t)b * H;
+                        REAL *hb = hnew + (size_t)b * H;
+                        if (t < 0) {
+                            memcpy(hb + j0, hpb + j0, sizeof(REAL) * hs);
+                            continue;
                         }
-                    } else {
+                        const REAL *xp = xproj + ((size_t)t * B + b) * H;
+                        const REAL *Sb = sl.S + (size_t)b * sl.np1;
+                        REAL *ob = out + ((size_t)t * B + b) * H;
+                        if (relu) {
 #pragma omp simd
-                        for (int u = 0; u < hs; u++) {
-                            int j = j0 + u;
-                            REAL h = TANH(xp[j] + bias[j] + Sb[u]);
-                            hb[j] = h;
-                            ob[j] = h;
+                            for (int u = 0; u < hs; u++) {
+                                int j = j0 + u;
+                                REAL a = xp[j] + bias[j] + Sb[u];
+                                REAL h = a > 0 ? a : (a <= 0 ? 0 : a);   /* relu that keeps NaN */
+                                hb[j] = h;
+                                ob[j] = h;
+                            }
+                        } else {
+#pragma omp simd
+                            for (int u = 0; u < hs; u++) {
+                                int j = j0 + u;
+                                REAL h = TANH(xp[j] + bias[j] + Sb[u]);
+                                hb[j] = h;
+                                ob[j] = h;
+                            }
                         }
                     }
+                    fr_barrier_wait(&bar, &phase);
                 }
-                fr_barrier_wait(&bar, &phase);
             }
-                fr_ftz_restore(csr);
+            fr_ftz_restore(csr);
         }
         if (failed) return FR_ENOMEM;
     }
@@ -390,82 +414,85 @@ int SFX(fr_gru_forward)(REAL *out, REAL *h_n, REAL *states, REAL *gates, REAL *x
                 if (g2) SFX(slice_weights)(&sl, 1, w_hh + (size_t)2 * H * H, H, 1, 0, H, 1);
             }
 #pragma omp barrier
-            if (!gemm && !failed) SFX(input_projection_par)(xproj, x, w_ih, (size_t)T * B, I, GH, sl.PB);
-            const int j0 = sl.j0, hs = sl.hs, ld = sl.np1;
+            const int j0 = sl.j0, hs = sl.hs, ld = sl.np1, tc = SFX(chunk_steps)(T, B, lengths, reverse);
             const REAL *bx = bias, *b_hn = b_hh + 2 * H;
-            for (int s = 0; s < T && !failed && hs > 0; s++) {
-                const REAL *hp = SFX(state_at)(states, pair, BH, s);
-                REAL *hnew = SFX(state_at)(states, pair, BH, s + 1);
-                REAL *gs = gates ? gates + s * 4 * BH : gstep;
-                SFX(slice_product)(&sl, 0, B, hp, H);
-                for (int b = 0; b < B; b++) {
-                    int t = fr_time_index(s, b, T, lengths, reverse);
-                    const REAL *hpb = hp + (size_t)b * H;
-                    REAL *g = gs + (size_t)b * 4 * H;
-                    if (t < 0) {
-                        memcpy(hnew + (size_t)b * H + j0, hpb + j0, sizeof(REAL) * hs);
-                        /* the Cho GRU's r * h feeds a GEMM: keep idle rows finite */
-                        if (!reset_after) memset(g + 3 * H + j0, 0, sizeof(REAL) * hs);
-                        continue;
+            for (int c0 = 0; c0 < T && !failed; c0 += tc) {
+                const int c1 = c0 + tc < T ? c0 + tc : T;
+                if (!gemm) SFX(project_steps)(xproj, x, w_ih, c0, c1, T, B, I, GH, reverse, sl.PB);
+                for (int s = c0; s < c1 && hs > 0; s++) {
+                    const REAL *hp = SFX(state_at)(states, pair, BH, s);
+                    REAL *hnew = SFX(state_at)(states, pair, BH, s + 1);
+                    REAL *gs = gates ? gates + s * 4 * BH : gstep;
+                    SFX(slice_product)(&sl, 0, B, hp, H);
+                    for (int b = 0; b < B; b++) {
+                        int t = fr_time_index(s, b, T, lengths, reverse);
+                        const REAL *hpb = hp + (size_t)b * H;
+                        REAL *g = gs + (size_t)b * 4 * H;
+                        if (t < 0) {
+                            memcpy(hnew + (size_t)b * H + j0, hpb + j0, sizeof(REAL) * hs);
+                            /* the Cho GRU's r * h feeds a GEMM: keep idle rows finite */
+                            if (!reset_after) memset(g + 3 * H + j0, 0, sizeof(REAL) * hs);
+                            continue;
+                        }
+                        const REAL *xp = xproj + ((size_t)t * B + b) * GH;
+                        const REAL *Sb = sl.S + (size_t)b * ld;
+                        if (reset_after) {
+                            REAL *hb = hnew + (size_t)b * H;
+                            REAL *ob = out + ((size_t)t * B + b) * H;
+#pragma omp simd
+                            for (int u = 0; u < hs; u++) {
+                                int j = j0 + u;
+                                REAL r = SIGMOID(xp[j] + bx[j] + Sb[u]);
+                                REAL z = SIGMOID(xp[H + j] + bx[H + j] + Sb[hs + u]);
+                                REAL hn = Sb[2 * hs + u] + b_hn[j];
+                                REAL n = TANH(xp[2 * H + j] + bx[2 * H + j] + r * hn);
+                                REAL h = (1 - z) * n + z * hpb[j];
+                                g[j] = r;
+                                g[H + j] = z;
+                                g[2 * H + j] = n;
+                                g[3 * H + j] = hn;
+                                hb[j] = h;
+                                ob[j] = h;
+                            }
+                        } else {
+#pragma omp simd
+                            for (int u = 0; u < hs; u++) {
+                                int j = j0 + u;
+                                REAL r = SIGMOID(xp[j] + bx[j] + Sb[u]);
+                                g[j] = r;
+                                g[H + j] = SIGMOID(xp[H + j] + bx[H + j] + Sb[hs + u]);
+                                g[3 * H + j] = r * hpb[j];
+                            }
+                        }
                     }
-                    const REAL *xp = xproj + ((size_t)t * B + b) * GH;
-                    const REAL *Sb = sl.S + (size_t)b * ld;
-                    if (reset_after) {
+                    fr_barrier_wait(&bar, &phase);
+                    if (reset_after) continue;
+                    /* Cho GRU: the n gate needs r * h of every unit */
+                    SFX(slice_product)(&sl, 1, B, gs + 3 * H, 4 * H);
+                    for (int b = 0; b < B; b++) {
+                        int t = fr_time_index(s, b, T, lengths, reverse);
+                        if (t < 0) continue;
+                        const REAL *hpb = hp + (size_t)b * H;
+                        const REAL *xp = xproj + ((size_t)t * B + b) * GH;
+                        const REAL *Sb = sl.S + (size_t)b * sl.np2;
+                        REAL *g = gs + (size_t)b * 4 * H;
                         REAL *hb = hnew + (size_t)b * H;
                         REAL *ob = out + ((size_t)t * B + b) * H;
 #pragma omp simd
                         for (int u = 0; u < hs; u++) {
                             int j = j0 + u;
-                            REAL r = SIGMOID(xp[j] + bx[j] + Sb[u]);
-                            REAL z = SIGMOID(xp[H + j] + bx[H + j] + Sb[hs + u]);
-                            REAL hn = Sb[2 * hs + u] + b_hn[j];
-                            REAL n = TANH(xp[2 * H + j] + bx[2 * H + j] + r * hn);
+                            REAL z = g[H + j];
+                            REAL n = TANH(xp[2 * H + j] + bx[2 * H + j] + Sb[u]);
                             REAL h = (1 - z) * n + z * hpb[j];
-                            g[j] = r;
-                            g[H + j] = z;
                             g[2 * H + j] = n;
-                            g[3 * H + j] = hn;
                             hb[j] = h;
                             ob[j] = h;
                         }
-                    } else {
-#pragma omp simd
-                        for (int u = 0; u < hs; u++) {
-                            int j = j0 + u;
-                            REAL r = SIGMOID(xp[j] + bx[j] + Sb[u]);
-                            g[j] = r;
-                            g[H + j] = SIGMOID(xp[H + j] + bx[H + j] + Sb[hs + u]);
-                            g[3 * H + j] = r * hpb[j];
-                        }
                     }
+                    fr_barrier_wait(&bar, &phase);
                 }
-                fr_barrier_wait(&bar, &phase);
-                if (reset_after) continue;
-                /* Cho GRU: the n gate needs r * h of every unit */
-                SFX(slice_product)(&sl, 1, B, gs + 3 * H, 4 * H);
-                for (int b = 0; b < B; b++) {
-                    int t = fr_time_index(s, b, T, lengths, reverse);
-                    if (t < 0) continue;
-                    const REAL *hpb = hp + (size_t)b * H;
-                    const REAL *xp = xproj + ((size_t)t * B + b) * GH;
-                    const REAL *Sb = sl.S + (size_t)b * sl.np2;
-                    REAL *g = gs + (size_t)b * 4 * H;
-                    REAL *hb = hnew + (size_t)b * H;
-                    REAL *ob = out + ((size_t)t * B + b) * H;
-#pragma omp simd
-                    for (int u = 0; u < hs; u++) {
-                        int j = j0 + u;
-                        REAL z = g[H + j];
-                        REAL n = TANH(xp[2 * H + j] + bx[2 * H + j] + Sb[u]);
-                        REAL h = (1 - z) * n + z * hpb[j];
-                        g[2 * H + j] = n;
-                        hb[j] = h;
-                        ob[j] = h;
-                    }
-                }
-                fr_barrier_wait(&bar, &phase);
             }
-                fr_ftz_restore(csr);
+            fr_ftz_restore(csr);
         }
         if (failed) return FR_ENOMEM;
     }
