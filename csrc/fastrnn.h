@@ -33,10 +33,11 @@
  *   dgx      (T, B, G*H)   scratch, time-ordered: gradient of the input pre-activations
  *                          (RNN: may be the same buffer as dgh when lengths is NULL and reverse is 0)
  *
- * The big products (input projection, by chunks of steps inside the loop; dx and the weight gradients after it, K = T*B)
- * are fastrnn's own packed GEMM (microkernel.h: par_gemm) run by the same parallel region as the loop
- * when `gemm` is NULL, or single OpenBLAS calls through `gemm` (column-major Fortran sgemm/dgemm as
- * scipy.linalg.cython_blas exports it), which then run on OpenBLAS's own thread pool.
+ * The big products (the input projection, by chunks of steps inside the loop; dx and the weight
+ * gradients after it, K = T*B) are fastrnn's own packed GEMM (microkernel.h: par_gemm) run by the
+ * same parallel region as the loop when `gemm` is NULL, or single OpenBLAS calls through `gemm`
+ * (column-major Fortran sgemm/dgemm as scipy.linalg.cython_blas exports it; the input projection
+ * then all at once before the loop), which then run on OpenBLAS's own thread pool.
  *
  * The time loop runs inside one OpenMP parallel region: each thread owns a slice of the hidden units,
  * packs its rows of w_hh once into its own buffer (a single step, T = 1, reads them in place), and
