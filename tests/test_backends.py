@@ -34,6 +34,10 @@ CASES = {
     "no-bias": (6, 4, 5, 9, {"bias": False}),
     "no-bias-h0-none-rev": (6, 4, 5, 9, {"bias": False, "h0": False, "reverse": True}),
     "fortran": (6, 4, 5, 9, {"layout": "fortran", "lengths": [6, 2, 0, 4]}),
+    # T * B beyond 1024 rows per thread: the forward makes its input projection in several chunks
+    "long": (700, 4, 3, 9, {}),
+    "long-rev": (700, 4, 3, 9, {"reverse": True}),
+    "long-lengths": (700, 4, 3, 9, {"lengths": [700, 513, 0, 300]}),
 }
 
 compiled = pytest.mark.parametrize("backend", COMPILED)
