@@ -42,7 +42,7 @@ import numpy as np
 
 from . import losses as _losses
 from . import optim as _optim
-from ._config import get_num_threads
+from ._config import get_num_threads, no_grad
 from ._progress import Progress
 from .blocks import Dense, DotAttention, Embedding, check_ids
 from .layers import GRU, RNN, _to_numpy
@@ -624,6 +624,7 @@ class _RNNEstimator(BaseEstimator):
     def _epoch_total(self, data):
         return data.n
 
+    @no_grad()   # inference: the recurrent layers keep nothing for a backward
     def _eval_loss(self, data):
         """Mean loss on `data` (per sequence or per step, as loss_curve_), no training."""
         self._set_training(False)
@@ -909,6 +910,7 @@ class _ManyToOne(_RNNEstimator):
         return loss, len(idx), int(lengths.sum())
 
     @_guarded
+    @no_grad()
     def _raw_predict(self, X):
         self._check_fitted()
         x, lengths, _ = self.input_spec_.transform(X, self._dtype)
@@ -1154,6 +1156,7 @@ class SequenceTagger(_RNNEstimator):
         return self._partial_fit(X, y, classes)
 
     @_guarded
+    @no_grad()
     def _step_probs(self, X):
         self._check_fitted()
         x, lengths, is_array = self.input_spec_.transform(X, self._dtype)
@@ -1348,6 +1351,7 @@ class CharLanguageModel(_RNNEstimator):
         """exp(-score(text)): the effective number of equally likely next characters."""
         return float(math.exp(-self.score(text)))
 
+    @no_grad()
     def _logits_after(self, ids, h=None):
         """Run ids (1-D) through the network from state h: logits (len, V) and the final state."""
         b = self._blocks_
@@ -1592,6 +1596,11 @@ class Seq2Seq(_RNNEstimator):
         x, lengths, _ = self.input_spec_.transform(sources, self._dtype, "sources")
         data = _Data(x, lengths)
         self._set_training(False)
+        with no_grad():
+            return self._decode_all(data, max_length)
+
+    def _decode_all(self, data, max_length):
+        """Greedy decoding of every source in `data` (predict's loop)."""
         results = []
         for idx in self._batches(data, None, False, self._predict_batch_size()):
             xb, lb = data.inputs(idx)

@@ -487,3 +487,18 @@ def test_weight_decay_spares_recurrent_weights_and_biases():
             if id(p) in decayed:
                 names.append(f"{block_name}.{name}")
     assert sorted(names) == ["embedding.weight", "head.weight", "rnn.weight_ih_l0", "rnn.weight_ih_l1"]
+
+
+def test_predict_runs_under_no_grad():
+    """Prediction is inference: the recurrent layer keeps nothing for a backward (fastrnn.no_grad), and
+    the caller's gradient mode is left as it was."""
+    import fastrnn
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 6, 3)).astype(np.float32)
+    y = (X[:, :, 0].sum(axis=1) > 0).astype(int)
+    clf = SequenceClassifier(hidden_size=8, max_epochs=2, random_state=0).fit(X, y)
+    assert clf._blocks_["rnn"]._ctx != "no_grad"      # the last training step kept its cache
+    clf.predict_proba(X)
+    assert clf._blocks_["rnn"]._ctx == "no_grad"
+    assert fastrnn.is_grad_enabled()
