@@ -64,7 +64,13 @@ static void fr_barrier_wait(fr_barrier_t *bar, int *my_phase)
     }
 }
 
-#if defined(__AVX__)
+/* Bytes of the kernels' vectors: the widest the build's target has (a -DFR_VBYTES=... in CFLAGS overrides).
+ * 512-bit vectors pay even where the FMA units are 256 bits wide (AMD Zen 4): one instruction feeds
+ * both, and the micro-kernel's panel loads and broadcasts are half as many per flop. */
+#if defined(FR_VBYTES)
+#elif defined(__AVX512F__)
+#define FR_VBYTES 64
+#elif defined(__AVX__)
 #define FR_VBYTES 32
 #else
 #define FR_VBYTES 16
@@ -164,8 +170,12 @@ int fr_max_threads(void)
 
 const char *fr_simd(void)
 {
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) && FR_VBYTES == 64
+    return "avx512";
+#elif defined(__AVX512F__) && FR_VBYTES == 32
     return "avx512 (kernels use 256-bit vectors)";
+#elif defined(__AVX512F__)
+    return "avx512 (kernels use 128-bit vectors)";
 #elif defined(__AVX2__) && defined(__FMA__)
     return "avx2+fma";
 #elif defined(__AVX__)

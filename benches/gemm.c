@@ -1,0 +1,144 @@
+/* The arithmetic ceiling of this machine and how close fastrnn's own GEMM comes to it, in C, with no
+ * Python in the timed code. Built and run by `python -m benches.gemm` (see there), which adds
+ * OpenBLAS (NumPy's matmul) on the same shapes.
+ *
+ *   gemm peak THREADS                   float32 FMA throughput of independent register-only chains,
+ *                                       for each vector width the build allows: GFLOPS, all threads
+ *   gemm par THREADS M N K TA REPS      par_gemm (csrc/microkernel.h) on C[M,N] = A B, A transposed
+ *                                       when TA is 1 (as the weight gradients): best seconds of REPS
+ *
+ * Each prints one line of JSON. The kernel file is included whole, so the static par_gemm is the
+ * one the extension runs, compiled with the same flags.
+ */
+#include "../csrc/fastrnn.c"
+
+#include <stdio.h>
+#include <time.h>
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+/* NCHAIN independent accumulators of W floats each, ITERS fused multiply-adds on each: the FMA units
+ * never wait on a result. Returns flops per second of the calling thread. */
+#define NCHAIN 12
+#define PEAK_KERNEL(W)                                                                                 \
+    static double peak_##W(long iters)                                                                 \
+    {                                                                                                  \
+        typedef float V __attribute__((vector_size(W * 4)));                                           \
+        V acc[NCHAIN], a, b;                                                                           \
+        for (int i = 0; i < W; i++) a[i] = 1.0f + 1e-7f * i, b[i] = 1e-7f;                             \
+        for (int c = 0; c < NCHAIN; c++) acc[c] = b * (float)c;                                        \
+        double t0 = now();                                                                             \
+        for (long it = 0; it < iters; it++) {                                                          \
+            for (int c = 0; c < NCHAIN; c++) acc[c] = acc[c] * a + b;                                  \
+            __asm__ volatile("" : "+x"(a));                                                            \
+        }                                                                                              \
+        double dt = now() - t0;                                                                        \
+        float sink = 0;                                                                                \
+        for (int c = 0; c < NCHAIN; c++) sink += acc[c][0];                                            \
+        __asm__ volatile("" ::"x"(sink));                                                              \
+        return 2.0 * W * NCHAIN * (double)iters / dt;                                                  \
+    }
+PEAK_KERNEL(8)
+#if defined(__AVX512F__)
+PEAK_KERNEL(16)
+#endif
+
+static double peak_all(int threads, int width)
+{
+    double total = 0;
+#pragma omp parallel num_threads(threads) reduction(+ : total)
+    {
+        double best = 0;
+        for (int rep = 0; rep < 5; rep++) {
+            double f = 0;
+#if defined(__AVX512F__)
+            if (width == 16) f = peak_16(20000000);
+#endif
+            if (width == 8) f = peak_8(20000000);
+            if (f > best) best = f;
+        }
+        total += best;
+    }
+    return total;
+}
+
+static void fill(float *p, size_t n, unsigned seed)
+{
+    for (size_t i = 0; i < n; i++) {
+        seed = seed * 1103515245u + 12345u;
+        p[i] = (float)((seed >> 9) & 0xffff) / 65536.0f - 0.5f;
+    }
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 3 && !strcmp(argv[1], "peak")) {
+        int threads = atoi(argv[2]);
+        printf("{\"threads\": %d, \"avx2_gflops\": %.2f", threads, peak_all(threads, 8) / 1e9);
+#if defined(__AVX512F__)
+        printf(", \"avx512_gflops\": %.2f", peak_all(threads, 16) / 1e9);
+#endif
+        printf(", \"kernel_vector_bytes\": %d}\n", FR_VBYTES);
+        return 0;
+    }
+    if (argc == 8 && !strcmp(argv[1], "par")) {
+        int threads = atoi(argv[2]), M = atoi(argv[3]), N = atoi(argv[4]), K = atoi(argv[5]), ta = atoi(argv[6]);
+        int reps = atoi(argv[7]);
+        if (threads < 1 || M < 1 || N < 1 || K < 1 || reps < 1) {
+            fprintf(stderr, "gemm par: sizes, threads and reps must be positive\n");
+            return 2;
+        }
+        float *A = fr_alloc(sizeof(float) * (size_t)M * K), *Bm = fr_alloc(sizeof(float) * (size_t)K * N);
+        float *C = fr_alloc(sizeof(float) * (size_t)M * N);
+        if (!A || !Bm || !C) {
+            fprintf(stderr, "gemm par: out of memory\n");
+            return 1;
+        }
+        fill(A, (size_t)M * K, 1);
+        fill(Bm, (size_t)K * N, 2);
+        /* A(i, k) = A[i + k*M] when transposed (a column of a K x M row-major array), else A[i*K + k] */
+        size_t ars = ta ? 1 : (size_t)K, acs = ta ? (size_t)M : 1;
+        double best = 1e30;
+        int failed = 0;
+        for (int rep = 0; rep < reps; rep++) {
+            double t0 = now();
+#pragma omp parallel num_threads(threads)
+            {
+                unsigned csr = fr_ftz_on();
+                float *P = fr_buffer(FR_BUF_PACK, sizeof(float) * pack_size_f32());
+                if (!P) {
+#pragma omp atomic write
+                    failed = 1;
+                } else {
+                    par_gemm_f32(M, N, K, A, ars, acs, Bm, N, 1, C, N, 0, P);
+                }
+                fr_ftz_restore(csr);
+            }
+            double dt = now() - t0;
+            if (dt < best) best = dt;
+        }
+        if (failed) {
+            fprintf(stderr, "gemm par: out of memory\n");
+            return 1;
+        }
+        /* one element checked against a plain sum, so that a broken kernel cannot report a time */
+        int i = M / 2, j = N / 3;
+        double ref = 0;
+        for (int k = 0; k < K; k++) ref += (double)A[i * ars + k * acs] * Bm[(size_t)k * N + j];
+        double err = C[(size_t)i * N + j] - ref;
+        if (err > 1e-3 * (1 + K / 100.0) || err < -1e-3 * (1 + K / 100.0)) {
+            fprintf(stderr, "gemm par: wrong result %g vs %g\n", (double)C[(size_t)i * N + j], ref);
+            return 1;
+        }
+        printf("{\"threads\": %d, \"M\": %d, \"N\": %d, \"K\": %d, \"ta\": %d, \"seconds\": %.6g}\n", threads, M, N,
+               K, ta, best);
+        return 0;
+    }
+    fprintf(stderr, "usage: gemm peak THREADS | gemm par THREADS M N K TA REPS\n");
+    return 2;
+}

@@ -1,0 +1,165 @@
+"""The machine's arithmetic ceiling, and fastrnn's own GEMM against it and against OpenBLAS.
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m benches.gemm [--threads 1,2]
+        [--shapes gnmt,large] [--cells gru] [--rounds 3] [--reps 10] [--json PATH]
+
+Compiles benches/gemm.c (which includes csrc/fastrnn.c whole) with the flags setup.py gives the
+extension, then, at each thread count:
+  peak    the float32 FMA throughput of register-only loops (no memory traffic): what no GEMM can beat
+  gemm    the three big products of a training step at each shape, as the kernels run them
+          (par_gemm: input projection T*B x G*H x I; weight gradient G*H x H x T*B, A transposed;
+          dx T*B x I x G*H), best of --reps calls, and NumPy's matmul (OpenBLAS) on the same shapes
+          in a worker process of its own with the same thread count.
+Rounds alternate the two; the table gives each one's best round in GFLOPS and as a share of the peak.
+A result is checked against a plain sum before its time is reported.
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+
+from . import harness
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FLAGS = ["-O3", "-std=gnu11", "-fno-wrapv"]
+
+
+def build(outdir):
+    """Compile gemm.c into outdir with the extension's flags; returns the program's path. A failed
+    compile raises CalledProcessError (with the compiler's message on stderr)."""
+    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(cc) is None:
+        cc = "cc"
+    exe = os.path.join(outdir, "gemm")
+    flags = list(FLAGS)
+    if os.environ.get("FASTRNN_NATIVE", "1").strip().lower() not in ("0", "false", "no", "off"):
+        flags.append("-march=native")
+    cmd = [cc, *flags, "-fopenmp", "-I", os.path.join(HERE, "..", "csrc"), os.path.join(HERE, "gemm.c"),
+           "-o", exe, "-lm"]
+    subprocess.run(cmd, check=True)
+    return exe
+
+
+def products(cell, dims):
+    """(name, M, N, K, A transposed) of the big products of one training step."""
+    T, B, I, H = dims
+    GH = harness.GATES[cell] * H
+    return [("input projection", T * B, GH, I, 0), ("weight gradient", GH, H, T * B, 1), ("dx", T * B, I, GH, 0)]
+
+
+def run_c(exe, *args):
+    res = subprocess.run([exe, *map(str, args)], check=True, capture_output=True, text=True)
+    return json.loads(res.stdout)
+
+
+def numpy_worker(threads, specs, reps):
+    """Best seconds of NumPy's matmul for each (M, N, K, ta), in this process (started by `measure`
+    with the thread count in its environment). Returns a list in the order given."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    out = []
+    for M, N, K, ta in specs:
+        a = rng.standard_normal((K, M), dtype=np.float32).T if ta else rng.standard_normal((M, K), dtype=np.float32)
+        b = rng.standard_normal((K, N), dtype=np.float32)
+        c = np.empty((M, N), np.float32)
+        np.matmul(a, b, out=c)
+        best = float("inf")
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            np.matmul(a, b, out=c)
+            best = min(best, time.perf_counter() - t0)
+        assert abs(c[M // 2, N // 3] - float(a[M // 2].astype(np.float64) @ b[:, N // 3])) < 1e-3 * (1 + K / 100)
+        out.append(best)
+    return out
+
+
+def measure_numpy(threads, specs, reps):
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
+               MKL_NUM_THREADS=str(threads))
+    payload = json.dumps({"threads": threads, "specs": specs, "reps": reps})
+    res = subprocess.run([sys.executable, "-m", "benches.gemm", "--worker", payload], check=True, env=env,
+                         capture_output=True, text=True, cwd=os.path.dirname(HERE))
+    return json.loads(res.stdout)
+
+
+def _ints(text):
+    values = [int(v) for v in text.split(",") if v.strip()]
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers separated by commas, got {text!r}")
+    return values
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m benches.gemm", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--threads", type=_ints, default=None, help="thread counts (default: 1 and all usable cores)")
+    ap.add_argument("--shapes", default="gnmt,large", type=harness.parse_shapes)
+    ap.add_argument("--cells", default="gru", type=lambda t: harness.parse_choices("cell", t, harness.CELLS))
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--reps", type=int, default=10)
+    ap.add_argument("--json", metavar="PATH")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    return ap.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.worker:
+        job = json.loads(args.worker)
+        print(json.dumps(numpy_worker(job["threads"], [tuple(s) for s in job["specs"]], job["reps"])))
+        return
+    usable = harness.default_threads()
+    counts = [n for n in (args.threads or sorted({1, usable})) if n <= usable]
+    if not counts:
+        raise SystemExit(f"none of the thread counts fits the {usable} usable cores")
+    rows = [(cell, shape, name, M, N, K, ta) for cell in args.cells for shape, dims in args.shapes.items()
+            for name, M, N, K, ta in products(cell, dims)]
+    specs = [r[3:] for r in rows]
+    report = {"peak": {}, "gemm": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        exe = build(tmp)
+        for n in counts:
+            peak = max(run_c(exe, "peak", n)["avx2_gflops"] for _ in range(args.rounds))
+            peak512 = [run_c(exe, "peak", n).get("avx512_gflops") for _ in range(args.rounds)]
+            report["peak"][n] = {"avx2": peak, "avx512": max(peak512) if None not in peak512 else None}
+            ours = [float("inf")] * len(rows)
+            blas = [float("inf")] * len(rows)
+            for r in range(args.rounds):
+                print(f"[{n} threads] round {r + 1} of {args.rounds}", file=sys.stderr)
+                for i, (M, N, K, ta) in enumerate(specs):
+                    ours[i] = min(ours[i], run_c(exe, "par", n, M, N, K, ta, args.reps)["seconds"])
+                blas = [min(a, b) for a, b in zip(blas, measure_numpy(n, specs, args.reps))]
+            top = max(v for v in report["peak"][n].values() if v)
+            for row, (M, N, K, ta), t_ours, t_blas in zip(rows, specs, ours, blas):
+                flops = 2.0 * M * N * K
+                report["gemm"].append({"threads": n, "cell": row[0], "shape": row[1], "product": row[2], "M": M,
+                                       "N": N, "K": K, "transposed_a": bool(ta), "fastrnn_gflops": flops / t_ours / 1e9,
+                                       "openblas_gflops": flops / t_blas / 1e9, "peak_gflops": top})
+    print_report(report)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+
+
+def print_report(report):
+    print("| threads | FMA peak, 256-bit (GFLOPS) | FMA peak, 512-bit (GFLOPS) |")
+    print("|---|---|---|")
+    for n, p in report["peak"].items():
+        wide = "—" if p["avx512"] is None else f"{p['avx512']:.0f}"
+        print(f"| {n} | {p['avx2']:.0f} | {wide} |")
+    print()
+    print("| threads | cell | shape | product | M × N × K | fastrnn GFLOPS (% of peak) | OpenBLAS GFLOPS (% of peak) |")
+    print("|---|---|---|---|---|---|---|")
+    for g in report["gemm"]:
+        ours, blas, peak = g["fastrnn_gflops"], g["openblas_gflops"], g["peak_gflops"]
+        print(f"| {g['threads']} | {g['cell']} | {g['shape']} | {g['product']} | {g['M']} × {g['N']} × {g['K']} "
+              f"| {ours:.0f} ({100 * ours / peak:.0f}%) | {blas:.0f} ({100 * blas / peak:.0f}%) |")
+
+
+if __name__ == "__main__":
+    main()
