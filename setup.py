@@ -66,12 +66,14 @@ class BuildExt(build_ext):
 
 
 def extensions():
+    import numpy
     from Cython.Build import cythonize
 
     ext = Extension(
         "fastrnn._ckernels",
         sources=["fastrnn/_ckernels.pyx", "csrc/fastrnn.c"],
-        include_dirs=["csrc"],
+        include_dirs=["csrc", numpy.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         depends=["csrc/fastrnn.h", "csrc/kernels_impl.h", "csrc/mathfun.h", "csrc/microkernel.h"],
     )
     return cythonize(

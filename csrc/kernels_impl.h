@@ -143,7 +143,7 @@ static void SFX(slice_product)(SFX(slice_t) *sl, int which, int B, const REAL *A
             const REAL *base = w->src + (size_t)g * w->gstride + (size_t)sl->j0 * w->cstride;
             REAL *o = out + (size_t)g * hs;
             if (w->kstride == 1) {          /* weight columns contiguous: dot products */
-                for (int u = 0; u < hs; u++) o[u] = SFX(dot)(a, base + (size_t)u * w->cstride, w->K);
+                SFX(dots)(o, 1, a, base, w->cstride, hs, w->K, 0);
             } else {                        /* weight rows contiguous: row updates */
                 for (int u = 0; u < hs; u++) o[u] = 0;
                 for (int k = 0; k < w->K; k++) {

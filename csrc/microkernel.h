@@ -162,28 +162,49 @@ __attribute__((noinline)) static void SFX(gemm_rows)(int mr, int N, int K, const
 }
 
 
-/* a . b over K contiguous elements, in vector lanes (two accumulators), then the lanes in order. */
-static inline REAL SFX(dot)(const REAL *a, const REAL *b, int K)
+/* out[u * os] = (acc ? out[u * os] : 0) + a . b[u * bs ...] for u < n (1 <= n <= 4 after inlining), each
+ * over K contiguous elements: two vector accumulators per output, their lanes added pairwise (a tree),
+ * then the last K % (2 VL) terms in order. The n outputs run side by side (independent chains that
+ * hide the FMA latency and share the loads of a), and each is computed exactly as it would be alone,
+ * so grouping never changes a result. */
+static inline __attribute__((always_inline)) void SFX(dotn)(const int n, REAL *out, size_t os, const REAL *a,
+                                                           const REAL *b, size_t bs, int K, int acc)
 {
     typedef SFX(vec) V;
     enum { VL = SFX(VL) };
-    V s0 = {0}, s1 = {0};
+    V s0[4], s1[4];
+    for (int u = 0; u < n; u++) s0[u] = s1[u] = (V){0};
     int k = 0;
     for (; k + 2 * VL <= K; k += 2 * VL) {
-        V a0, a1, b0, b1;
+        V a0, a1;
         memcpy(&a0, a + k, sizeof a0);
         memcpy(&a1, a + k + VL, sizeof a1);
-        memcpy(&b0, b + k, sizeof b0);
-        memcpy(&b1, b + k + VL, sizeof b1);
-        s0 += a0 * b0;
-        s1 += a1 * b1;
+        for (int u = 0; u < n; u++) {
+            V b0, b1;
+            memcpy(&b0, b + u * bs + k, sizeof b0);
+            memcpy(&b1, b + u * bs + k + VL, sizeof b1);
+            s0[u] += a0 * b0;
+            s1[u] += a1 * b1;
+        }
     }
-    s0 += s1;
-    REAL lanes[VL], sum = 0;
-    memcpy(lanes, &s0, sizeof s0);
-    for (int l = 0; l < VL; l++) sum += lanes[l];
-    for (; k < K; k++) sum += a[k] * b[k];
-    return sum;
+    for (int u = 0; u < n; u++) {
+        REAL lanes[VL];
+        V s = s0[u] + s1[u];
+        memcpy(lanes, &s, sizeof s);
+        for (int w = VL / 2; w >= 1; w /= 2)
+            for (int l = 0; l < w; l++) lanes[l] += lanes[l + w];
+        REAL sum = lanes[0];
+        for (int kk = k; kk < K; kk++) sum += a[kk] * b[u * bs + kk];
+        out[u * os] = acc ? out[u * os] + sum : sum;
+    }
+}
+
+/* dotn over n outputs, four at a time. */
+static void SFX(dots)(REAL *out, size_t os, const REAL *a, const REAL *b, size_t bs, int n, int K, int acc)
+{
+    int u = 0;
+    for (; u + 4 <= n; u += 4) SFX(dotn)(4, out + u * os, os, a, b + u * bs, bs, K, acc);
+    for (; u < n; u++) SFX(dotn)(1, out + u * os, os, a, b + u * bs, bs, K, acc);
 }
 
 /* Few rows or a short sum (a short call, B = 1): packing B would cost more than the product, so B is
@@ -209,17 +230,22 @@ static void SFX(direct_gemm)(int M, int N, int K, const REAL *A, size_t ars, siz
         }
         return;
     }
-#pragma omp for schedule(static)
-    for (int j = 0; j < N; j++)
-        for (int i = 0; i < M; i++) {
-            const REAL *a = A + (size_t)i * ars, *b = Bm + (size_t)j * bcs;
-            REAL sum = 0;
-            if (acs == 1 && brs == 1)
-                sum = SFX(dot)(a, b, K);
-            else
-                for (int k = 0; k < K; k++) sum += a[(size_t)k * acs] * b[(size_t)k * brs];
-            C[(size_t)i * ldc + j] = acc ? C[(size_t)i * ldc + j] + sum : sum;
+    /* dot products: each thread takes a contiguous share of the columns */
+    const int nt = omp_get_num_threads(), tid = omp_get_thread_num();
+    const int j0 = (int)((long)N * tid / nt), j1 = (int)((long)N * (tid + 1) / nt);
+    for (int i = 0; i < M; i++) {
+        const REAL *a = A + (size_t)i * ars;
+        REAL *c = C + (size_t)i * ldc;
+        if (acs == 1 && brs == 1) {
+            SFX(dots)(c + j0, 1, a, Bm + (size_t)j0 * bcs, bcs, j1 - j0, K, acc);
+            continue;
         }
+        for (int j = j0; j < j1; j++) {
+            REAL sum = 0;
+            for (int k = 0; k < K; k++) sum += a[(size_t)k * acs] * Bm[(size_t)j * bcs + (size_t)k * brs];
+            c[j] = acc ? c[j] + sum : sum;
+        }
+    }
 }
 
 /* The big products (input projection, dx, weight gradients), shared by all threads of a parallel

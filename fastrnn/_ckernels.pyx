@@ -5,15 +5,24 @@ backend, fastrnn/_cblas.py) the big products before and after the time loop are 
 scipy.linalg.cython_blas instead of fastrnn's own packed GEMM inside the loop's parallel region. Outputs and the backward's cache are
 NumPy arrays allocated here; the kernels run without the GIL; BLAS comes from scipy.linalg.cython_blas.
 """
+import math
 import threading
 
 import numpy as np
 
-from cython cimport floating
+cimport numpy as cnp
 from libc.stdint cimport int64_t
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 from ._config import get_num_threads
+
+cnp.import_array()
+
+cdef extern from *:
+    """
+    /* NumPy's headers bring in <complex.h>, whose macro I would replace fastrnn.h's size I */
+    #undef I
+    """
 
 cdef extern from "fastrnn.h" nogil:
     ctypedef void (*fr_gemm_f32)(char *, char *, int *, int *, int *, float *, float *, int *, float *,
@@ -71,19 +80,6 @@ def build_info():
             "simd": fr_simd().decode()}
 
 
-cdef inline floating* _p(floating[::1] a) noexcept nogil:
-    """Pointer to a flat buffer's first element (NULL when it is empty)."""
-    return &a[0] if a.shape[0] > 0 else NULL
-
-
-cdef inline const floating* _c(const floating[::1] a) noexcept nogil:
-    return &a[0] if a.shape[0] > 0 else NULL
-
-
-cdef inline const int64_t* _plen(const int64_t[::1] a) noexcept nogil:
-    return &a[0] if a is not None and a.shape[0] > 0 else NULL
-
-
 def _check_sizes(T, B, I, H, G):
     """BLAS takes int sizes: T*B rows and every width must fit."""
     if T * B > INT_MAX or G * H > INT_MAX or I > INT_MAX:
@@ -95,80 +91,127 @@ def _check(int rc, what):
         raise MemoryError(f"fastrnn: {what}: out of memory for the kernel's work buffers")
 
 
-# The four typed entry points: flat (1-D) views in, the C kernel run without the GIL.
+# The buffers of a kernel call, as data pointers taken straight from the arrays (typed memoryviews
+# cost a microsecond or more each, which a cell's single step, ~20 us, notices). Every array is checked
+# to be of the call's dtype, C-contiguous and, for the outputs, writable; an empty one gives NULL.
 
-def _rnn_fwd(floating[::1] out, floating[::1] h_n, floating[::1] states, floating[::1] xproj,
-             const floating[::1] x, const floating[::1] h0, const floating[::1] w_ih,
-             const floating[::1] w_hh, const floating[::1] b_ih, const floating[::1] b_hh,
-             const int64_t[::1] lengths, int T, int B, int I, int H, int relu, int reverse, int nt, bint use_blas):
-    cdef int rc
-    cdef const int64_t *plen = _plen(lengths)
+cdef enum:
+    MAXBUF = 16
+
+cdef int _dtype_num(cnp.ndarray x) except -1:
+    cdef int tn = cnp.PyArray_TYPE(x)
+    if tn != cnp.NPY_FLOAT32 and tn != cnp.NPY_FLOAT64:
+        raise TypeError(f"fastrnn: kernels take float32 or float64 arrays, got {x.dtype}")
+    return tn
+
+
+cdef int _pointers(void **p, tuple arrays, int nout, int tn) except -1:
+    """p[i] = data of arrays[i]; the first `nout` are written by the kernel. ValueError (naming the
+    buffer's position) for an array the kernel must not be given."""
+    cdef cnp.ndarray a
+    cdef Py_ssize_t i
+    for i in range(len(arrays)):
+        a = arrays[i]
+        if (a is None or cnp.PyArray_TYPE(a) != tn or not cnp.PyArray_IS_C_CONTIGUOUS(a)
+                or (i < nout and not cnp.PyArray_ISWRITEABLE(a))):
+            raise ValueError(f"fastrnn: kernel buffer {i}: expected a C-contiguous"
+                             f"{' writable' if i < nout else ''} array of the call's dtype")
+        p[i] = cnp.PyArray_DATA(a) if cnp.PyArray_SIZE(a) > 0 else NULL
+    return 0
+
+
+cdef const int64_t *_lengths_ptr(lengths) except? NULL:
+    cdef cnp.ndarray a
+    if lengths is None:
+        return NULL
+    a = lengths
+    if cnp.PyArray_TYPE(a) != cnp.NPY_INT64 or not cnp.PyArray_IS_C_CONTIGUOUS(a):
+        raise ValueError("fastrnn: lengths must be a C-contiguous int64 array")
+    return <const int64_t *>cnp.PyArray_DATA(a) if cnp.PyArray_SIZE(a) > 0 else NULL
+
+
+# The four entry points: arrays in (outputs first, as the C functions), the C kernel run without the GIL.
+
+def _rnn_fwd(tuple arrays, lengths, int T, int B, int I, int H, int relu, int reverse, int nt, bint use_blas):
+    """arrays: out, h_n, states, xproj (written), x, h0, w_ih, w_hh, b_ih, b_hh."""
+    cdef void *p[MAXBUF]
+    cdef int rc, tn = _dtype_num(arrays[4])
+    _pointers(p, arrays, 4, tn)
+    cdef const int64_t *plen = _lengths_ptr(lengths)
     with nogil:
-        if floating is float:
-            rc = fr_rnn_forward_f32(_p(out), _p(h_n), _p(states), _p(xproj), _c(x), _c(h0), _c(w_ih),
-                                    _c(w_hh), _c(b_ih), _c(b_hh), plen, T, B, I, H, relu, reverse, nt,
-                                    (<fr_gemm_f32>sgemm if use_blas else NULL))
+        if tn == cnp.NPY_FLOAT32:
+            rc = fr_rnn_forward_f32(<float *>p[0], <float *>p[1], <float *>p[2], <float *>p[3], <float *>p[4],
+                                    <float *>p[5], <float *>p[6], <float *>p[7], <float *>p[8], <float *>p[9],
+                                    plen, T, B, I, H, relu, reverse, nt, (<fr_gemm_f32>sgemm if use_blas else NULL))
         else:
-            rc = fr_rnn_forward_f64(_p(out), _p(h_n), _p(states), _p(xproj), _c(x), _c(h0), _c(w_ih),
-                                    _c(w_hh), _c(b_ih), _c(b_hh), plen, T, B, I, H, relu, reverse, nt,
-                                    (<fr_gemm_f64>dgemm if use_blas else NULL))
+            rc = fr_rnn_forward_f64(<double *>p[0], <double *>p[1], <double *>p[2], <double *>p[3], <double *>p[4],
+                                    <double *>p[5], <double *>p[6], <double *>p[7], <double *>p[8], <double *>p[9],
+                                    plen, T, B, I, H, relu, reverse, nt, (<fr_gemm_f64>dgemm if use_blas else NULL))
     _check(rc, "rnn_forward")
 
 
-def _rnn_bwd(floating[::1] dx, floating[::1] dh0, floating[::1] dw_ih, floating[::1] dw_hh,
-             floating[::1] db_ih, floating[::1] db_hh, floating[::1] dgh, floating[::1] dgx,
-             const floating[::1] d_out, const floating[::1] d_hn, const floating[::1] x,
-             const floating[::1] states, const floating[::1] w_ih, const floating[::1] w_hh,
-             const int64_t[::1] lengths, int T, int B, int I, int H, int relu, int reverse, int nt, bint use_blas):
-    cdef int rc
-    cdef const int64_t *plen = _plen(lengths)
+def _rnn_bwd(tuple arrays, lengths, int T, int B, int I, int H, int relu, int reverse, int nt, bint use_blas):
+    """arrays: dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dgh, dgx (written), d_out, d_hn, x, states, w_ih, w_hh."""
+    cdef void *p[MAXBUF]
+    cdef int rc, tn = _dtype_num(arrays[10])
+    _pointers(p, arrays, 8, tn)
+    cdef const int64_t *plen = _lengths_ptr(lengths)
     with nogil:
-        if floating is float:
-            rc = fr_rnn_backward_f32(_p(dx), _p(dh0), _p(dw_ih), _p(dw_hh), _p(db_ih), _p(db_hh), _p(dgh),
-                                     _p(dgx), _c(d_out), _c(d_hn), _c(x), _c(states), _c(w_ih), _c(w_hh),
+        if tn == cnp.NPY_FLOAT32:
+            rc = fr_rnn_backward_f32(<float *>p[0], <float *>p[1], <float *>p[2], <float *>p[3], <float *>p[4],
+                                     <float *>p[5], <float *>p[6], <float *>p[7], <float *>p[8], <float *>p[9],
+                                     <float *>p[10], <float *>p[11], <float *>p[12], <float *>p[13],
                                      plen, T, B, I, H, relu, reverse, nt, (<fr_gemm_f32>sgemm if use_blas else NULL))
         else:
-            rc = fr_rnn_backward_f64(_p(dx), _p(dh0), _p(dw_ih), _p(dw_hh), _p(db_ih), _p(db_hh), _p(dgh),
-                                     _p(dgx), _c(d_out), _c(d_hn), _c(x), _c(states), _c(w_ih), _c(w_hh),
+            rc = fr_rnn_backward_f64(<double *>p[0], <double *>p[1], <double *>p[2], <double *>p[3], <double *>p[4],
+                                     <double *>p[5], <double *>p[6], <double *>p[7], <double *>p[8], <double *>p[9],
+                                     <double *>p[10], <double *>p[11], <double *>p[12], <double *>p[13],
                                      plen, T, B, I, H, relu, reverse, nt, (<fr_gemm_f64>dgemm if use_blas else NULL))
     _check(rc, "rnn_backward")
 
 
-def _gru_fwd(floating[::1] out, floating[::1] h_n, floating[::1] states, floating[::1] gates,
-             floating[::1] xproj, const floating[::1] x, const floating[::1] h0, const floating[::1] w_ih,
-             const floating[::1] w_hh, const floating[::1] b_ih, const floating[::1] b_hh,
-             const int64_t[::1] lengths, int T, int B, int I, int H, int reset_after, int reverse, int nt, bint use_blas):
-    cdef int rc
-    cdef const int64_t *plen = _plen(lengths)
+def _gru_fwd(tuple arrays, lengths, int T, int B, int I, int H, int reset_after, int reverse, int nt,
+             bint use_blas):
+    """arrays: out, h_n, states, gates, xproj (written), x, h0, w_ih, w_hh, b_ih, b_hh."""
+    cdef void *p[MAXBUF]
+    cdef int rc, tn = _dtype_num(arrays[5])
+    _pointers(p, arrays, 5, tn)
+    cdef const int64_t *plen = _lengths_ptr(lengths)
     with nogil:
-        if floating is float:
-            rc = fr_gru_forward_f32(_p(out), _p(h_n), _p(states), _p(gates), _p(xproj), _c(x), _c(h0),
-                                    _c(w_ih), _c(w_hh), _c(b_ih), _c(b_hh), plen, T, B, I, H, reset_after,
-                                    reverse, nt, (<fr_gemm_f32>sgemm if use_blas else NULL))
+        if tn == cnp.NPY_FLOAT32:
+            rc = fr_gru_forward_f32(<float *>p[0], <float *>p[1], <float *>p[2], <float *>p[3], <float *>p[4],
+                                    <float *>p[5], <float *>p[6], <float *>p[7], <float *>p[8], <float *>p[9],
+                                    <float *>p[10], plen, T, B, I, H, reset_after, reverse, nt,
+                                    (<fr_gemm_f32>sgemm if use_blas else NULL))
         else:
-            rc = fr_gru_forward_f64(_p(out), _p(h_n), _p(states), _p(gates), _p(xproj), _c(x), _c(h0),
-                                    _c(w_ih), _c(w_hh), _c(b_ih), _c(b_hh), plen, T, B, I, H, reset_after,
-                                    reverse, nt, (<fr_gemm_f64>dgemm if use_blas else NULL))
+            rc = fr_gru_forward_f64(<double *>p[0], <double *>p[1], <double *>p[2], <double *>p[3], <double *>p[4],
+                                    <double *>p[5], <double *>p[6], <double *>p[7], <double *>p[8], <double *>p[9],
+                                    <double *>p[10], plen, T, B, I, H, reset_after, reverse, nt,
+                                    (<fr_gemm_f64>dgemm if use_blas else NULL))
     _check(rc, "gru_forward")
 
 
-def _gru_bwd(floating[::1] dx, floating[::1] dh0, floating[::1] dw_ih, floating[::1] dw_hh,
-             floating[::1] db_ih, floating[::1] db_hh, floating[::1] dgh, floating[::1] dgx,
-             const floating[::1] d_out, const floating[::1] d_hn, const floating[::1] x,
-             const floating[::1] states, const floating[::1] gates, const floating[::1] w_ih,
-             const floating[::1] w_hh, const int64_t[::1] lengths, int T, int B, int I, int H,
-             int reset_after, int reverse, int nt, bint use_blas):
-    cdef int rc
-    cdef const int64_t *plen = _plen(lengths)
+def _gru_bwd(tuple arrays, lengths, int T, int B, int I, int H, int reset_after, int reverse, int nt,
+             bint use_blas):
+    """arrays: dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dgh, dgx (written), d_out, d_hn, x, states, gates,
+    w_ih, w_hh."""
+    cdef void *p[MAXBUF]
+    cdef int rc, tn = _dtype_num(arrays[10])
+    _pointers(p, arrays, 8, tn)
+    cdef const int64_t *plen = _lengths_ptr(lengths)
     with nogil:
-        if floating is float:
-            rc = fr_gru_backward_f32(_p(dx), _p(dh0), _p(dw_ih), _p(dw_hh), _p(db_ih), _p(db_hh), _p(dgh),
-                                     _p(dgx), _c(d_out), _c(d_hn), _c(x), _c(states), _c(gates), _c(w_ih),
-                                     _c(w_hh), plen, T, B, I, H, reset_after, reverse, nt, (<fr_gemm_f32>sgemm if use_blas else NULL))
+        if tn == cnp.NPY_FLOAT32:
+            rc = fr_gru_backward_f32(<float *>p[0], <float *>p[1], <float *>p[2], <float *>p[3], <float *>p[4],
+                                     <float *>p[5], <float *>p[6], <float *>p[7], <float *>p[8], <float *>p[9],
+                                     <float *>p[10], <float *>p[11], <float *>p[12], <float *>p[13], <float *>p[14],
+                                     plen, T, B, I, H, reset_after, reverse, nt,
+                                     (<fr_gemm_f32>sgemm if use_blas else NULL))
         else:
-            rc = fr_gru_backward_f64(_p(dx), _p(dh0), _p(dw_ih), _p(dw_hh), _p(db_ih), _p(db_hh), _p(dgh),
-                                     _p(dgx), _c(d_out), _c(d_hn), _c(x), _c(states), _c(gates), _c(w_ih),
-                                     _c(w_hh), plen, T, B, I, H, reset_after, reverse, nt, (<fr_gemm_f64>dgemm if use_blas else NULL))
+            rc = fr_gru_backward_f64(<double *>p[0], <double *>p[1], <double *>p[2], <double *>p[3], <double *>p[4],
+                                     <double *>p[5], <double *>p[6], <double *>p[7], <double *>p[8], <double *>p[9],
+                                     <double *>p[10], <double *>p[11], <double *>p[12], <double *>p[13],
+                                     <double *>p[14], plen, T, B, I, H, reset_after, reverse, nt,
+                                     (<fr_gemm_f64>dgemm if use_blas else NULL))
     _check(rc, "gru_backward")
 
 
@@ -180,20 +223,18 @@ _scratch_by_thread = threading.local()
 def _scratch(dt, *shapes):
     """Scratch arrays of the given shapes, carved from one buffer that this Python thread reuses from
     call to call (large fresh allocations cost page faults on every call)."""
-    sizes = [int(np.prod(s)) for s in shapes]
-    buf = getattr(_scratch_by_thread, dt.name, None)
-    if buf is None or buf.size < sum(sizes):
-        buf = np.empty(sum(sizes), dt)
-        setattr(_scratch_by_thread, dt.name, buf)
+    sizes = [math.prod(s) for s in shapes]      # (math.prod: np.prod costs microseconds, a cell's step ~20)
+    total = sum(sizes)
+    key = dt.char
+    buf = getattr(_scratch_by_thread, key, None)
+    if buf is None or buf.shape[0] < total:
+        buf = np.empty(total, dt)
+        setattr(_scratch_by_thread, key, buf)
     out, start = [], 0
     for shape, n in zip(shapes, sizes):
         out.append(buf[start:start + n].reshape(shape))
         start += n
     return out
-
-
-def _flat(*arrays):
-    return [a.reshape(-1) for a in arrays]
 
 
 def _grads(x, w_ih, w_hh):
@@ -217,7 +258,7 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh", reverse=Fals
     states = _kept(dt, (T + 1, B, H), need_cache)
     xproj, = _scratch(dt, (T, B, H))
     relu = nonlinearity == "relu"
-    _rnn_fwd(*_flat(out, h_n, states, xproj, x, h0, w_ih, w_hh, b_ih, b_hh), lengths, T, B, I, H,
+    _rnn_fwd((out, h_n, states, xproj, x, h0, w_ih, w_hh, b_ih, b_hh), lengths, T, B, I, H,
              relu, reverse, get_num_threads(), use_blas)
     if not need_cache:
         return out, h_n, None
@@ -239,7 +280,7 @@ def rnn_backward(d_out, d_hn, cache):
         dgx = dgh
     else:
         dgh, dgx = _scratch(dt, (T, B, H), (T, B, H))
-    _rnn_bwd(*_flat(dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dgh, dgx, d_out, d_hn, x, states, w_ih, w_hh),
+    _rnn_bwd((dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dgh, dgx, d_out, d_hn, x, states, w_ih, w_hh),
              lengths, T, B, I, H, cache["relu"], cache["reverse"], get_num_threads(), cache["use_blas"])
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh
 
@@ -253,7 +294,7 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reset_after=True, reverse=False, 
     out, h_n = np.empty((T, B, H), dt), np.empty((B, H), dt)
     states, gates = _kept(dt, (T + 1, B, H), need_cache), _kept(dt, (T, B, 4 * H), need_cache)
     xproj, = _scratch(dt, (T, B, 3 * H))
-    _gru_fwd(*_flat(out, h_n, states, gates, xproj, x, h0, w_ih, w_hh, b_ih, b_hh), lengths, T, B, I, H,
+    _gru_fwd((out, h_n, states, gates, xproj, x, h0, w_ih, w_hh, b_ih, b_hh), lengths, T, B, I, H,
              reset_after, reverse, get_num_threads(), use_blas)
     if not need_cache:
         return out, h_n, None
@@ -271,7 +312,7 @@ def gru_backward(d_out, d_hn, cache):
     dx, dh0 = np.empty((T, B, I), dt), np.empty((B, H), dt)
     dw_ih, dw_hh, db_ih, db_hh = _grads(x, w_ih, w_hh)
     dgh, dgx = _scratch(dt, (T, B, 3 * H), (T, B, 3 * H))
-    _gru_bwd(*_flat(dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dgh, dgx, d_out, d_hn, x, states, gates, w_ih,
+    _gru_bwd((dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dgh, dgx, d_out, d_hn, x, states, gates, w_ih,
                     w_hh), lengths, T, B, I, H, cache["reset_after"], cache["reverse"], get_num_threads(),
              cache["use_blas"])
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh

@@ -8,7 +8,8 @@
     dx, dh = cell.backward(d_h_next)  # parameter gradients accumulate (+=) into cell.grads
 
 One step is the layer's kernel with T = 1 (`fastrnn.functional` on x[None]), so a cell called T times
-computes exactly what the layer computes over T steps. Parameters carry torch's names and shapes
+computes what the layer computes over T steps (to rounding: a single step reads the weights in place,
+by dot products, where a longer call packs them and sums in another order; tests/test_cells.py). Parameters carry torch's names and shapes
 ("weight_ih" (G*H, I), "weight_hh" (G*H, H), "bias_ih", "bias_hh" (G*H,); GRU rows r, z, n), so
 `cell.load_state_dict(torch_cell.state_dict())` gives the same cell; with the same `seed`, a cell and a
 one-layer `fastrnn.GRU` / `fastrnn.RNN` start from the same weights.

@@ -39,6 +39,9 @@ class Cache:
 
 def _array(name, a, dtype=None):
     """`a` as an ndarray of float32/float64 (TypeError otherwise) matching `dtype` when given."""
+    if type(a) is np.ndarray and (a.dtype is _FLOATS[0] or a.dtype is _FLOATS[1]) and (
+            dtype is None or a.dtype is dtype):
+        return a                  # the common case, without the checks below (a cell's step notices them)
     try:
         a = np.asarray(a)
     except Exception as exc:
@@ -75,9 +78,10 @@ def _option(name, value, allowed):
     """`value` if it is one of `allowed` (NumPy bools and strings count as Python ones)."""
     if isinstance(value, (np.bool_, np.str_)):
         value = value.item()
-    if not any(type(value) is type(a) and value == a for a in allowed):
-        raise ValueError(f"{name}: expected one of {list(allowed)}, got {value!r}")
-    return value
+    for a in allowed:
+        if type(value) is type(a) and value == a:
+            return value
+    raise ValueError(f"{name}: expected one of {list(allowed)}, got {value!r}")
 
 
 def _prepare(G, x, h0, w_ih, w_hh, b_ih, b_hh, lengths):

@@ -61,6 +61,8 @@ def _to_numpy(a):
 def _real_array(name, a, dtype):
     """`a` as an ndarray of `dtype`; real inputs (bool, ints, any float) are cast, anything else
     (complex, object, strings, None) is a TypeError."""
+    if type(a) is np.ndarray and a.dtype is dtype:
+        return a                  # the common case, without the checks below (a cell's step notices them)
     a = _to_numpy(a)
     if a is None:
         raise TypeError(f"{name}: expected an array, got None")

@@ -34,6 +34,9 @@ CASES = {
     "no-bias": (6, 4, 5, 9, {"bias": False}),
     "no-bias-h0-none-rev": (6, 4, 5, 9, {"bias": False, "h0": False, "reverse": True}),
     "fortran": (6, 4, 5, 9, {"layout": "fortran", "lengths": [6, 2, 0, 4]}),
+    # a single step (as a cell's): the weights are read in place, by vector dot products (with tails)
+    "step": (1, 3, 70, 37, {}),
+    "step-B1": (1, 1, 64, 45, {"reverse": True}),
     # T * B beyond 1024 rows per thread: the forward makes its input projection in several chunks
     "long": (700, 4, 3, 9, {}),
     "long-rev": (700, 4, 3, 9, {"reverse": True}),
@@ -154,3 +157,36 @@ def test_concurrent_calls_match_sequential_calls(backend, kind, opts):
                 dtype = job[0]["x"].dtype
                 for name in RESULT_NAMES:
                     assert_close(con[name], seq[name], dtype, name)
+
+
+@pytest.mark.skipif("c" not in COMPILED, reason="needs the compiled backend")
+@pytest.mark.parametrize("bad", ["dtype", "fortran", "readonly-output", "none", "lengths-int32"])
+def test_kernel_entry_points_refuse_wrong_buffers(bad):
+    """The binding's own guard (behind fastrnn.functional's validation): a buffer of another dtype,
+    not C-contiguous, a read-only output, a missing one or lengths of another integer type raise,
+    never reach the C kernel."""
+    from fastrnn import _ckernels
+
+    T, B, I, H = 3, 2, 4, 5
+    f = np.float32
+    arrays = [np.zeros((T, B, H), f), np.zeros((B, H), f), np.zeros((T + 1, B, H), f), np.zeros((T, B, H), f),
+              np.ones((T, B, I), f), np.zeros((B, H), f), np.ones((H, I), f), np.ones((H, H), f),
+              np.zeros(H, f), np.zeros(H, f)]
+    lengths = None
+    if bad == "dtype":
+        arrays[7] = arrays[7].astype(np.float64)
+    elif bad == "fortran":
+        arrays[6] = np.asfortranarray(arrays[6])
+    elif bad == "readonly-output":
+        arrays[0].setflags(write=False)
+    elif bad == "none":
+        arrays[8] = None
+    else:
+        lengths = np.full(B, T, np.int32)
+    with pytest.raises((TypeError, ValueError)):
+        _ckernels._rnn_fwd(tuple(arrays), lengths, T, B, I, H, 0, 0, 1, False)
+    arrays = [np.zeros((T, B, H), f), np.zeros((B, H), f), np.zeros((T + 1, B, H), f), np.zeros((T, B, H), f),
+              np.ones((T, B, I), f), np.zeros((B, H), f), np.ones((H, I), f), np.ones((H, H), f),
+              np.zeros(H, f), np.zeros(H, f)]
+    _ckernels._rnn_fwd(tuple(arrays), None, T, B, I, H, 0, 0, 1, False)     # the same call, well formed
+    np.testing.assert_allclose(arrays[0][0], np.tanh(4.0), rtol=1e-6)     # x w_ih^T = 4 at step 0

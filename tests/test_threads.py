@@ -21,8 +21,9 @@ def restore_threads():
 @pytest.mark.parametrize("kind,opts", KERNELS, ids=KERNEL_IDS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("T,lengths,reverse", [(8, None, False), (8, [8, 0, 5, 3, 8, 1, 7, 2] * 4, True),
-                                                (150, None, True)],
-                         ids=["full", "lengths-reverse", "long-reverse"])  # long: projection in chunks
+                                                (150, None, True), (1, None, False)],
+                         # long: projection in chunks; step: T = 1 reads the weights in place (dot products)
+                         ids=["full", "lengths-reverse", "long-reverse", "step"])
 def test_bitwise_identical_across_thread_counts(kind, opts, dtype, T, lengths, reverse, restore_threads):
     B, I, H = 32, 70, 200
     p = make_problem(kind, T, B, I, H, dtype, seed=3)
