@@ -28,6 +28,9 @@
 "fwd" is one inference forward call (under `fastrnn.no_grad()` / `torch.no_grad()`: nothing kept for
 a backward; ONNX Runtime is inference only); "train" is forward + backward with a fixed random d_out (torch:
 `(out * d_out).sum().backward()`, with x and h0 requiring gradients as fastrnn returns dx and dh0).
+"step" and "step-train" are one call of the single-step layers (fastrnn.GRUCell / RNNCell against
+torch.nn.GRUCell / RNNCell) on the shape's first step, B, I, H (T ignored), inference and call +
+backward; "gemm" is then the products of that one step.
 
 A worker can be run by hand; it prints one JSON object per line, {"info": ...} first:
 
@@ -68,6 +71,10 @@ _UNLISTED_SHAPES = {"tiny": Dims(10, 4, 16, 16)}  # for smoke runs of the harnes
 CELLS = ("rnn", "gru")
 GATES = {"rnn": 1, "gru": 3}
 PASSES = ("fwd", "train")
+# One step through the single-step layers (fastrnn.RNNCell / GRUCell, torch.nn.RNNCell / GRUCell) at the
+# shape's B, I, H (T is ignored; x is the shape's first step): "step" an inference call, "step-train"
+# a call and its backward. What they measure is mostly the per-call overhead of each library.
+STEP_PASSES = ("step", "step-train")
 DTYPES = ("float32", "float64")
 
 # The NumPy reference is slow; above this much GEMM work per call it is skipped (run.py can change it).
@@ -146,7 +153,7 @@ class Workload:
         except ValueError:
             raise ValueError(f"workload {key!r}: expected cell:shape:pass, e.g. gru:small:fwd") from None
         parse_choices("cell", cell, CELLS)
-        parse_choices("pass", phase, PASSES)
+        parse_choices("pass", phase, PASSES + STEP_PASSES)
         parse_shape(shape)
         return cls(cell, shape, phase, dtype)
 
@@ -154,8 +161,20 @@ class Workload:
     def gflop(self):
         """GEMM work of one call (SPEC §4): forward 2·G·T·B·H·(I+H) FLOPs, a training step three times it."""
         T, B, I, H = self.dims
+        if self.is_step:
+            T = 1
         fwd = 2 * GATES[self.cell] * T * B * H * (I + H)
-        return fwd * (3 if self.phase == "train" else 1) / 1e9
+        return fwd * (3 if self.is_training else 1) / 1e9
+
+    @property
+    def is_step(self):
+        """One step through the cell API (STEP_PASSES) rather than a whole sequence."""
+        return self.phase in STEP_PASSES
+
+    @property
+    def is_training(self):
+        """Forward and backward ("train", "step-train")."""
+        return self.phase in ("train", "step-train")
 
 
 def workloads(cells, shapes, phases=PASSES, dtype="float32"):
@@ -233,6 +252,8 @@ class FastRNN:
         import fastrnn
         from fastrnn import functional as F
 
+        if w.is_step:
+            return self.build_step(w, inputs)
         forward, backward = {"rnn": (F.rnn_forward, F.rnn_backward),
                              "gru": (F.gru_forward, F.gru_backward)}[w.cell]
         args = inputs[:6]
@@ -248,6 +269,27 @@ class FastRNN:
             backward(inputs.d_out, None, cache)
 
         return train
+
+    def build_step(self, w, inputs):
+        import fastrnn
+
+        cls = {"rnn": fastrnn.RNNCell, "gru": fastrnn.GRUCell}[w.cell]
+        T, B, I, H = w.dims
+        cell = cls(I, H, dtype=np.dtype(w.dtype), backend=self.backend)
+        cell.load_state_dict(dict(zip(("weight_ih", "weight_hh", "bias_ih", "bias_hh"), inputs[2:6])))
+        x, h, d = inputs.x[0], inputs.h0, inputs.d_out[0]
+        if not w.is_training:
+            def step():
+                with fastrnn.no_grad():
+                    cell(x, h)
+
+            return step
+
+        def step_train():
+            cell(x, h)
+            cell.backward(d)
+
+        return step_train
 
     def cache_bytes(self, w, inputs):
         """Bytes the forward's cache keeps for the backward, beyond the caller's own arrays."""
@@ -275,6 +317,8 @@ class Torch:
         import torch
 
         T, B, I, H = w.dims
+        if w.is_step:
+            return self.build_step(w, inputs)
         layer = {"rnn": torch.nn.RNN, "gru": torch.nn.GRU}[w.cell]
         model = layer(I, H, dtype=getattr(torch, w.dtype))
         with torch.no_grad():
@@ -299,6 +343,32 @@ class Torch:
             (out * d_out).sum().backward()
 
         return train
+
+    def build_step(self, w, inputs):
+        import torch
+
+        T, B, I, H = w.dims
+        cell = {"rnn": torch.nn.RNNCell, "gru": torch.nn.GRUCell}[w.cell](I, H, dtype=getattr(torch, w.dtype))
+        with torch.no_grad():
+            for name, value in zip(("weight_ih", "weight_hh", "bias_ih", "bias_hh"), inputs[2:6]):
+                getattr(cell, name).copy_(torch.from_numpy(value))
+        x, h = torch.from_numpy(inputs.x[0]), torch.from_numpy(inputs.h0)
+        if not w.is_training:
+            def step():
+                with torch.no_grad():
+                    cell(x, h)
+
+            return step
+
+        x.requires_grad_(True)
+        h.requires_grad_(True)
+        d = torch.from_numpy(inputs.d_out[0])
+
+        def step_train():
+            out = cell(x, h)
+            out.backward(d)
+
+        return step_train
 
 
 class Gemm:
@@ -325,17 +395,19 @@ class Gemm:
 
     def build(self, w, inputs):
         T, B, I, H = w.dims
+        if w.is_step:    # one step: the products of a sequence of one
+            T = 1
         GH = GATES[w.cell] * H
         rng = np.random.default_rng(1)
 
         def operand(*shape):  # random, not zeros: the same values a kernel would see, no denormals
             return rng.uniform(-1, 1, shape).astype(w.dtype)
 
-        x = inputs.x.reshape(T * B, I)
+        x = inputs.x[:T].reshape(T * B, I)
         h = operand(B, H)
         products = [(x, inputs.w_ih.T, np.empty((T * B, GH), w.dtype))]
         products += [(h, inputs.w_hh.T, np.empty((B, GH), w.dtype))] * T
-        if w.phase == "train":
+        if w.is_training:
             d_gates = operand(T * B, GH)  # the gate gradients of all steps
             hs = operand(T * B, H)  # the states of all steps
             products += [(d_gates[:B], inputs.w_hh, np.empty((B, H), w.dtype))] * T

@@ -7,6 +7,8 @@ native kernel (SPEC §4):
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m benches.run               # every shape
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m benches.run --markdown --json bench.json
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m benches.run --shapes small,gnmt --cells gru --threads 1
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m benches.run --shapes 1x1x256x256 --passes step,step-train \
+        --contenders fastrnn,torch,gemm --threads 1      # the single-step cells, one call each
 
 For each cell (RNN, GRU), shape and pass ("fwd": forward; "train": forward + backward) it prints the
 median time in ms of every contender (fastrnn = the fastest backend built, reference = the NumPy
@@ -84,6 +86,9 @@ def parse_args(argv=None):
     p.add_argument("--shapes", help=f"comma-separated: {', '.join(harness.SHAPES)}, all, or TxBxIxH "
                                     "(default: all)")
     p.add_argument("--cells", default="rnn,gru", help="comma-separated: rnn, gru (default: rnn,gru)")
+    p.add_argument("--passes", default="fwd,train",
+                   help="comma-separated: fwd, train, step, step-train (default: fwd,train); the step "
+                        "passes time one call of the single-step cells (fastrnn.GRUCell vs torch.nn.GRUCell)")
     p.add_argument("--dtype", default="float32", choices=harness.DTYPES)
     p.add_argument("--threads", type=_positive(int), default=harness.default_threads(),
                    help="threads for every contender (default: the usable cores, %(default)s)")
@@ -104,6 +109,7 @@ def parse_args(argv=None):
         args.shapes = harness.parse_shapes(args.shapes or ",".join(harness.QUICK_SHAPES if args.quick
                                                                   else harness.SHAPES))
         args.cells = harness.parse_choices("cell", args.cells, harness.CELLS)
+        args.passes = harness.parse_choices("pass", args.passes, harness.PASSES + harness.STEP_PASSES)
         args.contenders = harness.parse_choices("contender", args.contenders, list(harness.CONTENDERS))
     except ValueError as exc:
         p.error(str(exc))
@@ -321,7 +327,7 @@ def main(argv=None):
     if load > 0.5 * harness.default_threads():
         print(f"warning: load average {load:.1f} on {harness.default_threads()} usable CPUs: other processes "
               f"are running and the times will be noisy", file=sys.stderr)
-    ws = harness.workloads(args.cells, args.shapes, dtype=args.dtype)
+    ws = harness.workloads(args.cells, args.shapes, phases=args.passes, dtype=args.dtype)
     jobs, skipped = {}, {}
     for name in args.contenders:
         slow = [harness.too_slow(harness.CONTENDERS[name], w, args.reference_max_gflop) for w in ws]

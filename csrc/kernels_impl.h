@@ -136,23 +136,13 @@ static void SFX(slice_product)(SFX(slice_t) *sl, int which, int B, const REAL *A
         return;
     }
     const SFX(wview_t) *w = &sl->w[which];
-    for (int b = 0; b < B; b++) {
-        const REAL *a = A + (size_t)b * lda;
-        REAL *out = sl->S + (size_t)b * np;
-        for (int g = 0; g < w->ngroups; g++) {
-            const REAL *base = w->src + (size_t)g * w->gstride + (size_t)sl->j0 * w->cstride;
-            REAL *o = out + (size_t)g * hs;
-            if (w->kstride == 1) {          /* weight columns contiguous: dot products */
-                SFX(dots)(o, 1, a, base, w->cstride, hs, w->K, 0);
-            } else {                        /* weight rows contiguous: row updates */
-                for (int u = 0; u < hs; u++) o[u] = 0;
-                for (int k = 0; k < w->K; k++) {
-                    const REAL av = a[k], *row = base + (size_t)k * w->kstride;
-#pragma omp simd
-                    for (int u = 0; u < hs; u++) o[u] += av * row[(size_t)u * w->cstride];
-                }
-            }
-        }
+    for (int g = 0; g < w->ngroups; g++) {
+        const REAL *base = w->src + (size_t)g * w->gstride + (size_t)sl->j0 * w->cstride;
+        REAL *o = sl->S + (size_t)g * hs;
+        if (w->kstride == 1)            /* weight columns contiguous: dot products */
+            SFX(dots)(o, np, A, lda, B, base, w->cstride, hs, w->K, 0);
+        else                            /* weight rows contiguous: row updates */
+            SFX(row_updates)(o, np, A, lda, 1, B, base, w->kstride, w->cstride, hs, w->K, 0);
     }
 }
 

@@ -162,6 +162,42 @@ __attribute__((noinline)) static void SFX(gemm_rows)(int mr, int N, int K, const
 }
 
 
+/* The lanes of v added pairwise: halves added as vectors down to 16 bytes, then the lanes in a tree
+ * ((l0 + l2) + (l1 + l3) for four floats). The same order for every call. */
+#if FR_VBYTES >= 32
+typedef REAL SFX(vhalf) __attribute__((vector_size(FR_VBYTES / 2)));
+#endif
+#if FR_VBYTES >= 64
+typedef REAL SFX(vquarter) __attribute__((vector_size(FR_VBYTES / 4)));
+#endif
+static inline __attribute__((always_inline)) REAL SFX(lane_sum)(SFX(vec) v)
+{
+    enum { L16 = 16 / (int)sizeof(REAL) };
+    REAL t[L16];
+#if FR_VBYTES >= 64
+    SFX(vhalf) h0, h1;
+    memcpy(&h0, &v, sizeof h0);
+    memcpy(&h1, (char *)&v + sizeof h0, sizeof h1);
+    h0 += h1;
+    SFX(vquarter) q0, q1;
+    memcpy(&q0, &h0, sizeof q0);
+    memcpy(&q1, (char *)&h0 + sizeof q0, sizeof q1);
+    q0 += q1;
+    memcpy(t, &q0, sizeof t);
+#elif FR_VBYTES >= 32
+    SFX(vhalf) h0, h1;
+    memcpy(&h0, &v, sizeof h0);
+    memcpy(&h1, (char *)&v + sizeof h0, sizeof h1);
+    h0 += h1;
+    memcpy(t, &h0, sizeof t);
+#else
+    memcpy(t, &v, sizeof t);
+#endif
+    for (int w = L16 / 2; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++) t[l] += t[l + w];
+    return t[0];
+}
+
 /* out[u * os] = (acc ? out[u * os] : 0) + a . b[u * bs ...] for u < n (1 <= n <= 4 after inlining), each
  * over K contiguous elements: two vector accumulators per output, their lanes added pairwise (a tree),
  * then the last K % (2 VL) terms in order. The n outputs run side by side (independent chains that
@@ -188,23 +224,49 @@ static inline __attribute__((always_inline)) void SFX(dotn)(const int n, REAL *o
         }
     }
     for (int u = 0; u < n; u++) {
-        REAL lanes[VL];
-        V s = s0[u] + s1[u];
-        memcpy(lanes, &s, sizeof s);
-        for (int w = VL / 2; w >= 1; w /= 2)
-            for (int l = 0; l < w; l++) lanes[l] += lanes[l + w];
-        REAL sum = lanes[0];
+        REAL sum = SFX(lane_sum)(s0[u] + s1[u]);
         for (int kk = k; kk < K; kk++) sum += a[kk] * b[u * bs + kk];
         out[u * os] = acc ? out[u * os] + sum : sum;
     }
 }
 
-/* dotn over n outputs, four at a time. */
-static void SFX(dots)(REAL *out, size_t os, const REAL *a, const REAL *b, size_t bs, int n, int K, int acc)
+/* C[i * ldc + u] (+)= A[i * lda ...] . Bm[u * bs ...] for i < M, u < n: dotn four outputs at a time,
+ * all rows of A against the same four rows of Bm while those are in L1 (the weights are read from
+ * memory once, not once per row of A). */
+static void SFX(dots)(REAL *C, size_t ldc, const REAL *A, size_t lda, int M, const REAL *Bm, size_t bs, int n,
+                      int K, int acc)
 {
     int u = 0;
-    for (; u + 4 <= n; u += 4) SFX(dotn)(4, out + u * os, os, a, b + u * bs, bs, K, acc);
-    for (; u < n; u++) SFX(dotn)(1, out + u * os, os, a, b + u * bs, bs, K, acc);
+    for (; u + 4 <= n; u += 4)
+        for (int i = 0; i < M; i++) SFX(dotn)(4, C + i * ldc + u, 1, A + i * lda, Bm + u * bs, bs, K, acc);
+    for (; u < n; u++)
+        for (int i = 0; i < M; i++) SFX(dotn)(1, C + i * ldc + u, 1, A + i * lda, Bm + u * bs, bs, K, acc);
+}
+
+/* C[i, u] (+)= sum_k A(i, k) Bm[k * brs + u * bcs] for i < M, u < n, A(i, k) = A[i * ars + k * acs]: row
+ * updates in k order, a block of FR_ROWUPD_K rows of Bm at a time for all rows of A (each block read
+ * from memory once, then from L1). */
+#define FR_ROWUPD_K 16
+static void SFX(row_updates)(REAL *C, size_t ldc, const REAL *A, size_t ars, size_t acs, int M, const REAL *Bm,
+                             size_t brs, size_t bcs, int n, int K, int acc)
+{
+    if (!acc)
+        for (int i = 0; i < M; i++) memset(C + i * ldc, 0, sizeof(REAL) * n);
+    for (int k0 = 0; k0 < K; k0 += FR_ROWUPD_K) {
+        const int k1 = K - k0 < FR_ROWUPD_K ? K : k0 + FR_ROWUPD_K;
+        for (int i = 0; i < M; i++) {
+            REAL *c = C + i * ldc;
+            for (int k = k0; k < k1; k++) {
+                const REAL a = A[i * ars + k * acs], *b = Bm + k * brs;
+                if (bcs == 1) {
+#pragma omp simd
+                    for (int u = 0; u < n; u++) c[u] += a * b[u];
+                } else {
+                    for (int u = 0; u < n; u++) c[u] += a * b[u * bcs];
+                }
+            }
+        }
+    }
 }
 
 /* Few rows or a short sum (a short call, B = 1): packing B would cost more than the product, so B is
@@ -213,39 +275,18 @@ static void SFX(dots)(REAL *out, size_t os, const REAL *a, const REAL *b, size_t
 static void SFX(direct_gemm)(int M, int N, int K, const REAL *A, size_t ars, size_t acs, const REAL *Bm,
                              size_t brs, size_t bcs, REAL *C, size_t ldc, int acc)
 {
-    if (bcs == 1 || M > FR_DIRECT) {     /* row updates: C[i, :] (+)= sum_k A(i, k) B[k, :] */
-#pragma omp for schedule(static)
-        for (int i = 0; i < M; i++) {
-            REAL *c = C + (size_t)i * ldc;
-            if (!acc) memset(c, 0, sizeof(REAL) * N);
-            for (int k = 0; k < K; k++) {
-                const REAL a = A[(size_t)i * ars + (size_t)k * acs], *b = Bm + (size_t)k * brs;
-                if (bcs == 1) {
-#pragma omp simd
-                    for (int j = 0; j < N; j++) c[j] += a * b[j];
-                } else {
-                    for (int j = 0; j < N; j++) c[j] += a * b[(size_t)j * bcs];
-                }
-            }
-        }
+    const int nt = omp_get_num_threads(), tid = omp_get_thread_num();
+    if (M > FR_DIRECT) {                 /* a short sum (K <= FR_DIRECT): each thread a share of the rows */
+        const int i0 = (int)((long)M * tid / nt), i1 = (int)((long)M * (tid + 1) / nt);
+        SFX(row_updates)(C + (size_t)i0 * ldc, ldc, A + (size_t)i0 * ars, ars, acs, i1 - i0, Bm, brs, bcs, N, K, acc);
         return;
     }
-    /* dot products: each thread takes a contiguous share of the columns */
-    const int nt = omp_get_num_threads(), tid = omp_get_thread_num();
+    /* few rows: each thread a share of the columns, as row updates (B's rows contiguous) or dot products */
     const int j0 = (int)((long)N * tid / nt), j1 = (int)((long)N * (tid + 1) / nt);
-    for (int i = 0; i < M; i++) {
-        const REAL *a = A + (size_t)i * ars;
-        REAL *c = C + (size_t)i * ldc;
-        if (acs == 1 && brs == 1) {
-            SFX(dots)(c + j0, 1, a, Bm + (size_t)j0 * bcs, bcs, j1 - j0, K, acc);
-            continue;
-        }
-        for (int j = j0; j < j1; j++) {
-            REAL sum = 0;
-            for (int k = 0; k < K; k++) sum += a[(size_t)k * acs] * Bm[(size_t)j * bcs + (size_t)k * brs];
-            c[j] = acc ? c[j] + sum : sum;
-        }
-    }
+    if (bcs == 1 || acs != 1 || brs != 1)
+        SFX(row_updates)(C + j0, ldc, A, ars, acs, M, Bm + (size_t)j0 * bcs, brs, bcs, j1 - j0, K, acc);
+    else
+        SFX(dots)(C + j0, ldc, A, ars, M, Bm + (size_t)j0 * bcs, bcs, j1 - j0, K, acc);
 }
 
 /* The big products (input projection, dx, weight gradients), shared by all threads of a parallel

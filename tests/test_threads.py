@@ -35,3 +35,19 @@ def test_bitwise_identical_across_thread_counts(kind, opts, dtype, T, lengths, r
     for other in results[1:]:
         for name in RESULT_NAMES:
             assert np.array_equal(other[name], results[0][name]), name
+
+
+@pytest.mark.parametrize("kind,opts", KERNELS, ids=KERNEL_IDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_bitwise_identical_across_thread_counts_few_rows(kind, opts, dtype, restore_threads):
+    """A single step of a few sequences (B <= 8: the products read the weights in place, the threads
+    share their columns), large enough to use every thread."""
+    T, B, I, H = 1, 5, 70, 600
+    p = make_problem(kind, T, B, I, H, dtype, seed=4)
+    results = []
+    for n in (1, 2, 3):
+        fastrnn.set_num_threads(n)
+        results.append(run(kind, opts, p, "c"))
+    for other in results[1:]:
+        for name in RESULT_NAMES:
+            assert np.array_equal(other[name], results[0][name]), name
