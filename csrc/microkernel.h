@@ -13,6 +13,14 @@
 typedef REAL SFX(vec) __attribute__((vector_size(FR_VBYTES)));
 enum { SFX(VL) = FR_VBYTES / (int)sizeof(REAL), SFX(NR) = 2 * (FR_VBYTES / (int)sizeof(REAL)) };
 #define FR_MR 6   /* rows of a register block: 2 * FR_MR accumulators + 2 panel vectors + 1 broadcast */
+/* Rows of a block of the time loop's product (packed_gemm), where the weights are the big operand and
+ * every block reads all of them: with AVX-512's 32 vector registers, up to 12 rows (24 accumulators),
+ * so a batch of up to 12 reads the weights once per step. */
+#if FR_VBYTES >= 64
+#define FR_MR_LOOP 12
+#else
+#define FR_MR_LOOP FR_MR
+#endif
 #define FR_KC 384 /* rows of B packed at a time by par_gemm */
 
 /* Bmat[k][c] = src[colbase(c) + k * kstride], with colbase(c) = (c / hs) * gstride + (j0 + c % hs) * cstride:
@@ -54,7 +62,7 @@ static inline __attribute__((always_inline)) void SFX(store_row)(REAL *c, SFX(ve
         memcpy(c, tmp, sizeof(REAL) * nc);
 }
 
-/* One MRC x NR block of C (+)= A P, MRC a compile-time constant (1 < MRC <= FR_MR) after inlining:
+/* One MRC x NR block of C (+)= A P, MRC a compile-time constant (1 < MRC <= FR_MR_LOOP) after inlining:
  * A(i, k) = A[i * rs + k * cs]; columns past `nc` are computed but not stored; `acc` adds into C. */
 static inline __attribute__((always_inline)) void SFX(ukernel)(const int MRC, int nc, int K, const REAL *A,
                                                               size_t rs, size_t cs, const REAL *P, REAL *C,
@@ -62,7 +70,7 @@ static inline __attribute__((always_inline)) void SFX(ukernel)(const int MRC, in
 {
     typedef SFX(vec) V;
     enum { VL = SFX(VL), NR = SFX(NR) };
-    V c0[FR_MR], c1[FR_MR];
+    V c0[FR_MR_LOOP], c1[FR_MR_LOOP];
     for (int i = 0; i < MRC; i++) c0[i] = c1[i] = (V){0};
     for (int k = 0; k < K; k++) {
         V b0 = *(const V *)(P + (size_t)k * NR);
@@ -99,7 +107,7 @@ static inline __attribute__((always_inline)) void SFX(ukernel1)(int nc, int K, c
     SFX(store_row)(C, (c0[0] + c0[1]) + (c0[2] + c0[3]), (c1[0] + c1[1]) + (c1[2] + c1[3]), nc, acc);
 }
 
-/* Any block of mr <= FR_MR rows, dispatched to a kernel compiled for exactly that many rows. */
+/* Any block of mr <= FR_MR_LOOP rows, dispatched to a kernel compiled for exactly that many rows. */
 static inline __attribute__((always_inline)) void SFX(ukernel_mr)(int mr, int nc, int K, const REAL *A, size_t rs,
                                                                  size_t cs, const REAL *P, REAL *C, size_t ldc,
                                                                  int acc)
@@ -110,7 +118,15 @@ static inline __attribute__((always_inline)) void SFX(ukernel_mr)(int mr, int nc
     case 3: SFX(ukernel)(3, nc, K, A, rs, cs, P, C, ldc, acc); break;
     case 4: SFX(ukernel)(4, nc, K, A, rs, cs, P, C, ldc, acc); break;
     case 5: SFX(ukernel)(5, nc, K, A, rs, cs, P, C, ldc, acc); break;
-    default: SFX(ukernel)(FR_MR, nc, K, A, rs, cs, P, C, ldc, acc); break;
+#if FR_MR_LOOP > 6
+    case 7: SFX(ukernel)(7, nc, K, A, rs, cs, P, C, ldc, acc); break;
+    case 8: SFX(ukernel)(8, nc, K, A, rs, cs, P, C, ldc, acc); break;
+    case 9: SFX(ukernel)(9, nc, K, A, rs, cs, P, C, ldc, acc); break;
+    case 10: SFX(ukernel)(10, nc, K, A, rs, cs, P, C, ldc, acc); break;
+    case 11: SFX(ukernel)(11, nc, K, A, rs, cs, P, C, ldc, acc); break;
+    case 12: SFX(ukernel)(12, nc, K, A, rs, cs, P, C, ldc, acc); break;
+#endif
+    default: SFX(ukernel)(6, nc, K, A, rs, cs, P, C, ldc, acc); break;
     }
 }
 
@@ -123,7 +139,7 @@ static inline __attribute__((always_inline)) void SFX(ukernel_mr)(int mr, int nc
 __attribute__((noinline)) static void SFX(packed_gemm)(int M, int Np, int K, const REAL *A, size_t lda,
                                                       const REAL *P, REAL *C, size_t ldc, int rev)
 {
-    const int NR = SFX(NR), nb = (M + FR_MR - 1) / FR_MR, npanels = Np / NR;
+    const int NR = SFX(NR), nb = (M + FR_MR_LOOP - 1) / FR_MR_LOOP, npanels = Np / NR;
     for (int q = 0; q < npanels; q++) {
         const int p = rev ? npanels - 1 - q : q;
         for (int r = 0, i0 = 0; r < nb; r++) {
