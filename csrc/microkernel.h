@@ -131,8 +131,9 @@ static inline __attribute__((always_inline)) void SFX(ukernel_mr)(int mr, int nc
 }
 
 /* One step's recurrent product, by one thread: C[M, Np] = A[M, K] P (A rows of stride lda). The rows
- * are cut into blocks of near-equal size (B = 20: 5, 5, 5, 5 rather than 6, 6, 6, 2): a block of one
- * or two rows keeps too few accumulators to hide the latency of its fused multiply-adds. With `rev`
+ * are cut into the fewest blocks of at most FR_MR_LOOP rows, of near-equal size (with 6-row blocks,
+ * B = 20 as 5, 5, 5, 5 rather than 6, 6, 6, 2): a block of one or two rows keeps too few accumulators
+ * to hide the latency of its fused multiply-adds. With `rev`
  * the panels are taken last to first: called with rev alternating from step to step, a thread whose
  * packed weights exceed its L2 starts each step on the panels the previous step used last, still in
  * L2, instead of on those that a cyclic sweep has just evicted (the result does not change). */
