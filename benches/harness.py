@@ -317,58 +317,36 @@ class Torch:
         import torch
 
         T, B, I, H = w.dims
-        if w.is_step:
-            return self.build_step(w, inputs)
-        layer = {"rnn": torch.nn.RNN, "gru": torch.nn.GRU}[w.cell]
-        model = layer(I, H, dtype=getattr(torch, w.dtype))
+        dtype = getattr(torch, w.dtype)
+        if w.is_step:  # torch.nn.RNNCell / GRUCell on the first step
+            model = {"rnn": torch.nn.RNNCell, "gru": torch.nn.GRUCell}[w.cell](I, H, dtype=dtype)
+            names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+            x, h0, d_out = (torch.from_numpy(a) for a in (inputs.x[0], inputs.h0, inputs.d_out[0]))
+            run = lambda: model(x, h0)
+        else:
+            model = {"rnn": torch.nn.RNN, "gru": torch.nn.GRU}[w.cell](I, H, dtype=dtype)
+            names = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
+            x, h0, d_out = torch.from_numpy(inputs.x), torch.from_numpy(inputs.h0)[None], torch.from_numpy(inputs.d_out)
+            run = lambda: model(x, h0)[0]
         with torch.no_grad():
-            for name, value in zip(("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"), inputs[2:6]):
+            for name, value in zip(names, inputs[2:6]):
                 getattr(model, name).copy_(torch.from_numpy(value))
-        x, h0 = torch.from_numpy(inputs.x), torch.from_numpy(inputs.h0)[None]
-        if w.phase == "fwd":
+        if not w.is_training:
             def forward():
                 with torch.no_grad():
-                    model(x, h0)
+                    run()
 
             return forward
 
         x.requires_grad_(True)
         h0.requires_grad_(True)
-        d_out = torch.from_numpy(inputs.d_out)
 
         def train():
             model.zero_grad(set_to_none=True)
             x.grad = h0.grad = None
-            out, _ = model(x, h0)
-            (out * d_out).sum().backward()
+            (run() * d_out).sum().backward()
 
         return train
-
-    def build_step(self, w, inputs):
-        import torch
-
-        T, B, I, H = w.dims
-        cell = {"rnn": torch.nn.RNNCell, "gru": torch.nn.GRUCell}[w.cell](I, H, dtype=getattr(torch, w.dtype))
-        with torch.no_grad():
-            for name, value in zip(("weight_ih", "weight_hh", "bias_ih", "bias_hh"), inputs[2:6]):
-                getattr(cell, name).copy_(torch.from_numpy(value))
-        x, h = torch.from_numpy(inputs.x[0]), torch.from_numpy(inputs.h0)
-        if not w.is_training:
-            def step():
-                with torch.no_grad():
-                    cell(x, h)
-
-            return step
-
-        x.requires_grad_(True)
-        h.requires_grad_(True)
-        d = torch.from_numpy(inputs.d_out[0])
-
-        def step_train():
-            out = cell(x, h)
-            out.backward(d)
-
-        return step_train
 
 
 class Gemm:

@@ -32,7 +32,7 @@ CONTENDERS["gemm"] = harness.CONTENDERS["gemm"]
 _ready = set()
 
 
-@pytest.mark.parametrize("phase", harness.PASSES)
+@pytest.mark.parametrize("phase", harness.PASSES + harness.STEP_PASSES)
 @pytest.mark.parametrize("shape", list(SHAPES))
 @pytest.mark.parametrize("cell", harness.CELLS)
 @pytest.mark.parametrize("name", list(CONTENDERS))
