@@ -105,11 +105,13 @@ cdef int _dtype_num(cnp.ndarray x) except -1:
     return tn
 
 
-cdef int _pointers(void **p, tuple arrays, int nout, int tn) except -1:
-    """p[i] = data of arrays[i]; the first `nout` are written by the kernel. ValueError (naming the
-    buffer's position) for an array the kernel must not be given."""
+cdef int _pointers(void **p, tuple arrays, int count, int nout, int tn) except -1:
+    """p[i] = data of arrays[i], exactly `count` of them; the first `nout` are written by the kernel.
+    ValueError (naming the buffer's position) for an array the kernel must not be given."""
     cdef cnp.ndarray a
     cdef Py_ssize_t i
+    if len(arrays) != count or count > MAXBUF:
+        raise ValueError(f"fastrnn: expected {count} kernel buffers, got {len(arrays)}")
     for i in range(len(arrays)):
         a = arrays[i]
         if (a is None or cnp.PyArray_TYPE(a) != tn or not cnp.PyArray_IS_C_CONTIGUOUS(a)
@@ -136,7 +138,7 @@ def _rnn_fwd(tuple arrays, lengths, int T, int B, int I, int H, int relu, int re
     """arrays: out, h_n, states, xproj (written), x, h0, w_ih, w_hh, b_ih, b_hh."""
     cdef void *p[MAXBUF]
     cdef int rc, tn = _dtype_num(arrays[4])
-    _pointers(p, arrays, 4, tn)
+    _pointers(p, arrays, 10, 4, tn)
     cdef const int64_t *plen = _lengths_ptr(lengths)
     with nogil:
         if tn == cnp.NPY_FLOAT32:
@@ -154,7 +156,7 @@ def _rnn_bwd(tuple arrays, lengths, int T, int B, int I, int H, int relu, int re
     """arrays: dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dgh, dgx (written), d_out, d_hn, x, states, w_ih, w_hh."""
     cdef void *p[MAXBUF]
     cdef int rc, tn = _dtype_num(arrays[10])
-    _pointers(p, arrays, 8, tn)
+    _pointers(p, arrays, 14, 8, tn)
     cdef const int64_t *plen = _lengths_ptr(lengths)
     with nogil:
         if tn == cnp.NPY_FLOAT32:
@@ -175,7 +177,7 @@ def _gru_fwd(tuple arrays, lengths, int T, int B, int I, int H, int reset_after,
     """arrays: out, h_n, states, gates, xproj (written), x, h0, w_ih, w_hh, b_ih, b_hh."""
     cdef void *p[MAXBUF]
     cdef int rc, tn = _dtype_num(arrays[5])
-    _pointers(p, arrays, 5, tn)
+    _pointers(p, arrays, 11, 5, tn)
     cdef const int64_t *plen = _lengths_ptr(lengths)
     with nogil:
         if tn == cnp.NPY_FLOAT32:
@@ -197,7 +199,7 @@ def _gru_bwd(tuple arrays, lengths, int T, int B, int I, int H, int reset_after,
     w_ih, w_hh."""
     cdef void *p[MAXBUF]
     cdef int rc, tn = _dtype_num(arrays[10])
-    _pointers(p, arrays, 8, tn)
+    _pointers(p, arrays, 15, 8, tn)
     cdef const int64_t *plen = _lengths_ptr(lengths)
     with nogil:
         if tn == cnp.NPY_FLOAT32:

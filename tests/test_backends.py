@@ -160,11 +160,11 @@ def test_concurrent_calls_match_sequential_calls(backend, kind, opts):
 
 
 @pytest.mark.skipif("c" not in COMPILED, reason="needs the compiled backend")
-@pytest.mark.parametrize("bad", ["dtype", "fortran", "readonly-output", "none", "lengths-int32"])
+@pytest.mark.parametrize("bad", ["dtype", "fortran", "readonly-output", "none", "lengths-int32", "too-few"])
 def test_kernel_entry_points_refuse_wrong_buffers(bad):
     """The binding's own guard (behind fastrnn.functional's validation): a buffer of another dtype,
-    not C-contiguous, a read-only output, a missing one or lengths of another integer type raise,
-    never reach the C kernel."""
+    not C-contiguous, a read-only output, a None or a missing one, or lengths of another integer type
+    raise, never reach the C kernel."""
     from fastrnn import _ckernels
 
     T, B, I, H = 3, 2, 4, 5
@@ -181,6 +181,8 @@ def test_kernel_entry_points_refuse_wrong_buffers(bad):
         arrays[0].setflags(write=False)
     elif bad == "none":
         arrays[8] = None
+    elif bad == "too-few":
+        arrays = arrays[:-1]
     else:
         lengths = np.full(B, T, np.int32)
     with pytest.raises((TypeError, ValueError)):
