@@ -5,13 +5,15 @@ A backend is a module with four functions taking validated, C-contiguous arrays 
 
     rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity, reverse, lengths, need_cache=True)
         -> out, h_n, cache
-    rnn_backward(d_out, d_hn, cache) -> dx, dh0, dw_ih, dw_hh, db_ih, db_hh
+    rnn_backward(d_out, d_hn, cache, grads=None) -> dx, dh0, dw_ih, dw_hh, db_ih, db_hh
     gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reset_after, reverse, lengths, need_cache=True)
         -> out, h_n, cache
-    gru_backward(d_out, d_hn, cache) -> dx, dh0, dw_ih, dw_hh, db_ih, db_hh
+    gru_backward(d_out, d_hn, cache, grads=None) -> dx, dh0, dw_ih, dw_hh, db_ih, db_hh
 
 `cache` is whatever the backend needs for its backward, None with need_cache=False (inference:
-nothing kept for a backward); `d_hn` is always an array.
+nothing kept for a backward); `d_hn` is always an array. `grads`, when given, is 4 arrays validated
+by fastrnn.functional (a bias entry may be None): the backward adds the weight and bias gradients
+into them and returns them (a None entry: a new array).
 """
 import importlib
 import os

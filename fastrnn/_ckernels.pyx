@@ -239,10 +239,14 @@ def _scratch(dt, *shapes):
     return out
 
 
-def _grads(x, w_ih, w_hh):
-    """Zeroed weight and bias gradients (the kernels add into them)."""
+def _grads(x, w_ih, w_hh, grads):
+    """The weight and bias gradients the kernels add into: the caller's `grads` (validated by
+    fastrnn.functional; a None bias gradient gets a zeroed scratch), or zeroed new arrays."""
     G_H, dt = w_hh.shape[0], x.dtype
-    return (np.zeros(w_ih.shape, dt), np.zeros(w_hh.shape, dt), np.zeros(G_H, dt), np.zeros(G_H, dt))
+    if grads is None:
+        return (np.zeros(w_ih.shape, dt), np.zeros(w_hh.shape, dt), np.zeros(G_H, dt), np.zeros(G_H, dt))
+    dw_ih, dw_hh, db_ih, db_hh = grads
+    return (dw_ih, dw_hh, np.zeros(G_H, dt) if db_ih is None else db_ih, np.zeros(G_H, dt) if db_hh is None else db_hh)
 
 
 def _kept(dt, shape, need_cache):
@@ -269,13 +273,13 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh", reverse=Fals
     return out, h_n, cache
 
 
-def rnn_backward(d_out, d_hn, cache):
+def rnn_backward(d_out, d_hn, cache, grads=None):
     x, states, w_ih, w_hh, lengths = (cache[k] for k in ("x", "states", "w_ih", "w_hh", "lengths"))
     T, B, I = x.shape
     H = w_hh.shape[1]
     dt = x.dtype
     dx, dh0 = np.empty((T, B, I), dt), np.empty((B, H), dt)
-    dw_ih, dw_hh, db_ih, db_hh = _grads(x, w_ih, w_hh)
+    dw_ih, dw_hh, db_ih, db_hh = _grads(x, w_ih, w_hh, grads)
     # input and recurrent pre-activation gradients coincide when steps and times do
     if lengths is None and not cache["reverse"]:
         dgh, = _scratch(dt, (T, B, H))
@@ -305,14 +309,14 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reset_after=True, reverse=False, 
     return out, h_n, cache
 
 
-def gru_backward(d_out, d_hn, cache):
+def gru_backward(d_out, d_hn, cache, grads=None):
     x, states, gates, w_ih, w_hh, lengths = (cache[k] for k in ("x", "states", "gates", "w_ih", "w_hh",
                                                                  "lengths"))
     T, B, I = x.shape
     H = w_hh.shape[1]
     dt = x.dtype
     dx, dh0 = np.empty((T, B, I), dt), np.empty((B, H), dt)
-    dw_ih, dw_hh, db_ih, db_hh = _grads(x, w_ih, w_hh)
+    dw_ih, dw_hh, db_ih, db_hh = _grads(x, w_ih, w_hh, grads)
     dgh, dgx = _scratch(dt, (T, B, 3 * H), (T, B, 3 * H))
     _gru_bwd((dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dgh, dgx, d_out, d_hn, x, states, gates, w_ih,
                     w_hh), lengths, T, B, I, H, cache["reset_after"], cache["reverse"], get_num_threads(),

@@ -152,15 +152,23 @@ class _Cell:
             _check_shape("d_h_next", d, (H,), "(the shape of the forward output)")
         else:
             _check_shape("d_h_next", d, (B, H), "(the shape of the forward output)")
-        # Compute first, then accumulate: an error leaves grads and the tape untouched.
-        dx, dh, dw_ih, dw_hh, db_ih, db_hh = self._backward_kernel(d.reshape(1, B, H), None, cache)
-        self._tape.pop()
+        # The kernel adds into grads itself (no new arrays to allocate, fault in and add: most of a
+        # small step's backward); it fails before adding anything, which leaves grads and the tape
+        # untouched. Grads replaced by arrays it cannot add into take the slower path.
         g = self.grads
-        g["weight_ih"] += dw_ih
-        g["weight_hh"] += dw_hh
-        if self.bias:
-            g["bias_ih"] += db_ih
-            g["bias_hh"] += db_hh
+        into = (g["weight_ih"], g["weight_hh"], g.get("bias_ih"), g.get("bias_hh"))
+        if all(a is None or (type(a) is np.ndarray and a.dtype == self.dtype and a.flags.c_contiguous
+                             and a.flags.writeable) for a in into):
+            dx, dh = self._backward_kernel(d.reshape(1, B, H), None, cache, into)[:2]
+            self._tape.pop()
+        else:
+            dx, dh, dw_ih, dw_hh, db_ih, db_hh = self._backward_kernel(d.reshape(1, B, H), None, cache)
+            self._tape.pop()
+            g["weight_ih"] += dw_ih
+            g["weight_hh"] += dw_hh
+            if self.bias:
+                g["bias_ih"] += db_ih
+                g["bias_hh"] += db_hh
         dx = dx[0]
         return (dx[0], dh[0]) if unbatched else (dx, dh)
 
@@ -198,8 +206,8 @@ class RNNCell(_Cell):
         return F.rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity=self.nonlinearity,
                              backend=self.backend)
 
-    def _backward_kernel(self, d_out, d_hn, cache):
-        return F.rnn_backward(d_out, d_hn, cache)
+    def _backward_kernel(self, d_out, d_hn, cache, grads=None):
+        return F.rnn_backward(d_out, d_hn, cache, grads=grads)
 
     def _extra_options(self):
         return "" if self.nonlinearity == "tanh" else f", nonlinearity={self.nonlinearity!r}"
@@ -220,8 +228,8 @@ class GRUCell(_Cell):
         return F.gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reset_after=self.reset_after,
                              backend=self.backend)
 
-    def _backward_kernel(self, d_out, d_hn, cache):
-        return F.gru_backward(d_out, d_hn, cache)
+    def _backward_kernel(self, d_out, d_hn, cache, grads=None):
+        return F.gru_backward(d_out, d_hn, cache, grads=grads)
 
     def _extra_options(self):
         return "" if self.reset_after else ", reset_after=False"

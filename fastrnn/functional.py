@@ -2,10 +2,15 @@
 
     out, h_n, cache = rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, nonlinearity="tanh",
                                   reverse=False, lengths=None, backend=None)
-    dx, dh0, dw_ih, dw_hh, db_ih, db_hh = rnn_backward(d_out, d_hn, cache)
+    dx, dh0, dw_ih, dw_hh, db_ih, db_hh = rnn_backward(d_out, d_hn, cache, *, grads=None)
     out, h_n, cache = gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, reset_after=True,
                                   reverse=False, lengths=None, backend=None)
-    dx, dh0, dw_ih, dw_hh, db_ih, db_hh = gru_backward(d_out, d_hn, cache)
+    dx, dh0, dw_ih, dw_hh, db_ih, db_hh = gru_backward(d_out, d_hn, cache, *, grads=None)
+
+With `grads=(dw_ih, dw_hh, db_ih, db_hh)` (arrays of the weights' shapes and dtype, C-contiguous,
+writable, sharing no memory with the inputs; a bias entry may be None) the backward ADDS the weight
+and bias gradients into those arrays and returns them, instead of returning new arrays: what a
+training loop that accumulates gradients wants, without allocating, zeroing and adding them again.
 
 Under `fastrnn.no_grad()` the forwards keep nothing for a backward and return `cache=None`.
 
@@ -26,11 +31,12 @@ _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 class Cache:
     """What a forward pass keeps for its backward: the backend that made it and that backend's data."""
 
-    __slots__ = ("backend", "kind", "data", "shape", "dtype", "has_bias")
+    __slots__ = ("backend", "kind", "data", "shape", "dtype", "has_bias", "operands")
 
-    def __init__(self, backend, kind, data, shape, dtype, has_bias):
+    def __init__(self, backend, kind, data, shape, dtype, has_bias, operands):
         self.backend, self.kind, self.data = backend, kind, data
         self.shape, self.dtype, self.has_bias = shape, dtype, has_bias
+        self.operands = operands        # (x, w_ih, w_hh) as the kernels read them
 
     def __repr__(self):
         T, B, I, H = self.shape
@@ -135,13 +141,46 @@ def _backward_inputs(d_out, d_hn, cache):
     return np.ascontiguousarray(d_out), np.ascontiguousarray(d_hn)
 
 
-def _backward(kind, d_out, d_hn, cache):
+_GRAD_NAMES = ("dw_ih", "dw_hh", "db_ih", "db_hh")
+
+
+def _grads_into(grads, cache, d_out, d_hn):
+    """Validate `grads=` of a backward: None, or 4 arrays to accumulate into (see the module doc)."""
+    if grads is None:
+        return None
+    if not isinstance(grads, (tuple, list)) or len(grads) != 4:
+        raise TypeError("grads: expected None or a tuple (dw_ih, dw_hh, db_ih, db_hh) of arrays to add into")
+    T, B, I, H = cache.shape
+    GH = (3 if cache.kind == "gru" else 1) * H
+    shapes = ((GH, I), (GH, H), (GH,), (GH,))
+    for k, (name, g, shape) in enumerate(zip(_GRAD_NAMES, grads, shapes)):
+        if g is None and k >= 2:
+            continue
+        if type(g) is not np.ndarray or g.dtype != cache.dtype:
+            raise TypeError(f"grads: {name} must be a NumPy array of dtype {cache.dtype}, got "
+                            f"{getattr(g, 'dtype', type(g).__name__)}")
+        if g.shape != shape:
+            raise ValueError(f"grads: {name} must have shape {shape}, got {g.shape}")
+        if not (g.flags.c_contiguous and g.flags.writeable):
+            raise ValueError(f"grads: {name} must be C-contiguous and writable")
+    named = [(n, g) for n, g in zip(_GRAD_NAMES, grads) if g is not None]
+    others = list(zip(("d_out", "d_hn", "x", "w_ih", "w_hh"), (d_out, d_hn) + tuple(cache.operands)))
+    for i, (name, g) in enumerate(named):
+        for other, a in named[i + 1:] + others:
+            if np.may_share_memory(g, a):
+                raise ValueError(f"grads: {name} shares memory with {other}")
+    return tuple(grads)
+
+
+def _backward(kind, d_out, d_hn, cache, grads=None):
     d_out, d_hn = _backward_inputs(d_out, d_hn, cache)
     if cache.kind != kind:
         raise ValueError(f"cache: expected a cache from {kind}_forward, got one from {cache.kind}_forward")
+    grads = _grads_into(grads, cache, d_out, d_hn)
     _, impl = _backends.get(cache.backend)
-    grads = getattr(impl, kind + "_backward")(d_out, d_hn, cache.data)
-    dx, dh0, dw_ih, dw_hh, db_ih, db_hh = grads
+    backward = getattr(impl, kind + "_backward")
+    result = backward(d_out, d_hn, cache.data) if grads is None else backward(d_out, d_hn, cache.data, grads)
+    dx, dh0, dw_ih, dw_hh, db_ih, db_hh = result
     if not cache.has_bias:
         db_ih = db_hh = None
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh
@@ -156,12 +195,13 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity="tanh",
     args, shape, dtype, has_bias = _prepare(1, x, h0, w_ih, w_hh, b_ih, b_hh, lengths)
     need_cache = is_grad_enabled()
     out, h_n, data = impl.rnn_forward(*args[:6], nonlinearity, bool(reverse), args[6], need_cache=need_cache)
-    return out, h_n, Cache(name, "rnn", data, shape, dtype, has_bias) if need_cache else None
+    return out, h_n, Cache(name, "rnn", data, shape, dtype, has_bias, (args[0], args[2], args[3])) if need_cache else None
 
 
-def rnn_backward(d_out, d_hn, cache):
-    """Gradients of rnn_forward: dx, dh0, dw_ih, dw_hh, db_ih, db_hh (biases None without bias)."""
-    return _backward("rnn", d_out, d_hn, cache)
+def rnn_backward(d_out, d_hn, cache, *, grads=None):
+    """Gradients of rnn_forward: dx, dh0, dw_ih, dw_hh, db_ih, db_hh (biases None without bias);
+    with grads=, the weight and bias gradients are added into those arrays (module doc)."""
+    return _backward("rnn", d_out, d_hn, cache, grads)
 
 
 def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, reset_after=True, reverse=False,
@@ -173,9 +213,10 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, reset_after=True, re
     args, shape, dtype, has_bias = _prepare(3, x, h0, w_ih, w_hh, b_ih, b_hh, lengths)
     need_cache = is_grad_enabled()
     out, h_n, data = impl.gru_forward(*args[:6], bool(reset_after), bool(reverse), args[6], need_cache=need_cache)
-    return out, h_n, Cache(name, "gru", data, shape, dtype, has_bias) if need_cache else None
+    return out, h_n, Cache(name, "gru", data, shape, dtype, has_bias, (args[0], args[2], args[3])) if need_cache else None
 
 
-def gru_backward(d_out, d_hn, cache):
-    """Gradients of gru_forward: dx, dh0, dw_ih, dw_hh, db_ih, db_hh (biases None without bias)."""
-    return _backward("gru", d_out, d_hn, cache)
+def gru_backward(d_out, d_hn, cache, *, grads=None):
+    """Gradients of gru_forward: dx, dh0, dw_ih, dw_hh, db_ih, db_hh (biases None without bias);
+    with grads=, the weight and bias gradients are added into those arrays (module doc)."""
+    return _backward("gru", d_out, d_hn, cache, grads)

@@ -108,7 +108,22 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh", reverse=Fals
     return out, h, cache if need_cache else None
 
 
-def rnn_backward(d_out, d_hn, cache):
+def _accumulate(grads, computed):
+    """The backward's weight and bias gradients, or, given `grads` (arrays to accumulate into, a bias
+    one possibly None), those arrays with the gradients added (the fast kernels add in place too)."""
+    if grads is None:
+        return tuple(computed)
+    out = []
+    for into, g in zip(grads, computed):
+        if into is None:
+            out.append(g)
+        else:
+            into += g
+            out.append(into)
+    return tuple(out)
+
+
+def rnn_backward(d_out, d_hn, cache, grads=None):
     """Gradients of rnn_forward (backpropagation through time).
 
     At an active step, with dh the gradient of the loss with respect to h_t (from later steps, plus
@@ -144,7 +159,7 @@ def rnn_backward(d_out, d_hn, cache):
         db_ih += da.sum(axis=0)
         db_hh += da.sum(axis=0)
         dh[rows] = da @ w_hh
-    return dx, dh, dw_ih, dw_hh, db_ih, db_hh
+    return (dx, dh) + _accumulate(grads, (dw_ih, dw_hh, db_ih, db_hh))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -203,7 +218,7 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reset_after=True, reverse=False, 
     return out, h, cache if need_cache else None
 
 
-def gru_backward(d_out, d_hn, cache):
+def gru_backward(d_out, d_hn, cache, grads=None):
     """Gradients of gru_forward (backpropagation through time).
 
     At an active step, with dh the gradient with respect to h_t (later steps plus d_out[t]) and
@@ -271,4 +286,4 @@ def gru_backward(d_out, d_hn, cache):
         else:
             dh_rows += ds * r
         dh[rows] = dh_rows
-    return dx, dh, dw_ih, dw_hh, db_ih, db_hh
+    return (dx, dh) + _accumulate(grads, (dw_ih, dw_hh, db_ih, db_hh))
