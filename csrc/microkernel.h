@@ -260,28 +260,68 @@ static void SFX(dots)(REAL *C, size_t ldc, const REAL *A, size_t lda, int M, con
         for (int i = 0; i < M; i++) SFX(dotn)(1, C + i * ldc + u, 1, A + i * lda, Bm + u * bs, bs, K, acc);
 }
 
-/* C[i, u] (+)= sum_k A(i, k) Bm[k * brs + u * bcs] for i < M, u < n, A(i, k) = A[i * ars + k * acs]: row
- * updates in k order, a block of FR_ROWUPD_K rows of Bm at a time for all rows of A (each block read
- * from memory once, then from L1). */
-#define FR_ROWUPD_K 16
+/* Rows [0, MRC) of C (+)= A B for B's rows contiguous (stride brs), MRC <= 8 after inlining: every
+ * element is one chain of fused multiply-adds in k order, started from C (acc) or 0, held in a
+ * register while B is read in place, a vector of columns at a time, then single columns. (One vector
+ * width only: the callers split columns at multiples of it, so a column takes the same path, and
+ * gets the same bits, whichever thread computes it.) */
+static inline __attribute__((always_inline)) void SFX(row_block)(const int MRC, REAL *C, size_t ldc, const REAL *A,
+                                                                size_t ars, size_t acs, const REAL *Bm, size_t brs,
+                                                                int n, int K, int acc)
+{
+    typedef SFX(vec) V;
+    enum { VL = SFX(VL) };
+    int u = 0;
+    for (; u + VL <= n; u += VL) {
+        V s[8];
+        for (int i = 0; i < MRC; i++) {
+            s[i] = (V){0};
+            if (acc) memcpy(&s[i], C + i * ldc + u, sizeof(V));
+        }
+        for (int k = 0; k < K; k++) {
+            V b;
+            memcpy(&b, Bm + k * brs + u, sizeof b);
+            for (int i = 0; i < MRC; i++) s[i] += A[i * ars + k * acs] * b;
+        }
+        for (int i = 0; i < MRC; i++) memcpy(C + i * ldc + u, &s[i], sizeof(V));
+    }
+    for (; u < n; u++)
+        for (int i = 0; i < MRC; i++) {
+            REAL sum = acc ? C[i * ldc + u] : 0;
+            for (int k = 0; k < K; k++) sum += A[i * ars + k * acs] * Bm[k * brs + u];
+            C[i * ldc + u] = sum;
+        }
+}
+
+/* C[i, u] (+)= sum_k A(i, k) Bm[k * brs + u * bcs] for i < M, u < n, A(i, k) = A[i * ars + k * acs]: each
+ * element one chain in k order from C (acc) or 0. B's rows contiguous: eight rows of C at a time in
+ * registers (row_block); else plain row updates. */
 static void SFX(row_updates)(REAL *C, size_t ldc, const REAL *A, size_t ars, size_t acs, int M, const REAL *Bm,
                              size_t brs, size_t bcs, int n, int K, int acc)
 {
-    if (!acc)
-        for (int i = 0; i < M; i++) memset(C + i * ldc, 0, sizeof(REAL) * n);
-    for (int k0 = 0; k0 < K; k0 += FR_ROWUPD_K) {
-        const int k1 = K - k0 < FR_ROWUPD_K ? K : k0 + FR_ROWUPD_K;
-        for (int i = 0; i < M; i++) {
-            REAL *c = C + i * ldc;
-            for (int k = k0; k < k1; k++) {
-                const REAL a = A[i * ars + k * acs], *b = Bm + k * brs;
-                if (bcs == 1) {
-#pragma omp simd
-                    for (int u = 0; u < n; u++) c[u] += a * b[u];
-                } else {
-                    for (int u = 0; u < n; u++) c[u] += a * b[u * bcs];
-                }
+    if (bcs == 1) {
+        for (int i0 = 0; i0 < M; i0 += 8) {
+            REAL *c = C + i0 * ldc;
+            const REAL *a = A + i0 * ars;
+            switch (M - i0 < 8 ? M - i0 : 8) {
+            case 1: SFX(row_block)(1, c, ldc, a, ars, acs, Bm, brs, n, K, acc); break;
+            case 2: SFX(row_block)(2, c, ldc, a, ars, acs, Bm, brs, n, K, acc); break;
+            case 3: SFX(row_block)(3, c, ldc, a, ars, acs, Bm, brs, n, K, acc); break;
+            case 4: SFX(row_block)(4, c, ldc, a, ars, acs, Bm, brs, n, K, acc); break;
+            case 5: SFX(row_block)(5, c, ldc, a, ars, acs, Bm, brs, n, K, acc); break;
+            case 6: SFX(row_block)(6, c, ldc, a, ars, acs, Bm, brs, n, K, acc); break;
+            case 7: SFX(row_block)(7, c, ldc, a, ars, acs, Bm, brs, n, K, acc); break;
+            default: SFX(row_block)(8, c, ldc, a, ars, acs, Bm, brs, n, K, acc); break;
             }
+        }
+        return;
+    }
+    for (int i = 0; i < M; i++) {
+        REAL *c = C + i * ldc;
+        if (!acc) memset(c, 0, sizeof(REAL) * n);
+        for (int k = 0; k < K; k++) {
+            const REAL a = A[i * ars + k * acs], *b = Bm + k * brs;
+            for (int u = 0; u < n; u++) c[u] += a * b[u * bcs];
         }
     }
 }
@@ -298,8 +338,12 @@ static void SFX(direct_gemm)(int M, int N, int K, const REAL *A, size_t ars, siz
         SFX(row_updates)(C + (size_t)i0 * ldc, ldc, A + (size_t)i0 * ars, ars, acs, i1 - i0, Bm, brs, bcs, N, K, acc);
         return;
     }
-    /* few rows: each thread a share of the columns, as row updates (B's rows contiguous) or dot products */
-    const int j0 = (int)((long)N * tid / nt), j1 = (int)((long)N * (tid + 1) / nt);
+    /* few rows: each thread a share of the columns, as row updates (B's rows contiguous) or dot products;
+       the shares are whole vectors of columns, so that whichever thread computes a column, it is
+       computed by the same code (row_block's vector or single-column path) */
+    const int VL = SFX(VL), chunks = (N + VL - 1) / VL;
+    const int c0 = (int)((long)chunks * tid / nt), c1 = (int)((long)chunks * (tid + 1) / nt);
+    const int j0 = c0 * VL < N ? c0 * VL : N, j1 = c1 * VL < N ? c1 * VL : N;
     if (bcs == 1 || acs != 1 || brs != 1)
         SFX(row_updates)(C + j0, ldc, A, ars, acs, M, Bm + (size_t)j0 * bcs, brs, bcs, j1 - j0, K, acc);
     else
