@@ -156,7 +156,7 @@ static int SFX(slice_alloc)(SFX(slice_t) *sl, int nt, int direct, int pack, int 
     const int NR = SFX(NR);
     int tid = omp_get_thread_num();
     if (nt > omp_get_num_threads()) nt = omp_get_num_threads();
-    fr_slice(H, nt, tid, SFX(VL), &sl->j0, &sl->hs);
+    fr_slice(H, nt, tid, SFX(UNITS), &sl->j0, &sl->hs);
     sl->np1 = (g1 * sl->hs + NR - 1) / NR * NR;
     sl->np2 = (g2 * sl->hs + NR - 1) / NR * NR;
     int npmax = sl->np1 > sl->np2 ? sl->np1 : sl->np2;
@@ -223,7 +223,7 @@ int SFX(fr_rnn_forward)(REAL *out, REAL *h_n, REAL *states, REAL *xproj, const R
         if (lengths) memset(out, 0, sizeof(REAL) * T * BH);
         int failed = 0;
         fr_barrier_t bar = {0};
-        const int nloop = fr_loop_threads(nthreads, T, B, H, H, 1, SFX(VL));
+        const int nloop = fr_loop_threads(nthreads, T, B, H, H, 1, SFX(UNITS));
 #pragma omp parallel num_threads(gemm ? nloop : fr_team_threads(nthreads, nloop, T, B, I, H))
         {
             unsigned csr = fr_ftz_on();
@@ -297,7 +297,7 @@ int SFX(fr_rnn_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
     if (lengths && dgx != dgh) memset(dgx, 0, sizeof(REAL) * T * BH);
     int failed = 0;
     fr_barrier_t bar = {0};
-    const int nloop = fr_loop_threads(nthreads, T, B, H, H, 1, SFX(VL));
+    const int nloop = fr_loop_threads(nthreads, T, B, H, H, 1, SFX(UNITS));
 #pragma omp parallel num_threads(gemm ? nloop : fr_team_threads(nthreads, nloop, T, B, I, H))
     {
         unsigned csr = fr_ftz_on();
@@ -390,7 +390,7 @@ int SFX(fr_gru_forward)(REAL *out, REAL *h_n, REAL *states, REAL *gates, REAL *x
         if (lengths) memset(out, 0, sizeof(REAL) * T * BH);
         int failed = 0;
         fr_barrier_t bar = {0};
-        const int nloop = fr_loop_threads(nthreads, T, B, H, H, 3, SFX(VL));
+        const int nloop = fr_loop_threads(nthreads, T, B, H, H, 3, SFX(UNITS));
 #pragma omp parallel num_threads(gemm ? nloop : fr_team_threads(nthreads, nloop, T, B, I, GH))
         {
             unsigned csr = fr_ftz_on();
@@ -509,7 +509,7 @@ int SFX(fr_gru_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
     /* reset_after: P1[k][c] = w_hh[k][j0 + c], k < 3H: dh[:, my units] += dgh_s w_hh[:, my units]
        Cho: P1 = rows r, z (K = 2H) for dh; P2 = rows n (K = H) for d(r * h) */
     const int K1 = reset_after ? GH : 2 * H, K2 = reset_after ? 0 : H;
-    const int nloop = fr_loop_threads(nthreads, T, B, H, H, 3, SFX(VL));
+    const int nloop = fr_loop_threads(nthreads, T, B, H, H, 3, SFX(UNITS));
 #pragma omp parallel num_threads(gemm ? nloop : fr_team_threads(nthreads, nloop, T, B, I, GH))
     {
         unsigned csr = fr_ftz_on();

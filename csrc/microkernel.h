@@ -12,6 +12,10 @@
 
 typedef REAL SFX(vec) __attribute__((vector_size(FR_VBYTES)));
 enum { SFX(VL) = FR_VBYTES / (int)sizeof(REAL), SFX(NR) = 2 * (FR_VBYTES / (int)sizeof(REAL)) };
+/* Columns (hidden units) are shared between threads in whole chunks of UNITS: a whole vector, and at
+ * least the four outputs that dots() computes together, so that a column is computed by the same code,
+ * to the same bits, whatever the thread count. */
+enum { SFX(UNITS) = SFX(VL) < 4 ? 4 : SFX(VL) };
 #define FR_MR 6   /* rows of a register block: 2 * FR_MR accumulators + 2 panel vectors + 1 broadcast */
 /* Rows of a block of the time loop's product (packed_gemm), where the weights are the big operand and
  * every block reads all of them: with AVX-512's 32 vector registers, up to 12 rows (24 accumulators),
@@ -339,11 +343,11 @@ static void SFX(direct_gemm)(int M, int N, int K, const REAL *A, size_t ars, siz
         return;
     }
     /* few rows: each thread a share of the columns, as row updates (B's rows contiguous) or dot products;
-       the shares are whole vectors of columns, so that whichever thread computes a column, it is
-       computed by the same code (row_block's vector or single-column path) */
-    const int VL = SFX(VL), chunks = (N + VL - 1) / VL;
+       the shares are whole chunks of UNITS columns, so that whichever thread computes a column, it is
+       computed by the same code (row_block's vector or single-column path, dots' groups) */
+    const int W = SFX(UNITS), chunks = (N + W - 1) / W;
     const int c0 = (int)((long)chunks * tid / nt), c1 = (int)((long)chunks * (tid + 1) / nt);
-    const int j0 = c0 * VL < N ? c0 * VL : N, j1 = c1 * VL < N ? c1 * VL : N;
+    const int j0 = c0 * W < N ? c0 * W : N, j1 = c1 * W < N ? c1 * W : N;
     if (bcs == 1 || acs != 1 || brs != 1)
         SFX(row_updates)(C + j0, ldc, A, ars, acs, M, Bm + (size_t)j0 * bcs, brs, bcs, j1 - j0, K, acc);
     else
