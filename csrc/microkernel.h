@@ -195,22 +195,20 @@ static inline __attribute__((always_inline)) REAL SFX(lane_sum)(SFX(vec) v)
 {
     enum { L16 = 16 / (int)sizeof(REAL) };
     REAL t[L16];
-#if FR_VBYTES >= 64
+#if FR_VBYTES >= 32
     SFX(vhalf) h0, h1;
     memcpy(&h0, &v, sizeof h0);
     memcpy(&h1, (char *)&v + sizeof h0, sizeof h1);
     h0 += h1;
+#if FR_VBYTES >= 64
     SFX(vquarter) q0, q1;
     memcpy(&q0, &h0, sizeof q0);
     memcpy(&q1, (char *)&h0 + sizeof q0, sizeof q1);
     q0 += q1;
     memcpy(t, &q0, sizeof t);
-#elif FR_VBYTES >= 32
-    SFX(vhalf) h0, h1;
-    memcpy(&h0, &v, sizeof h0);
-    memcpy(&h1, (char *)&v + sizeof h0, sizeof h1);
-    h0 += h1;
+#else
     memcpy(t, &h0, sizeof t);
+#endif
 #else
     memcpy(t, &v, sizeof t);
 #endif
@@ -219,12 +217,12 @@ static inline __attribute__((always_inline)) REAL SFX(lane_sum)(SFX(vec) v)
     return t[0];
 }
 
-/* out[u * os] = (acc ? out[u * os] : 0) + a . b[u * bs ...] for u < n (1 <= n <= 4 after inlining), each
+/* out[u] = (acc ? out[u] : 0) + a . b[u * bs ...] for u < n (1 <= n <= 4 after inlining), each
  * over K contiguous elements: two vector accumulators per output, their lanes added pairwise (a tree),
  * then the last K % (2 VL) terms in order. The n outputs run side by side (independent chains that
  * hide the FMA latency and share the loads of a), and each is computed exactly as it would be alone,
  * so grouping never changes a result. */
-static inline __attribute__((always_inline)) void SFX(dotn)(const int n, REAL *out, size_t os, const REAL *a,
+static inline __attribute__((always_inline)) void SFX(dotn)(const int n, REAL *out, const REAL *a,
                                                            const REAL *b, size_t bs, int K, int acc)
 {
     typedef SFX(vec) V;
@@ -247,7 +245,7 @@ static inline __attribute__((always_inline)) void SFX(dotn)(const int n, REAL *o
     for (int u = 0; u < n; u++) {
         REAL sum = SFX(lane_sum)(s0[u] + s1[u]);
         for (int kk = k; kk < K; kk++) sum += a[kk] * b[u * bs + kk];
-        out[u * os] = acc ? out[u * os] + sum : sum;
+        out[u] = acc ? out[u] + sum : sum;
     }
 }
 
@@ -259,9 +257,9 @@ static void SFX(dots)(REAL *C, size_t ldc, const REAL *A, size_t lda, int M, con
 {
     int u = 0;
     for (; u + 4 <= n; u += 4)
-        for (int i = 0; i < M; i++) SFX(dotn)(4, C + i * ldc + u, 1, A + i * lda, Bm + u * bs, bs, K, acc);
+        for (int i = 0; i < M; i++) SFX(dotn)(4, C + i * ldc + u, A + i * lda, Bm + u * bs, bs, K, acc);
     for (; u < n; u++)
-        for (int i = 0; i < M; i++) SFX(dotn)(1, C + i * ldc + u, 1, A + i * lda, Bm + u * bs, bs, K, acc);
+        for (int i = 0; i < M; i++) SFX(dotn)(1, C + i * ldc + u, A + i * lda, Bm + u * bs, bs, K, acc);
 }
 
 /* Rows [0, MRC) of C (+)= A B for B's rows contiguous (stride brs), MRC <= 8 after inlining: every

@@ -178,9 +178,7 @@ def _backward(kind, d_out, d_hn, cache, grads=None):
         raise ValueError(f"cache: expected a cache from {kind}_forward, got one from {cache.kind}_forward")
     grads = _grads_into(grads, cache, d_out, d_hn)
     _, impl = _backends.get(cache.backend)
-    backward = getattr(impl, kind + "_backward")
-    result = backward(d_out, d_hn, cache.data) if grads is None else backward(d_out, d_hn, cache.data, grads)
-    dx, dh0, dw_ih, dw_hh, db_ih, db_hh = result
+    dx, dh0, dw_ih, dw_hh, db_ih, db_hh = getattr(impl, kind + "_backward")(d_out, d_hn, cache.data, grads)
     if not cache.has_bias:
         db_ih = db_hh = None
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh

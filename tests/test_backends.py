@@ -169,9 +169,13 @@ def test_kernel_entry_points_refuse_wrong_buffers(bad):
 
     T, B, I, H = 3, 2, 4, 5
     f = np.float32
-    arrays = [np.zeros((T, B, H), f), np.zeros((B, H), f), np.zeros((T + 1, B, H), f), np.zeros((T, B, H), f),
-              np.ones((T, B, I), f), np.zeros((B, H), f), np.ones((H, I), f), np.ones((H, H), f),
-              np.zeros(H, f), np.zeros(H, f)]
+
+    def buffers():   # out, h_n, states, xproj, x, h0, w_ih, w_hh, b_ih, b_hh
+        return [np.zeros((T, B, H), f), np.zeros((B, H), f), np.zeros((T + 1, B, H), f), np.zeros((T, B, H), f),
+                np.ones((T, B, I), f), np.zeros((B, H), f), np.ones((H, I), f), np.ones((H, H), f),
+                np.zeros(H, f), np.zeros(H, f)]
+
+    arrays = buffers()
     lengths = None
     if bad == "dtype":
         arrays[7] = arrays[7].astype(np.float64)
@@ -187,8 +191,6 @@ def test_kernel_entry_points_refuse_wrong_buffers(bad):
         lengths = np.full(B, T, np.int32)
     with pytest.raises((TypeError, ValueError)):
         _ckernels._rnn_fwd(tuple(arrays), lengths, T, B, I, H, 0, 0, 1, False)
-    arrays = [np.zeros((T, B, H), f), np.zeros((B, H), f), np.zeros((T + 1, B, H), f), np.zeros((T, B, H), f),
-              np.ones((T, B, I), f), np.zeros((B, H), f), np.ones((H, I), f), np.ones((H, H), f),
-              np.zeros(H, f), np.zeros(H, f)]
+    arrays = buffers()
     _ckernels._rnn_fwd(tuple(arrays), None, T, B, I, H, 0, 0, 1, False)     # the same call, well formed
     np.testing.assert_allclose(arrays[0][0], np.tanh(4.0), rtol=1e-6)     # x w_ih^T = 4 at step 0
