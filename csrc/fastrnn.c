@@ -1,6 +1,8 @@
 /* fastrnn kernels: the shared helpers, then kernels_impl.h instantiated for float and double. */
 #include "fastrnn.h"
 
+#include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -78,47 +80,186 @@ static void fr_barrier_wait(fr_barrier_t *bar, int *my_phase)
 
 #include "mathfun.h"
 
-/* 64-byte aligned allocation; NULL on failure (never for a zero size). */
+/* 64-byte aligned allocation; NULL on failure (never for a zero size) or when `bytes` overflows. */
 static void *fr_alloc(size_t bytes)
 {
+    if (bytes > SIZE_MAX - 64) return NULL;
     size_t rounded = (bytes + 63) / 64 * 64;
     return aligned_alloc(64, rounded ? rounded : 64);
 }
 
+/* memcpy / memset of `bytes` that may be 0, where the pointers of empty buffers may be NULL. */
+static inline void fr_copy(void *dst, const void *src, size_t bytes)
+{
+    if (bytes) memcpy(dst, src, bytes);
+}
+static inline void fr_zero(void *dst, size_t bytes)
+{
+    if (bytes) memset(dst, 0, bytes);
+}
+
 /* The work buffers of a call (bias, packed weights, one step's product) are kept per thread and
  * reused by the next call on that thread, grown when a call needs more: allocating and faulting in
- * fresh pages on every call costs more than a short call's arithmetic. OpenMP's worker threads live
- * as long as the process, so each keeps the buffers of the largest call it has served. */
+ * fresh pages on every call costs more than a short call's arithmetic. They hang off a POSIX
+ * thread-specific key whose destructor frees them when the thread exits (a Python thread, or the
+ * OpenMP workers that libgomp starts for it and stops with it), so short-lived threads leave nothing
+ * behind; fr_release_buffers frees them on demand. */
 enum { FR_BUF_BIAS, FR_BUF_PACK, FR_BUF_P1, FR_BUF_P2, FR_BUF_S, FR_BUF_STATE, FR_BUF_GATES, FR_NBUF };
-static _Thread_local struct {
-    void *p;
-    size_t bytes;
-} fr_buffers[FR_NBUF];
+typedef struct {
+    void *p[FR_NBUF];
+    size_t bytes[FR_NBUF];
+    int team;               /* the largest team this thread has started (see fr_release_buffers) */
+} fr_thread_buffers;
+
+static void fr_free_buffers(void *arg)
+{
+    fr_thread_buffers *tb = (fr_thread_buffers *)arg;
+    if (!tb) return;
+    for (int i = 0; i < FR_NBUF; i++) free(tb->p[i]);
+    free(tb);
+}
+
+#include <pthread.h>
+static pthread_key_t fr_key;
+static int fr_key_ok;
+static pthread_once_t fr_key_once = PTHREAD_ONCE_INIT;
+static void fr_make_key(void) { fr_key_ok = pthread_key_create(&fr_key, fr_free_buffers) == 0; }
+
+/* This thread's buffers (created on first use); NULL when out of memory. */
+static fr_thread_buffers *fr_mine(int create)
+{
+    pthread_once(&fr_key_once, fr_make_key);
+    if (!fr_key_ok) return NULL;
+    fr_thread_buffers *tb = (fr_thread_buffers *)pthread_getspecific(fr_key);
+    if (!tb && create) {
+        tb = (fr_thread_buffers *)calloc(1, sizeof *tb);
+        if (tb && pthread_setspecific(fr_key, tb) != 0) {
+            free(tb);
+            tb = NULL;
+        }
+    }
+    return tb;
+}
 
 static void *fr_buffer(int slot, size_t bytes)
 {
-    if (!fr_buffers[slot].p || fr_buffers[slot].bytes < bytes) {
-        free(fr_buffers[slot].p);
-        fr_buffers[slot].p = fr_alloc(bytes);
-        fr_buffers[slot].bytes = fr_buffers[slot].p ? bytes : 0;
+    fr_thread_buffers *tb = fr_mine(1);
+    if (!tb) return NULL;
+    if (!tb->p[slot] || tb->bytes[slot] < bytes) {
+        free(tb->p[slot]);
+        tb->p[slot] = fr_alloc(bytes);
+        tb->bytes[slot] = tb->p[slot] ? bytes : 0;
     }
-    return fr_buffers[slot].p;
+    return tb->p[slot];
+}
+
+/* The team size of a parallel region about to start from this thread, remembered so that
+ * fr_release_buffers reaches every worker that may hold buffers. */
+static int fr_team(int n)
+{
+    fr_thread_buffers *tb = fr_mine(1);
+    if (tb && n > tb->team) tb->team = n;
+    return n;
+}
+
+static void fr_release_mine(void)
+{
+    fr_thread_buffers *tb = fr_mine(0);
+    if (!tb) return;
+    for (int i = 0; i < FR_NBUF; i++) {
+        free(tb->p[i]);
+        tb->p[i] = NULL;
+        tb->bytes[i] = 0;
+    }
+}
+
+void fr_release_buffers(void)
+{
+    fr_thread_buffers *tb = fr_mine(0);
+    int team = tb ? tb->team : 1;
+#ifdef _OPENMP
+    if (team > 1) {
+#pragma omp parallel num_threads(team)
+        fr_release_mine();
+    }
+#endif
+    (void)team;
+    fr_release_mine();
+}
+
+/* ---- fingerprints: has a buffer changed between a forward and its backward? ------------------------
+ * A 64-bit hash of the bytes in the style of XXH3's accumulate loop: eight 64-bit lanes, each word
+ * mixed with a key that depends on its position (so moved data changes the hash) and added raw into
+ * its neighbour lane (so every single change of a word changes a lane), then a final avalanche.
+ * Fixed blocks of FR_FP_BLOCK bytes are hashed independently (in parallel for large buffers) and
+ * combined in order, so the result does not depend on the thread count. Not a cryptographic hash:
+ * it detects changes, it does not resist an adversary. */
+#define FR_FP_BLOCK ((int64_t)1 << 18)
+#define FR_FP_PRIME 0x9E3779B97F4A7C15ull
+static inline uint64_t fr_mix(uint64_t h)
+{
+    h ^= h >> 33;
+    h *= 0xFF51AFD7ED558CCDull;
+    h ^= h >> 33;
+    h *= 0xC4CEB9FE1A85EC53ull;
+    return h ^ (h >> 33);
+}
+
+static uint64_t fr_fp_block(const unsigned char *p, int64_t bytes, uint64_t block)
+{
+    uint64_t acc[8];
+    for (int l = 0; l < 8; l++) acc[l] = fr_mix(block * 8 + l + 1);
+    int64_t nstripes = bytes / 64;
+    for (int64_t s = 0; s < nstripes; s++) {
+        uint64_t w[8];
+        memcpy(w, p + s * 64, 64);
+        const uint64_t k = (uint64_t)s * FR_FP_PRIME;
+        for (int l = 0; l < 8; l++) {
+            uint64_t dk = w[l] ^ (k + (uint64_t)l * 0x632BE59BD9B4E019ull);
+            acc[l ^ 1] += w[l];
+            acc[l] += (dk & 0xFFFFFFFFull) * (dk >> 32);
+        }
+    }
+    uint64_t tail[8] = {0};
+    fr_copy(tail, p + nstripes * 64, (size_t)(bytes - nstripes * 64));
+    uint64_t h = (uint64_t)bytes * FR_FP_PRIME;
+    for (int l = 0; l < 8; l++) h = fr_mix(h ^ acc[l] ^ fr_mix(tail[l] + l));
+    return h;
+}
+
+uint64_t fr_fingerprint(const void *data, int64_t bytes, int nthreads)
+{
+    const unsigned char *p = (const unsigned char *)data;
+    if (bytes <= 0) return fr_mix(0);
+    const int64_t nblocks = (bytes + FR_FP_BLOCK - 1) / FR_FP_BLOCK;
+    if (nblocks == 1) return fr_mix(fr_fp_block(p, bytes, 0));
+    uint64_t h = 0;
+    int nt = nthreads < 1 ? 1 : nthreads;
+    if (nt > nblocks) nt = (int)nblocks;
+    /* each block's hash lands at its own index, combined below in block order */
+#pragma omp parallel for schedule(static) num_threads(fr_team(nt)) reduction(+ : h)
+    for (int64_t i = 0; i < nblocks; i++) {
+        int64_t n = bytes - i * FR_FP_BLOCK < FR_FP_BLOCK ? bytes - i * FR_FP_BLOCK : FR_FP_BLOCK;
+        h += fr_mix(fr_fp_block(p + i * FR_FP_BLOCK, n, (uint64_t)i) + (uint64_t)i * FR_FP_PRIME);
+    }
+    (void)nt;
+    return fr_mix(h ^ (uint64_t)bytes);
 }
 
 /* Time index read by sequence b at step s, or -1 when the sequence is already over (fastrnn.h). */
-static inline int fr_time_index(int s, int b, int T, const int64_t *lengths, int reverse)
+static inline int64_t fr_time_index(int64_t s, int64_t b, int64_t T, const int64_t *lengths, int reverse)
 {
-    int len = lengths ? (int)lengths[b] : T;
+    int64_t len = lengths ? lengths[b] : T;
     if (s >= len) return -1;
     return reverse ? len - 1 - s : s;
 }
 
 /* Thread `tid` of `nt` owns hidden units [*j0, *j0 + *hs): whole chunks of `vl` units, spread evenly. */
-static void fr_slice(int H, int nt, int tid, int vl, int *j0, int *hs)
+static void fr_slice(int64_t H, int nt, int tid, int64_t vl, int64_t *j0, int64_t *hs)
 {
-    int chunks = (H + vl - 1) / vl;
-    int c0 = (int)((long)chunks * tid / nt), c1 = (int)((long)chunks * (tid + 1) / nt);
-    int a = c0 * vl, e = c1 * vl < H ? c1 * vl : H;
+    int64_t chunks = (H + vl - 1) / vl;
+    int64_t c0 = chunks * tid / nt, c1 = chunks * (tid + 1) / nt;
+    int64_t a = c0 * vl, e = c1 * vl < H ? c1 * vl : H;
     *j0 = a < H ? a : H;
     *hs = e > *j0 ? e - *j0 : 0;
 }
@@ -127,26 +268,27 @@ static void fr_slice(int H, int nt, int tid, int vl, int *j0, int *hs)
  * step (2 B G H K flops) for each to outweigh a barrier, and one for a call too short to share. */
 #define FR_MIN_FLOPS_PER_THREAD 65536.0
 #define FR_MIN_FLOPS_PER_CALL 2e6
-static int fr_loop_threads(int nthreads, int T, int B, int H, int K, int G, int vl)
+static int fr_loop_threads(int nthreads, int64_t T, int64_t B, int64_t H, int64_t K, int64_t G, int64_t vl)
 {
-    double flops = 2.0 * B * G * (double)H * K;
-    int by_work = (int)(flops / FR_MIN_FLOPS_PER_THREAD);
-    if (flops * T < FR_MIN_FLOPS_PER_CALL) by_work = 1;   /* a short call: waking threads costs more */
-    int by_units = (H + vl - 1) / vl;
+    double flops = 2.0 * (double)B * (double)G * (double)H * (double)K;
+    double by_work = flops / FR_MIN_FLOPS_PER_THREAD;
+    if (flops * (double)T < FR_MIN_FLOPS_PER_CALL) by_work = 1;   /* a short call: waking threads costs more */
+    int64_t by_units = (H + vl - 1) / vl;
     int n = nthreads;
-    if (n > by_work) n = by_work;
-    if (n > by_units) n = by_units;
+    if (n > by_work) n = (int)by_work;
+    if (n > by_units) n = (int)by_units;
     return n < 1 ? 1 : n;
 }
 
 /* Threads for the whole call: those of the time loop, or more when the big products (2 T B GH I flops)
  * give each at least FR_MIN_FLOPS_PER_GEMM_THREAD of work. */
 #define FR_MIN_FLOPS_PER_GEMM_THREAD 2e6
-static int fr_team_threads(int nthreads, int nloop, int T, int B, int I, int GH)
+static int fr_team_threads(int nthreads, int nloop, int64_t T, int64_t B, int64_t I, int64_t GH)
 {
-    double flops = 2.0 * T * B * (double)GH * I;
-    int n = (int)(flops / FR_MIN_FLOPS_PER_GEMM_THREAD);
-    if (n > nthreads) n = nthreads;
+    double flops = 2.0 * (double)T * (double)B * (double)GH * (double)I;
+    double by_work = flops / FR_MIN_FLOPS_PER_GEMM_THREAD;
+    int n = nthreads;
+    if (n > by_work) n = (int)by_work;
     return n > nloop ? n : nloop;
 }
 

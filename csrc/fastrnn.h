@@ -54,6 +54,7 @@
 
 #define FR_OK 0
 #define FR_ENOMEM 1
+#define FR_ETOOBIG 2   /* a size the 32-bit BLAS interface cannot take (the `gemm` path only) */
 
 /* Fortran BLAS gemm (column-major), as scipy.linalg.cython_blas exports it. */
 typedef void (*fr_gemm_f32)(char *transa, char *transb, int *m, int *n, int *k, float *alpha, float *a,
@@ -61,29 +62,38 @@ typedef void (*fr_gemm_f32)(char *transa, char *transb, int *m, int *n, int *k, 
 typedef void (*fr_gemm_f64)(char *transa, char *transb, int *m, int *n, int *k, double *alpha, double *a,
                             int *lda, double *b, int *ldb, double *beta, double *c, int *ldc);
 
-#define FR_DECLARE(REAL, SFX)                                                                          \
-    int fr_rnn_forward_##SFX(REAL *out, REAL *h_n, REAL *states, REAL *xproj, const REAL *x,           \
-                             const REAL *h0, const REAL *w_ih, const REAL *w_hh, const REAL *b_ih,     \
-                             const REAL *b_hh, const int64_t *lengths, int T, int B, int I, int H,     \
-                             int relu, int reverse, int nthreads, fr_gemm_##SFX gemm);                 \
-    int fr_rnn_backward_##SFX(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db_ih, REAL *db_hh,  \
-                              REAL *dgh, REAL *dgx, const REAL *d_out, const REAL *d_hn, const REAL *x, \
-                              const REAL *states, const REAL *w_ih, const REAL *w_hh,                  \
-                              const int64_t *lengths, int T, int B, int I, int H, int relu,            \
-                              int reverse, int nthreads, fr_gemm_##SFX gemm);                          \
-    int fr_gru_forward_##SFX(REAL *out, REAL *h_n, REAL *states, REAL *gates, REAL *xproj,             \
-                             const REAL *x, const REAL *h0, const REAL *w_ih, const REAL *w_hh,        \
-                             const REAL *b_ih, const REAL *b_hh, const int64_t *lengths, int T, int B, \
-                             int I, int H, int reset_after, int reverse, int nthreads,                 \
-                             fr_gemm_##SFX gemm);                                                      \
-    int fr_gru_backward_##SFX(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db_ih, REAL *db_hh,  \
-                              REAL *dgh, REAL *dgx, const REAL *d_out, const REAL *d_hn, const REAL *x, \
-                              const REAL *states, const REAL *gates, const REAL *w_ih,                 \
-                              const REAL *w_hh, const int64_t *lengths, int T, int B, int I, int H,    \
+#define FR_DECLARE(REAL, SFX)                                                                                   \
+    int fr_rnn_forward_##SFX(REAL *out, REAL *h_n, REAL *states, REAL *xproj, const REAL *x,                    \
+                             const REAL *h0, const REAL *w_ih, const REAL *w_hh, const REAL *b_ih,              \
+                             const REAL *b_hh, const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H, \
+                             int relu, int reverse, int nthreads, fr_gemm_##SFX gemm);                          \
+    int fr_rnn_backward_##SFX(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db_ih, REAL *db_hh,          \
+                              REAL *dgh, REAL *dgx, const REAL *d_out, const REAL *d_hn, const REAL *x,         \
+                              const REAL *states, const REAL *w_ih, const REAL *w_hh,                           \
+                              const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H, int relu,     \
+                              int reverse, int nthreads, fr_gemm_##SFX gemm);                                   \
+    int fr_gru_forward_##SFX(REAL *out, REAL *h_n, REAL *states, REAL *gates, REAL *xproj,                      \
+                             const REAL *x, const REAL *h0, const REAL *w_ih, const REAL *w_hh,                 \
+                             const REAL *b_ih, const REAL *b_hh, const int64_t *lengths, int64_t T,             \
+                             int64_t B, int64_t I, int64_t H, int reset_after, int reverse, int nthreads,       \
+                             fr_gemm_##SFX gemm);                                                               \
+    int fr_gru_backward_##SFX(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db_ih, REAL *db_hh,          \
+                              REAL *dgh, REAL *dgx, const REAL *d_out, const REAL *d_hn, const REAL *x,         \
+                              const REAL *states, const REAL *gates, const REAL *w_ih,                          \
+                              const REAL *w_hh, const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H, \
                               int reset_after, int reverse, int nthreads, fr_gemm_##SFX gemm);
 
 FR_DECLARE(float, f32)
 FR_DECLARE(double, f64)
+
+/* A 64-bit fingerprint of `bytes` bytes (0 allowed, then `data` may be NULL), the same at any
+ * `nthreads`: the functional API compares an input's fingerprint at a backward with the one taken at
+ * its forward, to refuse a backward through inputs changed in between. */
+uint64_t fr_fingerprint(const void *data, int64_t bytes, int nthreads);
+
+/* Free the calling thread's work buffers and those of the OpenMP workers it has started (they are
+ * also freed when a thread exits). */
+void fr_release_buffers(void);
 
 /* Build facts for show_config(). */
 int fr_openmp_enabled(void);

@@ -12,11 +12,14 @@
 #include <stdint.h>
 #include <string.h>
 
-/* exp(x) for x <= 0 (callers only need that range); 0 below -87 where the result would be denormal. */
+/* exp(x) for x <= 0 (callers only need that range); 0 below -87 where the result would be denormal;
+ * NaN for NaN. The range reduction runs on a clamped copy of x that is always finite (NaN replaced
+ * by 0), so that the float-to-int conversion and the exponent shift stay defined; the result is
+ * then selected. */
 static inline float fr_expneg_f32(float x)
 {
-    float xc = x < -87.0f ? -87.0f : x;                 /* NaN fails the compare and passes through */
-    float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  /* round(x / ln2) */
+    float xc = x < -87.0f ? -87.0f : (x <= 0.0f ? x : 0.0f);    /* NaN fails both compares: 0 */
+    float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  /* round(x / ln2), in [-126, 0] */
     float r = xc - n * 0.693359375f;                    /* x - n ln2, ln2 split in two parts */
     r = r - n * -2.12194440e-4f;
     float p = 1.9875691500e-4f;
@@ -26,11 +29,12 @@ static inline float fr_expneg_f32(float x)
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     float y = p * r * r + r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;            /* 2^n, n in [-126, 0] */
+    uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;  /* 2^n, n + 127 in [1, 127] */
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     y = y * scale;
-    return x < -87.0f ? 0.0f : y;
+    y = x < -87.0f ? 0.0f : y;
+    return x == x ? y : x;                              /* NaN in, NaN out */
 }
 
 static inline float fr_sigmoid_f32(float x)

@@ -11,7 +11,7 @@ import threading
 import numpy as np
 
 cimport numpy as cnp
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint64_t
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 from ._config import get_num_threads
@@ -30,49 +30,50 @@ cdef extern from "fastrnn.h" nogil:
     ctypedef void (*fr_gemm_f64)(char *, char *, int *, int *, int *, double *, double *, int *, double *,
                                  int *, double *, double *, int *) noexcept nogil
     int FR_OK
+    int FR_ENOMEM
+    int FR_ETOOBIG
+    uint64_t fr_fingerprint(const void *data, int64_t nbytes, int nthreads)
+    void fr_release_buffers()
     int fr_rnn_forward_f32(float *out, float *h_n, float *states, float *xproj, const float *x,
                            const float *h0, const float *w_ih, const float *w_hh, const float *b_ih,
-                           const float *b_hh, const int64_t *lengths, int T, int B, int I, int H, int relu,
+                           const float *b_hh, const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H, int relu,
                            int reverse, int nthreads, fr_gemm_f32 gemm)
     int fr_rnn_forward_f64(double *out, double *h_n, double *states, double *xproj, const double *x,
                            const double *h0, const double *w_ih, const double *w_hh, const double *b_ih,
-                           const double *b_hh, const int64_t *lengths, int T, int B, int I, int H, int relu,
+                           const double *b_hh, const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H, int relu,
                            int reverse, int nthreads, fr_gemm_f64 gemm)
     int fr_rnn_backward_f32(float *dx, float *dh0, float *dw_ih, float *dw_hh, float *db_ih, float *db_hh,
                             float *dgh, float *dgx, const float *d_out, const float *d_hn, const float *x,
                             const float *states, const float *w_ih, const float *w_hh,
-                            const int64_t *lengths, int T, int B, int I, int H, int relu, int reverse,
+                            const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H, int relu, int reverse,
                             int nthreads, fr_gemm_f32 gemm)
     int fr_rnn_backward_f64(double *dx, double *dh0, double *dw_ih, double *dw_hh, double *db_ih,
                             double *db_hh, double *dgh, double *dgx, const double *d_out,
                             const double *d_hn, const double *x, const double *states,
-                            const double *w_ih, const double *w_hh, const int64_t *lengths, int T, int B,
-                            int I, int H, int relu, int reverse, int nthreads, fr_gemm_f64 gemm)
+                            const double *w_ih, const double *w_hh, const int64_t *lengths, int64_t T, int64_t B,
+                            int64_t I, int64_t H, int relu, int reverse, int nthreads, fr_gemm_f64 gemm)
     int fr_gru_forward_f32(float *out, float *h_n, float *states, float *gates, float *xproj,
                            const float *x, const float *h0, const float *w_ih, const float *w_hh,
-                           const float *b_ih, const float *b_hh, const int64_t *lengths, int T, int B,
-                           int I, int H, int reset_after, int reverse, int nthreads, fr_gemm_f32 gemm)
+                           const float *b_ih, const float *b_hh, const int64_t *lengths, int64_t T, int64_t B,
+                           int64_t I, int64_t H, int reset_after, int reverse, int nthreads, fr_gemm_f32 gemm)
     int fr_gru_forward_f64(double *out, double *h_n, double *states, double *gates, double *xproj,
                            const double *x, const double *h0, const double *w_ih, const double *w_hh,
-                           const double *b_ih, const double *b_hh, const int64_t *lengths, int T, int B,
-                           int I, int H, int reset_after, int reverse, int nthreads, fr_gemm_f64 gemm)
+                           const double *b_ih, const double *b_hh, const int64_t *lengths, int64_t T, int64_t B,
+                           int64_t I, int64_t H, int reset_after, int reverse, int nthreads, fr_gemm_f64 gemm)
     int fr_gru_backward_f32(float *dx, float *dh0, float *dw_ih, float *dw_hh, float *db_ih, float *db_hh,
                             float *dgh, float *dgx, const float *d_out, const float *d_hn, const float *x,
                             const float *states, const float *gates, const float *w_ih,
-                            const float *w_hh, const int64_t *lengths, int T, int B, int I, int H,
+                            const float *w_hh, const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H,
                             int reset_after, int reverse, int nthreads, fr_gemm_f32 gemm)
     int fr_gru_backward_f64(double *dx, double *dh0, double *dw_ih, double *dw_hh, double *db_ih,
                             double *db_hh, double *dgh, double *dgx, const double *d_out,
                             const double *d_hn, const double *x, const double *states,
                             const double *gates, const double *w_ih, const double *w_hh,
-                            const int64_t *lengths, int T, int B, int I, int H, int reset_after,
+                            const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H, int reset_after,
                             int reverse, int nthreads, fr_gemm_f64 gemm)
     int fr_openmp_enabled()
     int fr_max_threads()
     const char *fr_simd()
-
-cdef int INT_MAX = 2147483647
-
 
 def build_info():
     """What show_config() reports about the compiled kernels."""
@@ -80,20 +81,39 @@ def build_info():
             "simd": fr_simd().decode()}
 
 
-def _check_sizes(T, B, I, H, G):
-    """BLAS takes int sizes: T*B rows and every width must fit."""
-    if T * B > INT_MAX or G * H > INT_MAX or I > INT_MAX:
-        raise MemoryError(f"sizes T={T} B={B} I={I} H={H} exceed what the kernels can index")
+def fingerprint(cnp.ndarray a):
+    """A 64-bit fingerprint of a C-contiguous array's bytes (fastrnn.h: fr_fingerprint)."""
+    if not cnp.PyArray_IS_C_CONTIGUOUS(a):
+        raise ValueError("fingerprint: expected a C-contiguous array")
+    cdef const void *p = cnp.PyArray_DATA(a)
+    cdef int64_t n = cnp.PyArray_NBYTES(a)
+    cdef int nt = get_num_threads() if n >= (1 << 20) else 1
+    cdef uint64_t h
+    with nogil:
+        h = fr_fingerprint(p, n, nt)
+    return h
+
+
+def release_buffers():
+    """Free the work buffers of the calling thread and of the OpenMP workers it started."""
+    _scratch_by_thread.__dict__.clear()
+    with nogil:
+        fr_release_buffers()
 
 
 def _check(int rc, what):
+    if rc == FR_ETOOBIG:
+        raise ValueError(f"fastrnn: {what}: a size exceeds the 32-bit interface of the BLAS backend "
+                         "('c-blas'); use backend='c'")
     if rc != FR_OK:
         raise MemoryError(f"fastrnn: {what}: out of memory for the kernel's work buffers")
 
 
 # The buffers of a kernel call, as data pointers taken straight from the arrays (typed memoryviews
 # cost a microsecond or more each, which a cell's single step, ~20 us, notices). Every array is checked
-# to be of the call's dtype, C-contiguous and, for the outputs, writable; an empty one gives NULL.
+# to be of the call's dtype, C-contiguous, of exactly the number of elements the kernel will touch
+# and, for the outputs, writable; an empty one gives NULL. So whatever the caller (or a tampered
+# cache) hands in, the kernel never reads or writes outside an array.
 
 cdef enum:
     MAXBUF = 16
@@ -105,41 +125,56 @@ cdef int _dtype_num(cnp.ndarray x) except -1:
     return tn
 
 
-cdef int _pointers(void **p, tuple arrays, int count, int nout, int tn) except -1:
-    """p[i] = data of arrays[i], exactly `count` of them; the first `nout` are written by the kernel.
+cdef int _pointers(void **p, tuple arrays, tuple sizes, int nout, int tn) except -1:
+    """p[i] = data of arrays[i], one per entry of `sizes` (its element count; -1: may be empty or of
+    that size, the inference forward's states and gates); the first `nout` are written by the kernel.
     ValueError (naming the buffer's position) for an array the kernel must not be given."""
     cdef cnp.ndarray a
-    cdef Py_ssize_t i
+    cdef Py_ssize_t i, count = len(sizes)
+    cdef int64_t n
     if len(arrays) != count or count > MAXBUF:
         raise ValueError(f"fastrnn: expected {count} kernel buffers, got {len(arrays)}")
-    for i in range(len(arrays)):
+    for i in range(count):
         a = arrays[i]
         if (a is None or cnp.PyArray_TYPE(a) != tn or not cnp.PyArray_IS_C_CONTIGUOUS(a)
                 or (i < nout and not cnp.PyArray_ISWRITEABLE(a))):
             raise ValueError(f"fastrnn: kernel buffer {i}: expected a C-contiguous"
                              f"{' writable' if i < nout else ''} array of the call's dtype")
-        p[i] = cnp.PyArray_DATA(a) if cnp.PyArray_SIZE(a) > 0 else NULL
+        n = cnp.PyArray_SIZE(a)
+        if n != <int64_t>sizes[i]:
+            raise ValueError(f"fastrnn: kernel buffer {i}: expected {sizes[i]} elements, got {n}")
+        p[i] = cnp.PyArray_DATA(a) if n > 0 else NULL
     return 0
 
 
-cdef const int64_t *_lengths_ptr(lengths) except? NULL:
+cdef const int64_t *_lengths_ptr(lengths, int64_t B, int64_t T) except? NULL:
     cdef cnp.ndarray a
     if lengths is None:
         return NULL
     a = lengths
-    if cnp.PyArray_TYPE(a) != cnp.NPY_INT64 or not cnp.PyArray_IS_C_CONTIGUOUS(a):
-        raise ValueError("fastrnn: lengths must be a C-contiguous int64 array")
-    return <const int64_t *>cnp.PyArray_DATA(a) if cnp.PyArray_SIZE(a) > 0 else NULL
+    if (cnp.PyArray_TYPE(a) != cnp.NPY_INT64 or not cnp.PyArray_IS_C_CONTIGUOUS(a)
+            or cnp.PyArray_SIZE(a) != B):
+        raise ValueError(f"fastrnn: lengths must be a C-contiguous int64 array of {B} elements")
+    if B and (a.min() < 0 or a.max() > T):
+        raise ValueError(f"fastrnn: lengths must lie in [0, {T}]")
+    return <const int64_t *>cnp.PyArray_DATA(a) if B > 0 else NULL
+
+
+def _kept_size(bint kept, int64_t n):
+    return n if kept else 0
 
 
 # The four entry points: arrays in (outputs first, as the C functions), the C kernel run without the GIL.
 
-def _rnn_fwd(tuple arrays, lengths, int T, int B, int I, int H, int relu, int reverse, int nt, bint use_blas):
+def _rnn_fwd(tuple arrays, lengths, int64_t T, int64_t B, int64_t I, int64_t H, int relu, int reverse, int nt,
+             bint use_blas):
     """arrays: out, h_n, states, xproj (written), x, h0, w_ih, w_hh, b_ih, b_hh."""
     cdef void *p[MAXBUF]
     cdef int rc, tn = _dtype_num(arrays[4])
-    _pointers(p, arrays, 10, 4, tn)
-    cdef const int64_t *plen = _lengths_ptr(lengths)
+    cdef bint kept = cnp.PyArray_SIZE(arrays[2]) > 0
+    _pointers(p, arrays, (T * B * H, B * H, _kept_size(kept, (T + 1) * B * H), T * B * H, T * B * I, B * H,
+                          H * I, H * H, H, H), 4, tn)
+    cdef const int64_t *plen = _lengths_ptr(lengths, B, T)
     with nogil:
         if tn == cnp.NPY_FLOAT32:
             rc = fr_rnn_forward_f32(<float *>p[0], <float *>p[1], <float *>p[2], <float *>p[3], <float *>p[4],
@@ -152,12 +187,16 @@ def _rnn_fwd(tuple arrays, lengths, int T, int B, int I, int H, int relu, int re
     _check(rc, "rnn_forward")
 
 
-def _rnn_bwd(tuple arrays, lengths, int T, int B, int I, int H, int relu, int reverse, int nt, bint use_blas):
+def _rnn_bwd(tuple arrays, lengths, int64_t T, int64_t B, int64_t I, int64_t H, int relu, int reverse, int nt,
+             bint use_blas):
     """arrays: dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dgh, dgx (written), d_out, d_hn, x, states, w_ih, w_hh."""
     cdef void *p[MAXBUF]
     cdef int rc, tn = _dtype_num(arrays[10])
-    _pointers(p, arrays, 14, 8, tn)
-    cdef const int64_t *plen = _lengths_ptr(lengths)
+    _pointers(p, arrays, (T * B * I, B * H, H * I, H * H, H, H, T * B * H, T * B * H, T * B * H, B * H,
+                          T * B * I, (T + 1) * B * H, H * I, H * H), 8, tn)
+    cdef const int64_t *plen = _lengths_ptr(lengths, B, T)
+    if p[6] == p[7] and p[6] != NULL and (plen != NULL or reverse):
+        raise ValueError("fastrnn: dgh and dgx may be one buffer only without lengths and reverse")
     with nogil:
         if tn == cnp.NPY_FLOAT32:
             rc = fr_rnn_backward_f32(<float *>p[0], <float *>p[1], <float *>p[2], <float *>p[3], <float *>p[4],
@@ -172,13 +211,15 @@ def _rnn_bwd(tuple arrays, lengths, int T, int B, int I, int H, int relu, int re
     _check(rc, "rnn_backward")
 
 
-def _gru_fwd(tuple arrays, lengths, int T, int B, int I, int H, int reset_after, int reverse, int nt,
-             bint use_blas):
+def _gru_fwd(tuple arrays, lengths, int64_t T, int64_t B, int64_t I, int64_t H, int reset_after, int reverse,
+             int nt, bint use_blas):
     """arrays: out, h_n, states, gates, xproj (written), x, h0, w_ih, w_hh, b_ih, b_hh."""
     cdef void *p[MAXBUF]
     cdef int rc, tn = _dtype_num(arrays[5])
-    _pointers(p, arrays, 11, 5, tn)
-    cdef const int64_t *plen = _lengths_ptr(lengths)
+    cdef bint kept = cnp.PyArray_SIZE(arrays[2]) > 0
+    _pointers(p, arrays, (T * B * H, B * H, _kept_size(kept, (T + 1) * B * H), _kept_size(kept, T * B * 4 * H),
+                          T * B * 3 * H, T * B * I, B * H, 3 * H * I, 3 * H * H, 3 * H, 3 * H), 5, tn)
+    cdef const int64_t *plen = _lengths_ptr(lengths, B, T)
     with nogil:
         if tn == cnp.NPY_FLOAT32:
             rc = fr_gru_forward_f32(<float *>p[0], <float *>p[1], <float *>p[2], <float *>p[3], <float *>p[4],
@@ -193,14 +234,15 @@ def _gru_fwd(tuple arrays, lengths, int T, int B, int I, int H, int reset_after,
     _check(rc, "gru_forward")
 
 
-def _gru_bwd(tuple arrays, lengths, int T, int B, int I, int H, int reset_after, int reverse, int nt,
-             bint use_blas):
+def _gru_bwd(tuple arrays, lengths, int64_t T, int64_t B, int64_t I, int64_t H, int reset_after, int reverse,
+             int nt, bint use_blas):
     """arrays: dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dgh, dgx (written), d_out, d_hn, x, states, gates,
     w_ih, w_hh."""
     cdef void *p[MAXBUF]
     cdef int rc, tn = _dtype_num(arrays[10])
-    _pointers(p, arrays, 15, 8, tn)
-    cdef const int64_t *plen = _lengths_ptr(lengths)
+    _pointers(p, arrays, (T * B * I, B * H, 3 * H * I, 3 * H * H, 3 * H, 3 * H, T * B * 3 * H, T * B * 3 * H,
+                          T * B * H, B * H, T * B * I, (T + 1) * B * H, T * B * 4 * H, 3 * H * I, 3 * H * H), 8, tn)
+    cdef const int64_t *plen = _lengths_ptr(lengths, B, T)
     with nogil:
         if tn == cnp.NPY_FLOAT32:
             rc = fr_gru_backward_f32(<float *>p[0], <float *>p[1], <float *>p[2], <float *>p[3], <float *>p[4],
@@ -218,6 +260,7 @@ def _gru_bwd(tuple arrays, lengths, int T, int B, int I, int H, int reset_after,
 
 
 # The backend contract (fastrnn/_backends.py): arrays validated and contiguous by fastrnn.functional.
+# The cache keeps the sizes of its forward; its backward takes them from there, never from the arrays.
 
 _scratch_by_thread = threading.local()
 
@@ -239,12 +282,11 @@ def _scratch(dt, *shapes):
     return out
 
 
-def _grads(x, w_ih, w_hh, grads):
+def _grads(dt, G_H, I, H, grads):
     """The weight and bias gradients the kernels add into: the caller's `grads` (validated by
     fastrnn.functional; a None bias gradient gets a zeroed scratch), or zeroed new arrays."""
-    G_H, dt = w_hh.shape[0], x.dtype
     if grads is None:
-        return (np.zeros(w_ih.shape, dt), np.zeros(w_hh.shape, dt), np.zeros(G_H, dt), np.zeros(G_H, dt))
+        return (np.zeros((G_H, I), dt), np.zeros((G_H, H), dt), np.zeros(G_H, dt), np.zeros(G_H, dt))
     dw_ih, dw_hh, db_ih, db_hh = grads
     return (dw_ih, dw_hh, np.zeros(G_H, dt) if db_ih is None else db_ih, np.zeros(G_H, dt) if db_hh is None else db_hh)
 
@@ -258,7 +300,6 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh", reverse=Fals
                 need_cache=True, use_blas=False):
     T, B, I = x.shape
     H = w_hh.shape[1]
-    _check_sizes(T, B, I, H, 1)
     dt = x.dtype
     out, h_n = np.empty((T, B, H), dt), np.empty((B, H), dt)
     states = _kept(dt, (T + 1, B, H), need_cache)
@@ -268,18 +309,17 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh", reverse=Fals
              relu, reverse, get_num_threads(), use_blas)
     if not need_cache:
         return out, h_n, None
-    cache = {"x": x, "states": states, "w_ih": w_ih, "w_hh": w_hh, "lengths": lengths, "relu": relu,
-             "reverse": reverse, "use_blas": use_blas}
+    cache = {"sizes": (T, B, I, H), "x": x, "states": states, "w_ih": w_ih, "w_hh": w_hh, "lengths": lengths,
+             "relu": relu, "reverse": reverse, "use_blas": use_blas}
     return out, h_n, cache
 
 
 def rnn_backward(d_out, d_hn, cache, grads=None):
     x, states, w_ih, w_hh, lengths = (cache[k] for k in ("x", "states", "w_ih", "w_hh", "lengths"))
-    T, B, I = x.shape
-    H = w_hh.shape[1]
+    T, B, I, H = cache["sizes"]
     dt = x.dtype
     dx, dh0 = np.empty((T, B, I), dt), np.empty((B, H), dt)
-    dw_ih, dw_hh, db_ih, db_hh = _grads(x, w_ih, w_hh, grads)
+    dw_ih, dw_hh, db_ih, db_hh = _grads(dt, H, I, H, grads)
     # input and recurrent pre-activation gradients coincide when steps and times do
     if lengths is None and not cache["reverse"]:
         dgh, = _scratch(dt, (T, B, H))
@@ -295,7 +335,6 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reset_after=True, reverse=False, 
                 need_cache=True, use_blas=False):
     T, B, I = x.shape
     H = w_hh.shape[1]
-    _check_sizes(T, B, I, H, 3)
     dt = x.dtype
     out, h_n = np.empty((T, B, H), dt), np.empty((B, H), dt)
     states, gates = _kept(dt, (T + 1, B, H), need_cache), _kept(dt, (T, B, 4 * H), need_cache)
@@ -304,21 +343,19 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reset_after=True, reverse=False, 
              reset_after, reverse, get_num_threads(), use_blas)
     if not need_cache:
         return out, h_n, None
-    cache = {"x": x, "states": states, "gates": gates, "w_ih": w_ih, "w_hh": w_hh, "lengths": lengths,
-             "reset_after": reset_after, "reverse": reverse, "use_blas": use_blas}
+    cache = {"sizes": (T, B, I, H), "x": x, "states": states, "gates": gates, "w_ih": w_ih, "w_hh": w_hh,
+             "lengths": lengths, "reset_after": reset_after, "reverse": reverse, "use_blas": use_blas}
     return out, h_n, cache
 
 
 def gru_backward(d_out, d_hn, cache, grads=None):
     x, states, gates, w_ih, w_hh, lengths = (cache[k] for k in ("x", "states", "gates", "w_ih", "w_hh",
                                                                  "lengths"))
-    T, B, I = x.shape
-    H = w_hh.shape[1]
+    T, B, I, H = cache["sizes"]
     dt = x.dtype
     dx, dh0 = np.empty((T, B, I), dt), np.empty((B, H), dt)
-    dw_ih, dw_hh, db_ih, db_hh = _grads(x, w_ih, w_hh, grads)
+    dw_ih, dw_hh, db_ih, db_hh = _grads(dt, 3 * H, I, H, grads)
     dgh, dgx = _scratch(dt, (T, B, 3 * H), (T, B, 3 * H))
-    _gru_bwd((dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dgh, dgx, d_out, d_hn, x, states, gates, w_ih,
-                    w_hh), lengths, T, B, I, H, cache["reset_after"], cache["reverse"], get_num_threads(),
-             cache["use_blas"])
+    _gru_bwd((dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dgh, dgx, d_out, d_hn, x, states, gates, w_ih, w_hh),
+             lengths, T, B, I, H, cache["reset_after"], cache["reverse"], get_num_threads(), cache["use_blas"])
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh

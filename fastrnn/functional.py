@@ -14,6 +14,11 @@ training loop that accumulates gradients wants, without allocating, zeroing and 
 
 Under `fastrnn.no_grad()` the forwards keep nothing for a backward and return `cache=None`.
 
+A cache owns what its backward needs (SPEC §3): the sizes, a private copy of `lengths` (taken before
+it is validated, so another thread changing the caller's array cannot change what the kernel reads),
+its own views of the inputs, and fingerprints of those the backward reads again (x, w_ih, w_hh): a
+backward after one of them was changed in place raises RuntimeError, as torch does.
+
 Shapes: x (T, B, I), h0 (B, H) or None, w_ih (G*H, I), w_hh (G*H, H), b_ih and b_hh (G*H,) or None
 (no bias: their gradients come back as None), lengths (B,) integers in [0, T] or None.
 out (T, B, H), h_n (B, H). G = 1 for the RNN, 3 for the GRU (rows r, z, n).
@@ -22,6 +27,7 @@ import numpy as np
 
 from . import _backends
 from ._config import is_grad_enabled
+from ._guard import Snapshot
 
 __all__ = ["rnn_forward", "rnn_backward", "gru_forward", "gru_backward"]
 
@@ -31,12 +37,14 @@ _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 class Cache:
     """What a forward pass keeps for its backward: the backend that made it and that backend's data."""
 
-    __slots__ = ("backend", "kind", "data", "shape", "dtype", "has_bias", "operands")
+    __slots__ = ("backend", "kind", "data", "shape", "dtype", "has_bias", "operands", "snapshot")
 
     def __init__(self, backend, kind, data, shape, dtype, has_bias, operands):
         self.backend, self.kind, self.data = backend, kind, data
         self.shape, self.dtype, self.has_bias = shape, dtype, has_bias
-        self.operands = operands        # (x, w_ih, w_hh) as the kernels read them
+        self.operands = operands        # name -> array, every input as the kernels read it
+        # what the backward reads again: refused if changed in place since (Snapshot.check)
+        self.snapshot = Snapshot([(k, operands[k]) for k in ("x", "w_ih", "w_hh")])
 
     def __repr__(self):
         T, B, I, H = self.shape
@@ -68,16 +76,21 @@ def _shape(name, a, expected):
 
 
 def _lengths(lengths, T, B):
+    """A private int64 copy of `lengths`, validated after it is taken (nothing another thread does to
+    the caller's array can then change what the kernel reads)."""
     if lengths is None:
         return None
-    arr = np.asarray(lengths)
+    try:
+        arr = np.array(lengths)
+    except Exception as exc:
+        raise ValueError(f"lengths: cannot be converted to an array ({exc})") from None
     if arr.dtype == np.bool_ or not (np.issubdtype(arr.dtype, np.integer)):
         raise ValueError(f"lengths: expected an integer array of shape ({B},), got dtype {arr.dtype}")
     if arr.shape != (B,):
         raise ValueError(f"lengths: expected shape ({B},), got {arr.shape}")
     if arr.size and (arr.min() < 0 or arr.max() > T):
         raise ValueError(f"lengths: every length must lie in [0, T={T}], got min {arr.min()} max {arr.max()}")
-    return np.ascontiguousarray(arr, dtype=np.int64)
+    return arr.astype(np.int64)
 
 
 def _option(name, value, allowed):
@@ -120,8 +133,10 @@ def _prepare(G, x, h0, w_ih, w_hh, b_ih, b_hh, lengths):
         h0 = _array("h0", h0, dtype)
         _shape("h0", h0, (B, H))
     lengths = _lengths(lengths, T, B)
-    c = np.ascontiguousarray
-    return (c(x), c(h0), c(w_ih), c(w_hh), c(b_ih), c(b_hh), lengths), (T, B, I, H), dtype, has_bias
+
+    def own(a):                 # contiguous, and a view of our own: the caller's `a.shape = ...` can't reach it
+        return np.ascontiguousarray(a).view()
+    return (own(x), own(h0), own(w_ih), own(w_hh), own(b_ih), own(b_hh), lengths), (T, B, I, H), dtype, has_bias
 
 
 def _backward_inputs(d_out, d_hn, cache):
@@ -164,7 +179,7 @@ def _grads_into(grads, cache, d_out, d_hn):
         if not (g.flags.c_contiguous and g.flags.writeable):
             raise ValueError(f"grads: {name} must be C-contiguous and writable")
     named = [(n, g) for n, g in zip(_GRAD_NAMES, grads) if g is not None]
-    others = list(zip(("d_out", "d_hn", "x", "w_ih", "w_hh"), (d_out, d_hn) + tuple(cache.operands)))
+    others = [("d_out", d_out), ("d_hn", d_hn)] + list(cache.operands.items())
     for i, (name, g) in enumerate(named):
         for other, a in named[i + 1:] + others:
             if np.may_share_memory(g, a):
@@ -177,11 +192,22 @@ def _backward(kind, d_out, d_hn, cache, grads=None):
     if cache.kind != kind:
         raise ValueError(f"cache: expected a cache from {kind}_forward, got one from {cache.kind}_forward")
     grads = _grads_into(grads, cache, d_out, d_hn)
+    cache.snapshot.check(f"{kind}_backward")
     _, impl = _backends.get(cache.backend)
     dx, dh0, dw_ih, dw_hh, db_ih, db_hh = getattr(impl, kind + "_backward")(d_out, d_hn, cache.data, grads)
     if not cache.has_bias:
         db_ih = db_hh = None
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh
+
+
+_OPERANDS = ("x", "h0", "w_ih", "w_hh", "b_ih", "b_hh")
+
+
+def _cache(name, kind, data, shape, dtype, has_bias, args):
+    operands = dict(zip(_OPERANDS, args[:6]))
+    if not has_bias:                  # the zeros _prepare made: nobody else's memory
+        del operands["b_ih"], operands["b_hh"]
+    return Cache(name, kind, data, shape, dtype, has_bias, operands)
 
 
 def rnn_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity="tanh", reverse=False,
@@ -193,7 +219,7 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity="tanh",
     args, shape, dtype, has_bias = _prepare(1, x, h0, w_ih, w_hh, b_ih, b_hh, lengths)
     need_cache = is_grad_enabled()
     out, h_n, data = impl.rnn_forward(*args[:6], nonlinearity, bool(reverse), args[6], need_cache=need_cache)
-    return out, h_n, Cache(name, "rnn", data, shape, dtype, has_bias, (args[0], args[2], args[3])) if need_cache else None
+    return out, h_n, _cache(name, "rnn", data, shape, dtype, has_bias, args) if need_cache else None
 
 
 def rnn_backward(d_out, d_hn, cache, *, grads=None):
@@ -211,7 +237,7 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, reset_after=True, re
     args, shape, dtype, has_bias = _prepare(3, x, h0, w_ih, w_hh, b_ih, b_hh, lengths)
     need_cache = is_grad_enabled()
     out, h_n, data = impl.gru_forward(*args[:6], bool(reset_after), bool(reverse), args[6], need_cache=need_cache)
-    return out, h_n, Cache(name, "gru", data, shape, dtype, has_bias, (args[0], args[2], args[3])) if need_cache else None
+    return out, h_n, _cache(name, "gru", data, shape, dtype, has_bias, args) if need_cache else None
 
 
 def gru_backward(d_out, d_hn, cache, *, grads=None):
