@@ -7,8 +7,8 @@ __version__ = "0.1.0"
 
 from . import functional, reference
 from ._backends import backends
-from ._config import (get_num_threads, is_grad_enabled, no_grad, set_grad_enabled, set_num_threads,
-                      show_config)
+from ._config import (get_num_threads, is_grad_enabled, max_threads, no_grad, release_buffers, set_grad_enabled,
+                      set_num_threads, show_config)
 from .layers import GRU, RNN
 from .cells import GRUCell, RNNCell
 from .blocks import Dense, Embedding
@@ -17,4 +17,4 @@ from . import losses, optim, models, datasets
 __all__ = ["RNN", "GRU", "functional", "reference", "backends", "set_num_threads", "get_num_threads",
            "show_config", "__version__", "no_grad", "is_grad_enabled", "set_grad_enabled",
            "Dense", "Embedding", "losses", "optim", "models", "datasets"]
-__all__ += ["RNNCell", "GRUCell"]
+__all__ += ["RNNCell", "GRUCell", "max_threads", "release_buffers"]

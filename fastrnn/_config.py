@@ -1,11 +1,32 @@
 """Thread count, build information and the gradient mode."""
 import contextlib
+import operator
 import os
 import threading
 
 import numpy as np
 
 _state = {"threads": None}
+
+
+_INT_MAX = 2**31 - 1
+
+
+def max_threads():
+    """The most threads the kernels will run: the machine's logical CPUs (os.cpu_count()). More
+    would only time-share the cores and wait for each other at every step's barrier."""
+    return os.cpu_count() or 1
+
+
+def _thread_count(name, n):
+    """`n` as a thread count: a positive int that fits a C int (TypeError / ValueError otherwise),
+    capped at max_threads()."""
+    if isinstance(n, (bool, np.bool_)) or not hasattr(type(n), "__index__"):
+        raise TypeError(f"{name}: expected a positive int, got {n!r} ({type(n).__name__})")
+    n = operator.index(n)
+    if not 1 <= n <= _INT_MAX:
+        raise ValueError(f"{name}: expected a positive int of at most {_INT_MAX}, got {n}")
+    return min(n, max_threads())
 
 
 def _default_threads():
@@ -15,13 +36,11 @@ def _default_threads():
             n = int(env)
         except ValueError:
             raise ValueError(f"FASTRNN_NUM_THREADS: expected a positive integer, got {env!r}") from None
-        if n < 1:
-            raise ValueError(f"FASTRNN_NUM_THREADS: expected a positive integer, got {env!r}")
-        return n
+        return _thread_count("FASTRNN_NUM_THREADS", n)
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        return max_threads()
 
 
 def get_num_threads():
@@ -41,12 +60,10 @@ def _blas_controller():
 
 def set_num_threads(n):
     """Use `n` threads in fastrnn's kernels, and (when threadpoolctl is installed) in the BLAS too,
-    so that OpenMP and BLAS never run more threads than asked for between them."""
-    if isinstance(n, bool) or not isinstance(n, (int,)) and not hasattr(n, "__index__"):
-        raise TypeError(f"set_num_threads: expected an int, got {type(n).__name__}")
-    n = int(n)
-    if n < 1:
-        raise ValueError(f"set_num_threads: expected n >= 1, got {n}")
+    so that OpenMP and BLAS never run more threads than asked for between them. `n` must be a
+    positive int (TypeError / ValueError otherwise, and the setting is left as it was); more than
+    max_threads() (the machine's logical CPUs) is capped to it: get_num_threads() tells."""
+    n = _thread_count("set_num_threads", n)
     _state["threads"] = n
     from . import _backends
 
@@ -54,6 +71,17 @@ def set_num_threads(n):
     ctl = _blas_controller()
     if ctl is not None:
         ctl.limit(limits=n, user_api="blas")
+
+
+def release_buffers():
+    """Free the work buffers that the kernels keep for the calling thread's next call (and those of
+    the OpenMP workers serving it). They are also freed when the thread exits; call this in a
+    long-lived thread after a large call to give the memory back."""
+    from . import _backends
+
+    c = _backends._load("c")
+    if c is not None:
+        c.release_buffers()
 
 
 def show_config(file=None):

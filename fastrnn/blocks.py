@@ -21,13 +21,14 @@ from collections import OrderedDict
 
 import numpy as np
 
+from ._threads import PerThread
 from .layers import (IncompatibleKeys, StateDictError, _check_shape, _float_dtype, _positive_int, _real_array,
                      _to_numpy)
 
 __all__ = ["Block", "Dense", "Embedding", "DotAttention"]
 
 
-class Block:
+class Block(PerThread):
     """What every block shares: named parameters and their gradients, modes, state dicts."""
 
     def __init__(self, dtype=np.float32):
@@ -150,9 +151,12 @@ class Dense(Block):
             d = d * (y > 0)
         elif self.activation == "sigmoid":
             d = d * y * (1 - y)
-        self.grads["weight"] += d.T @ x2
-        if self.bias:
-            self.grads["bias"] += d.sum(axis=0)
+        dw = d.T @ x2
+        db = d.sum(axis=0) if self.bias else None
+        with self._grads_lock:
+            self.grads["weight"] += dw
+            if self.bias:
+                self.grads["bias"] += db
         return (d @ self._params["weight"]).reshape(shape)
 
     def __repr__(self):
@@ -217,9 +221,12 @@ class Embedding(Block):
             order = np.argsort(flat, kind="stable")
             sorted_ids = flat[order]
             starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
-            self.grads["weight"][sorted_ids[starts]] += np.add.reduceat(d2[order], starts, axis=0)
+            sums = np.add.reduceat(d2[order], starts, axis=0)
+            with self._grads_lock:
+                self.grads["weight"][sorted_ids[starts]] += sums
         else:
-            np.add.at(self.grads["weight"], flat, d2)
+            with self._grads_lock:
+                np.add.at(self.grads["weight"], flat, d2)
         return None
 
     def __repr__(self):

@@ -36,12 +36,13 @@ import numpy as np
 
 from . import _backends
 from . import functional as F
+from ._threads import PerThread
 from .layers import _RecurrentLayer, _float_dtype, _check_shape, _flag, _positive_int, _real_array
 
 __all__ = ["RNNCell", "GRUCell"]
 
 
-class _Cell:
+class _Cell(PerThread):
     """What RNNCell and GRUCell share; a subclass sets `_gates` (G), `_forward_kernel`, `_backward_kernel`."""
 
     _gates = None
@@ -67,7 +68,6 @@ class _Cell:
         self._params = OrderedDict(
             (name, self._rng.uniform(-bound, bound, size=shape).astype(self.dtype)) for name, shape in shapes)
         self.grads = OrderedDict((k, np.zeros_like(v)) for k, v in self._params.items())
-        self._tape = []
 
     # ---- modes and parameters: the layers' own methods (they only use _params, grads, dtype) ----
 
@@ -88,6 +88,15 @@ class _Cell:
     def eval(self):
         """Evaluation mode: forward keeps only its last step for backward; returns self."""
         return self.train(False)
+
+    @property
+    def _tape(self):
+        """This thread's recorded steps (each thread unrolls its own loop through a shared cell)."""
+        st = self._thread_state()
+        tape = getattr(st, "tape", None)
+        if tape is None:
+            tape = st.tape = []
+        return tape
 
     @property
     def pending_steps(self):
@@ -157,18 +166,21 @@ class _Cell:
         # untouched. Grads replaced by arrays it cannot add into take the slower path.
         g = self.grads
         into = (g["weight_ih"], g["weight_hh"], g.get("bias_ih"), g.get("bias_hh"))
+        # Other threads' backwards may add into the same grads: one at a time.
         if all(a is None or (type(a) is np.ndarray and a.dtype == self.dtype and a.flags.c_contiguous
                              and a.flags.writeable) for a in into):
-            dx, dh = self._backward_kernel(d.reshape(1, B, H), None, cache, into)[:2]
+            with self._grads_lock:
+                dx, dh = self._backward_kernel(d.reshape(1, B, H), None, cache, into)[:2]
             self._tape.pop()
         else:
             dx, dh, dw_ih, dw_hh, db_ih, db_hh = self._backward_kernel(d.reshape(1, B, H), None, cache)
             self._tape.pop()
-            g["weight_ih"] += dw_ih
-            g["weight_hh"] += dw_hh
-            if self.bias:
-                g["bias_ih"] += db_ih
-                g["bias_hh"] += db_hh
+            with self._grads_lock:
+                g["weight_ih"] += dw_ih
+                g["weight_hh"] += dw_hh
+                if self.bias:
+                    g["bias_ih"] += db_ih
+                    g["bias_hh"] += db_hh
         dx = dx[0]
         return (dx[0], dh[0]) if unbatched else (dx, dh)
 

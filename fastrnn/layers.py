@@ -24,6 +24,7 @@ import numpy as np
 
 from . import _backends
 from . import functional as F
+from ._threads import PerThread
 
 __all__ = ["RNN", "GRU", "StateDictError"]
 
@@ -94,7 +95,7 @@ def _flag(name, value):
     return bool(value)
 
 
-class _RecurrentLayer:
+class _RecurrentLayer(PerThread):
     """What RNN and GRU share; a subclass sets `_gates` (G) and the two kernels."""
 
     _gates = None
@@ -279,8 +280,8 @@ class _RecurrentLayer:
     __call__ = forward
 
     def backward(self, d_out, d_hn=None):
-        """dx, dh0 = layer.backward(d_out, d_hn=None): gradients of the last forward call; parameter
-        gradients are added to `layer.grads`."""
+        """dx, dh0 = layer.backward(d_out, d_hn=None): gradients of this thread's last forward call;
+        parameter gradients are added to `layer.grads` (under a lock: threads may share a layer)."""
         ctx = self._ctx
         if ctx == "no_grad":
             raise RuntimeError(f"{type(self).__name__}.backward: the last forward ran under fastrnn.no_grad() "
@@ -318,12 +319,13 @@ class _RecurrentLayer:
                 d_inp = dx if d_inp is None else d_inp + dx
                 param_grads.append((layer, direction, dw_ih, dw_hh, db_ih, db_hh))
             g = d_inp
-        for layer, direction, dw_ih, dw_hh, db_ih, db_hh in param_grads:
-            self.grads[self._name("weight_ih", layer, direction)] += dw_ih
-            self.grads[self._name("weight_hh", layer, direction)] += dw_hh
-            if self.bias:
-                self.grads[self._name("bias_ih", layer, direction)] += db_ih
-                self.grads[self._name("bias_hh", layer, direction)] += db_hh
+        with self._grads_lock:            # other threads' backwards may be adding too
+            for layer, direction, dw_ih, dw_hh, db_ih, db_hh in param_grads:
+                self.grads[self._name("weight_ih", layer, direction)] += dw_ih
+                self.grads[self._name("weight_hh", layer, direction)] += dw_hh
+                if self.bias:
+                    self.grads[self._name("bias_ih", layer, direction)] += db_ih
+                    self.grads[self._name("bias_hh", layer, direction)] += db_hh
         dx = g
         if ctx["batch_first"]:
             dx = np.ascontiguousarray(dx.transpose(1, 0, 2))

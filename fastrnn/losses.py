@@ -23,6 +23,7 @@ fine there); invalid targets elsewhere raise ValueError naming them.
 """
 import numpy as np
 
+from ._threads import PerThread
 from .blocks import _sigmoid
 from .layers import _real_array, _to_numpy
 
@@ -84,7 +85,7 @@ def step_weights(lead_shape, lengths=None, mask=None, batch_first=False):
     return w
 
 
-class Loss:
+class Loss(PerThread):
     """Shared machinery: input checks, step weights, the batch size, and the call protocol."""
 
     def __init__(self, batch_first=False):

@@ -128,7 +128,7 @@ def rnn_backward(d_out, d_hn, cache, grads=None):
 
     At an active step, with dh the gradient of the loss with respect to h_t (from later steps, plus
     d_out[t]):
-        da_t      = dh ⊙ g'(a_t)        tanh: 1 − h_t²;  relu: 1 where a_t > 0, else 0
+        da_t      = dh ⊙ g'(a_t)        tanh: 1 − h_t²;  relu: 0 where h_t <= 0, else 1 (NaN: 1, as torch)
         dx_t      = da_t w_ih                dh_{t-1} = da_t w_hh
         dw_ih    += da_tᵀ x_t                dw_hh   += da_tᵀ h_{t-1}
         db_ih    += Σ_b da_t                 db_hh   += Σ_b da_t
@@ -136,7 +136,7 @@ def rnn_backward(d_out, d_hn, cache, grads=None):
     Returns dx (T, B, I), dh0 (B, H), dw_ih, dw_hh, db_ih, db_hh.
     """
     x, w_ih, w_hh = cache["x"], cache["w_ih"], cache["w_hh"]
-    active, h_prev, pre, act = cache["active"], cache["h_prev"], cache["pre"], cache["act"]
+    active, h_prev, act = cache["active"], cache["h_prev"], cache["act"]
     T, B, _ = x.shape
     H = w_hh.shape[1]
     if d_out is None:
@@ -152,7 +152,7 @@ def rnn_backward(d_out, d_hn, cache, grads=None):
         if cache["nonlinearity"] == "tanh":
             da = g * (1 - act[t, rows] ** 2)
         else:
-            da = g * (pre[t, rows] > 0)
+            da = np.where(act[t, rows] <= 0, 0, g)    # torch's relu': NaN passes the gradient
         dx[t, rows] = da @ w_ih
         dw_ih += da.T @ x[t, rows]
         dw_hh += da.T @ h_prev[t, rows]
