@@ -36,6 +36,8 @@ import math
 import numbers
 import sys
 import time
+import zipfile
+import zlib
 from collections import OrderedDict
 
 import numpy as np
@@ -406,14 +408,20 @@ class _InputSpec:
         return st
 
     @classmethod
-    def from_state(cls, st):
-        spec = cls(str(st["kind"]))
-        spec.n_features = int(st["n_features"])
-        spec.n_tokens = int(st["n_tokens"])
-        if "vocab" in st:
-            spec.vocab = _Vocabulary(st["vocab"], 1)
-        if "mean" in st:
-            spec.mean, spec.scale = st["mean"], st["scale"]
+    def from_state(cls, st, name):
+        """The spec that `state()` saved as the entries `name.*` of `st` (consumed), checked as fit
+        makes them (ValueError naming the entry)."""
+        kind = str(_entry(st, f"{name}.kind", "U"))
+        if kind not in ("features", "ids", "tokens"):
+            raise ValueError(f"state/{name}.kind: expected 'features', 'ids' or 'tokens', got {kind!r:.40}")
+        spec, feats = cls(kind), kind == "features"
+        spec.n_features = _check_int(st, f"{name}.n_features", int(feats), None if feats else 0)
+        spec.n_tokens = _check_int(st, f"{name}.n_tokens", int(not feats), 0 if feats else None)
+        if kind == "tokens":       # id 0: unknown tokens
+            spec.vocab = _Vocabulary(_check_labels(st, f"{name}.vocab", 0, spec.n_tokens - 1, kinds="U"), 1)
+        if feats and f"{name}.mean" in st:
+            spec.mean = _check_floats(st, f"{name}.mean", spec.n_features)
+            spec.scale = _check_floats(st, f"{name}.scale", spec.n_features, positive=True)
         return spec
 
 
@@ -448,6 +456,122 @@ def _check_same_length(name_x, n_x, name_y, y):
             raise ValueError(f"{name_y}: expected {n_x} targets (one per sequence of {name_x}), got {y!r:.60}")
     if len(y) != n_x:
         raise ValueError(f"{name_y}: expected {n_x} targets (one per sequence of {name_x}), got {len(y)}")
+
+
+# =================================================================================================
+# Reading a saved model: each entry checked as save writes it and fit makes it. A ValueError names
+# the entry (load puts the file's path in front).
+# =================================================================================================
+
+_META_KEYS = ("format", "class", "params", "loss_curve")
+_KIND_WORDS = {"iu": "an int", "f": "a float", "b": "a bool", "U": "a str"}
+_LABEL_KINDS = "biufSU"         # what np.unique sorts: numbers and strings
+
+
+def _read_meta(entry):
+    """The __meta__ entry (a JSON string) as the dict save writes."""
+    if entry is None:
+        raise ValueError("not a fastrnn model file (no __meta__ entry)")
+    if entry.ndim != 0 or entry.dtype.kind != "U":
+        raise ValueError(f"__meta__: expected a JSON string, got an array of dtype {entry.dtype}, shape {entry.shape}")
+    try:
+        meta = json.loads(str(entry))
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"__meta__ is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"__meta__: expected a JSON object, got {type(meta).__name__}")
+    missing, extra = [k for k in _META_KEYS if k not in meta], sorted(set(meta) - set(_META_KEYS))
+    if missing or extra:
+        raise ValueError(f"{', '.join(missing)} missing" if missing else f"__meta__: unexpected keys {extra}")
+    if isinstance(meta["format"], bool) or meta["format"] != _FORMAT_VERSION:
+        raise ValueError(f"unsupported model format {meta['format']!r:.40}")
+    if not isinstance(meta["params"], dict):
+        raise ValueError(f"params: expected a JSON object, got {type(meta['params']).__name__}")
+    curve = meta["loss_curve"]
+    if not isinstance(curve, list) or not all(type(x) is float and math.isfinite(x) for x in curve):
+        raise ValueError(f"loss_curve: expected a list of finite numbers, got {curve!r:.60}")
+    return meta
+
+
+def _entry(st, key, kinds, ndim=0, size=None):
+    """Take the array state/`key` out of `st`: a dtype of a kind in `kinds`, `ndim` dimensions,
+    `size` values (None: any number)."""
+    if key not in st:
+        raise ValueError(f"state/{key}: missing")
+    a = st.pop(key)
+    if a.dtype.kind not in kinds:
+        raise ValueError(f"state/{key}: expected {_KIND_WORDS.get(kinds, 'numbers or strings')}, got dtype {a.dtype}")
+    if a.ndim != ndim:
+        raise ValueError(f"state/{key}: expected a {ndim}-D array, got shape {a.shape}")
+    if size is not None and len(a) != size:
+        raise ValueError(f"state/{key}: expected {size} values, got {len(a)}")
+    return a
+
+
+def _check_int(st, key, lo=1, hi=None):
+    """A count: an int in [lo, hi]."""
+    v = int(_entry(st, key, "iu"))
+    if v < lo or (hi is not None and v > hi):
+        want = "a positive int" if (lo, hi) == (1, None) else f"an int >= {lo}" if hi is None else \
+            f"an int in [{lo}, {hi}]"
+        raise ValueError(f"state/{key}: expected {want}, got {v}")
+    return v
+
+
+def _check_flag(st, key, true_ok=True, why=""):
+    v = bool(_entry(st, key, "b"))
+    if v and not true_ok:
+        raise ValueError(f"state/{key}: is True, but {why}")
+    return v
+
+
+def _sorted_distinct(a):
+    """Whether the 1-D `a` is as np.unique makes it: strictly increasing, no NaN."""
+    return not (a.dtype.kind == "f" and np.isnan(a).any()) and not np.any(a[1:] <= a[:-1])
+
+
+def _check_labels(st, key, lo=1, size=None, kinds=_LABEL_KINDS):
+    """Classes or tokens: at least `lo` sorted distinct values (`size` of them)."""
+    a = _entry(st, key, kinds, 1, size)
+    if len(a) < lo or not _sorted_distinct(a):
+        raise ValueError(f"state/{key}: expected at least {lo} sorted distinct values without NaN, got {a!r:.80}")
+    return a
+
+
+def _check_chars(st, key):
+    """An alphabet: a non-empty str of sorted distinct characters."""
+    s = str(_entry(st, key, "U"))
+    if not s or not _sorted_distinct(np.array(list(s))):
+        raise ValueError(f"state/{key}: expected a str of sorted distinct characters, got {s!r:.60}")
+    return s
+
+
+def _check_floats(st, key, size, positive=False, total=None):
+    """`size` finite floats (> 0 when positive; summing to `total`, frequencies)."""
+    a = _entry(st, key, "f", 1, size)
+    if not np.all(np.isfinite(a)) or (positive and not np.all(a > 0)) or \
+            (total is not None and not np.isclose(a.sum(), total)):
+        want = f"{size} finite{' positive' if positive else ''} numbers" + (f" summing to {total:g}" if total else "")
+        raise ValueError(f"state/{key}: expected {want}, got {a!r:.80}")
+    return a
+
+
+# Each fitted attribute (in `_fitted_attrs` order, an attribute may use those before it):
+# est, state, name -> its value
+_FITTED_CHECKS = {
+    "input_spec_": lambda est, st, k: _InputSpec.from_state(st, k),
+    "n_outputs_": lambda est, st, k: _check_int(st, k),
+    "classes_": lambda est, st, k: _check_labels(st, k, 2, getattr(est, "n_outputs_", None)),
+    "y_mean_": lambda est, st, k: _check_floats(st, k, est.n_outputs_),
+    "y_scale_": lambda est, st, k: _check_floats(st, k, est.n_outputs_, positive=True),
+    "y_ndim_": lambda est, st, k: _check_int(st, k, 1 if est.n_outputs_ == 1 else 2, 2),
+    "chars_": lambda est, st, k: _check_chars(st, k),
+    "char_freq_": lambda est, st, k: _check_floats(st, k, len(est.chars_), positive=True, total=1.0),
+    "target_tokens_": lambda est, st, k: _check_labels(st, k),
+    "target_is_str_": lambda est, st, k: _check_flag(st, k, est.target_tokens_.dtype.kind == "U",
+                                                     "the target tokens are not strings"),
+    "max_target_length_": lambda est, st, k: _check_int(st, k),
+}
 
 
 # =================================================================================================
@@ -522,11 +646,11 @@ class _RNNEstimator(BaseEstimator):
         number("validation_fraction", 0, 0.9)
         number("clip_norm", 0, lo_open=True, none_ok=True)
         number("clip_value", 0, lo_open=True, none_ok=True)
-        try:
-            dt = np.dtype(self.dtype)
-        except TypeError:
-            dt = None
-        if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        try:      # (not `dt = None` on error: np.dtype(...) == None is True for float64)
+            ok = np.dtype(self.dtype) in (np.dtype(np.float32), np.dtype(np.float64))
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
             raise TypeError(f"dtype: expected numpy.float32 or numpy.float64, got {self.dtype!r}")
         if not isinstance(getattr(self, "bidirectional", False), (bool, np.bool_)):
             raise ValueError(f"bidirectional: expected True or False, got {self.bidirectional!r}")
@@ -785,14 +909,10 @@ class _RNNEstimator(BaseEstimator):
         return st
 
     def _set_fitted_state(self, st):
+        """Set the fitted attributes from the entries of `_fitted_state()` in `st` (consumed), each
+        checked as fit makes it (ValueError naming the entry)."""
         for name in self._fitted_attrs:
-            if f"{name}.kind" in st:
-                sub = {k[len(name) + 1:]: v for k, v in st.items() if k.startswith(name + ".")}
-                setattr(self, name, _InputSpec.from_state(sub))
-            else:
-                arr = st[name]
-                setattr(self, name, arr.item() if arr.ndim == 0 and arr.dtype.kind != "U" else
-                        (str(arr) if arr.ndim == 0 else arr))
+            setattr(self, name, _FITTED_CHECKS[name](self, st, name))
 
     def save(self, path):
         """Write the hyper-parameters, what fit learnt and every weight to a NumPy .npz file."""
@@ -820,29 +940,76 @@ class _RNNEstimator(BaseEstimator):
 
     @classmethod
     def load(cls, path):
-        """An estimator saved by `save`, ready to predict (`Estimator.load(path)` or `models.load`)."""
-        with np.load(path, allow_pickle=False) as f:
-            if "__meta__" not in f.files:
-                raise ValueError(f"{path}: not a fastrnn model file (no __meta__ entry)")
-            meta = json.loads(str(f["__meta__"]))
-            files = {k: f[k] for k in f.files}
-        if meta.get("format") != _FORMAT_VERSION:
-            raise ValueError(f"{path}: unsupported model format {meta.get('format')!r}")
-        klass = _ESTIMATORS.get(meta["class"])
-        if klass is None or not issubclass(klass, cls):
-            raise ValueError(f"{path}: holds a {meta['class']}, not a {cls.__name__}")
-        params = dict(meta["params"])
-        params["dtype"] = {"float32": np.float32, "float64": np.float64}.get(params.get("dtype"), params.get("dtype"))
+        """An estimator saved by `save`, ready to predict (`Estimator.load(path)` or `models.load`).
+        Nothing in the file is executed; a file that is not as save writes it raises ValueError,
+        its message the path and what is wrong."""
+        try:
+            f = np.load(path, allow_pickle=False)
+        except (ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise ValueError(f"{path}: not a NumPy .npz file ({exc})") from None
+        if not isinstance(f, np.lib.npyio.NpzFile):
+            raise ValueError(f"{path}: not a NumPy .npz file (a single .npy array)")
+        files = {}
+        with f:
+            for k in f.files:
+                try:
+                    files[k] = f[k]
+                except (ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+                    raise ValueError(f"{path}: {k}: cannot be read ({exc})") from None
+                if not isinstance(files[k], np.ndarray):
+                    raise ValueError(f"{path}: {k}: not a NumPy array")
+        try:
+            return cls._from_entries(files)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ValueError(f"{path}: {exc}") from None
+
+    @classmethod
+    def _from_entries(cls, files):
+        """load's work on the file's arrays (consumed); ValueError naming the entry."""
+        meta = _read_meta(files.pop("__meta__", None))
+        name, params = meta["class"], dict(meta["params"])
+        klass = _ESTIMATORS.get(name) if isinstance(name, str) else None
+        if klass is None:
+            raise ValueError(f"class: unknown estimator {name!r:.60}, expected one of {list(_ESTIMATORS)}")
+        if not issubclass(klass, cls):
+            raise ValueError(f"holds a {name}, not a {cls.__name__}")
+        names = klass._get_param_names()
+        unknown, missing = sorted(set(params) - set(names)), [k for k in names if k not in params]
+        if unknown or missing:
+            raise ValueError(f"params: unknown {unknown}" if unknown else f"params: missing {missing}")
+        if isinstance(params["dtype"], str):
+            params["dtype"] = {"float32": np.float32, "float64": np.float64}.get(params["dtype"], params["dtype"])
         est = klass(**params)
-        est._validate()
-        est._init_rng()
-        est._set_fitted_state({k[6:]: v for k, v in files.items() if k.startswith("state/")})
-        est._build()
-        for name, block in est._blocks_.items():
-            prefix = f"param/{name}/"
-            block.load_state_dict({k[len(prefix):]: v for k, v in files.items() if k.startswith(prefix)})
+        for check, what in ((est._validate, ""), (est._init_rng, "random_state: ")):
+            try:
+                check()
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"params: {what}{exc}") from None
+        st = {k[6:]: files.pop(k) for k in sorted(files) if k.startswith("state/")}
+        est._set_fitted_state(st)
+        try:
+            est._build()
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ValueError(f"params and state: cannot build the network ({exc})") from None
+        for bname, block in est._blocks_.items():
+            arrays = {}
+            for k, p in block.parameters().items():
+                key = f"param/{bname}/{k}"
+                a = arrays[k] = files.pop(key, None)
+                if a is None:
+                    raise ValueError(f"{key}: missing")
+                if a.dtype != p.dtype or not np.all(np.isfinite(a)):
+                    raise ValueError(f"{key}: expected finite {p.dtype} numbers, got " +
+                                     (f"dtype {a.dtype}" if a.dtype != p.dtype else "NaN or infinity"))
+            try:
+                block.load_state_dict(arrays)
+            except ValueError as exc:           # shapes, named by the block
+                raise ValueError(f"param/{bname}/{exc}") from None
+        extra = sorted(["state/" + k for k in st] + list(files))
+        if extra:
+            raise ValueError(f"unexpected entries {extra}")
         est._optimizer_ = None
-        est.loss_curve_ = list(meta.get("loss_curve", []))
+        est.loss_curve_ = list(meta["loss_curve"])
         est.validation_loss_curve_ = []
         est.n_iter_ = len(est.loss_curve_)
         est._set_training(False)
