@@ -86,10 +86,11 @@ typedef void (*fr_gemm_f64)(char *transa, char *transb, int *m, int *n, int *k, 
 FR_DECLARE(float, f32)
 FR_DECLARE(double, f64)
 
-/* A 64-bit fingerprint of `bytes` bytes (0 allowed, then `data` may be NULL), the same at any
- * `nthreads`: the functional API compares an input's fingerprint at a backward with the one taken at
- * its forward, to refuse a backward through inputs changed in between. */
-uint64_t fr_fingerprint(const void *data, int64_t bytes, int nthreads);
+/* out[i] = a 64-bit fingerprint of the bytes[i] bytes at data[i] (0 allowed, then data[i] may be NULL),
+ * for i < n, computed by up to `nthreads` threads and the same at any `nthreads`: the functional API
+ * compares an input's fingerprint at a backward with the one taken at its forward, to refuse a
+ * backward through inputs changed in between. */
+void fr_fingerprints(uint64_t *out, const void *const *data, const int64_t *bytes, int n, int nthreads);
 
 /* Free the calling thread's work buffers and those of the OpenMP workers it has started (they are
  * also freed when a thread exits). */

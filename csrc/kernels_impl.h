@@ -422,8 +422,10 @@ int SFX(fr_rnn_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
             fr_barrier_wait(&bar, &phase);
             if (hs > 0) {
                 SFX(slice_product)(&sl, 0, B, dg, H);
-                for (int64_t b = 0; b < B; b++)
+                for (int64_t b = 0; b < B; b++) {
+                    if (fr_time_index(s, b, T, lengths, reverse) < 0) continue;   /* idle: dh passes (0 * w may be NaN) */
                     for (int64_t u = 0; u < hs; u++) dh[(size_t)b * H + j0 + u] += sl.S[(size_t)b * sl.np1 + u];
+                }
             }
         }
 #pragma omp barrier
@@ -682,8 +684,10 @@ int SFX(fr_gru_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
             }
             if (hs > 0) {
                 SFX(slice_product)(&sl, 0, B, dg, GH);
-                for (int64_t b = 0; b < B; b++)
+                for (int64_t b = 0; b < B; b++) {
+                    if (fr_time_index(s, b, T, lengths, reverse) < 0) continue;   /* idle: dh passes (0 * w may be NaN) */
                     for (int64_t u = 0; u < hs; u++) dh[(size_t)b * H + j0 + u] += sl.S[(size_t)b * sl.np1 + u];
+                }
             }
         }
 #pragma omp barrier

@@ -32,7 +32,7 @@ cdef extern from "fastrnn.h" nogil:
     int FR_OK
     int FR_ENOMEM
     int FR_ETOOBIG
-    uint64_t fr_fingerprint(const void *data, int64_t nbytes, int nthreads)
+    void fr_fingerprints(uint64_t *out, const void *const *data, const int64_t *nbytes, int n, int nthreads)
     void fr_release_buffers()
     int fr_rnn_forward_f32(float *out, float *h_n, float *states, float *xproj, const float *x,
                            const float *h0, const float *w_ih, const float *w_hh, const float *b_ih,
@@ -75,23 +75,39 @@ cdef extern from "fastrnn.h" nogil:
     int fr_max_threads()
     const char *fr_simd()
 
+cdef enum:
+    MAXBUF = 16
+
+
 def build_info():
     """What show_config() reports about the compiled kernels."""
     return {"openmp": bool(fr_openmp_enabled()), "openmp_max_threads": fr_max_threads(),
             "simd": fr_simd().decode()}
 
 
-def fingerprint(cnp.ndarray a):
-    """A 64-bit fingerprint of a C-contiguous array's bytes (fastrnn.h: fr_fingerprint)."""
-    if not cnp.PyArray_IS_C_CONTIGUOUS(a):
-        raise ValueError("fingerprint: expected a C-contiguous array")
-    cdef const void *p = cnp.PyArray_DATA(a)
-    cdef int64_t n = cnp.PyArray_NBYTES(a)
-    cdef int nt = get_num_threads() if n >= (1 << 20) else 1
-    cdef uint64_t h
+def fingerprints(tuple arrays):
+    """64-bit fingerprints of the bytes of C-contiguous arrays (at most MAXBUF; fastrnn.h:
+    fr_fingerprints), one parallel pass over all of them."""
+    cdef const void *p[MAXBUF]
+    cdef int64_t nb[MAXBUF]
+    cdef uint64_t out[MAXBUF]
+    cdef int i, n = len(arrays)
+    cdef int64_t total = 0
+    cdef cnp.ndarray a
+    if n > MAXBUF:
+        raise ValueError(f"fingerprints: at most {MAXBUF} arrays")
+    for i in range(n):
+        a = arrays[i]
+        if not cnp.PyArray_IS_C_CONTIGUOUS(a):
+            raise ValueError("fingerprints: expected C-contiguous arrays")
+        p[i] = cnp.PyArray_DATA(a)
+        nb[i] = cnp.PyArray_NBYTES(a)
+        total += nb[i]
+    # one core hashes ~50 GB/s from cache: waking more threads pays only for buffers that come from memory
+    cdef int nt = get_num_threads() if total >= (1 << 23) else 1
     with nogil:
-        h = fr_fingerprint(p, n, nt)
-    return h
+        fr_fingerprints(out, p, nb, n, nt)
+    return tuple([out[i] for i in range(n)])
 
 
 def release_buffers():
@@ -114,9 +130,6 @@ def _check(int rc, what):
 # to be of the call's dtype, C-contiguous, of exactly the number of elements the kernel will touch
 # and, for the outputs, writable; an empty one gives NULL. So whatever the caller (or a tampered
 # cache) hands in, the kernel never reads or writes outside an array.
-
-cdef enum:
-    MAXBUF = 16
 
 cdef int _dtype_num(cnp.ndarray x) except -1:
     cdef int tn = cnp.PyArray_TYPE(x)

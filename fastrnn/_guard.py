@@ -7,7 +7,7 @@ compares it again; a difference is a RuntimeError naming the array. The forward 
 own views of them (`np.ndarray.view`), so a caller who sets `x.shape = ...` on their array changes
 nothing the cache holds, and the cache keeps its own sizes.
 
-The fingerprint is the C kernels' `fr_fingerprint` (a fast non-cryptographic hash, several GB/s per
+The fingerprint is the C kernels' `fr_fingerprints` (a fast non-cryptographic hash, several GB/s per
 core), or BLAKE2b where the compiled backend is not built.
 """
 import hashlib
@@ -15,29 +15,31 @@ import hashlib
 from . import _backends
 
 
-def _blake(a):
-    return int.from_bytes(hashlib.blake2b(a.data if a.size else b"", digest_size=8).digest(), "little")
+def _blake(arrays):
+    return tuple(int.from_bytes(hashlib.blake2b(a.data if a.size else b"", digest_size=8).digest(), "little")
+                 for a in arrays)
 
 
-def _fingerprint():
-    """The function giving a 64-bit fingerprint of the bytes of a C-contiguous array."""
+def _fingerprints():
+    """The function giving the 64-bit fingerprints of the bytes of a tuple of C-contiguous arrays."""
     c = _backends._load("c")
-    return c.fingerprint if c is not None else _blake
+    return c.fingerprints if c is not None else _blake
 
 
 class Snapshot:
     """Fingerprints of named C-contiguous arrays, taken now; `check()` raises if any has changed."""
 
-    __slots__ = ("entries",)
+    __slots__ = ("names", "arrays", "before")
 
     def __init__(self, named):
-        fp = _fingerprint()
-        self.entries = tuple((name, a, fp(a)) for name, a in named)
+        self.names = tuple(name for name, _ in named)
+        self.arrays = tuple(a for _, a in named)
+        self.before = _fingerprints()(self.arrays)
 
     def check(self, what):
-        fp = _fingerprint()
-        for name, a, before in self.entries:
-            if fp(a) != before:
+        now = _fingerprints()(self.arrays)
+        for name, a, b in zip(self.names, self.before, now):
+            if a != b:
                 raise RuntimeError(
                     f"{what}: {name} was modified in place after the forward pass that this backward "
                     f"belongs to; its gradients would be computed from the new values. Run the forward "
