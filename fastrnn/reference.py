@@ -53,8 +53,11 @@ def _defaults(x, h0, w_hh, b_ih, b_hh):
     return h0, b_ih, b_hh
 
 
-def time_steps(T, reverse):
-    """The time indices in the order the forward pass visits them."""
+def time_steps(T, reverse, B=1):
+    """The time indices in the order the forward pass visits them (none for an empty batch: with
+    B = 0 no step has anything to compute, however large T is)."""
+    if B == 0:
+        return range(0)
     return range(T - 1, -1, -1) if reverse else range(T)
 
 
@@ -93,7 +96,7 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh", reverse=Fals
     pre = np.zeros((T, B, H), x.dtype)      # a_t
     act = np.zeros((T, B, H), x.dtype)      # g(a_t), kept apart from `out`, which the caller owns
     h = h0.copy()
-    for t in time_steps(T, reverse):
+    for t in time_steps(T, reverse, B):
         rows = active[t]
         h_prev[t] = h
         a = x[t, rows] @ w_ih.T + b_ih + h[rows] @ w_hh.T + b_hh
@@ -146,7 +149,7 @@ def rnn_backward(d_out, d_hn, cache, grads=None):
     dx = np.zeros_like(x)
     dw_ih, dw_hh = np.zeros_like(w_ih), np.zeros_like(w_hh)
     db_ih, db_hh = np.zeros(H, x.dtype), np.zeros(H, x.dtype)
-    for t in reversed(time_steps(T, cache["reverse"])):
+    for t in reversed(time_steps(T, cache["reverse"], B)):
         rows = active[t]
         g = dh[rows] + d_out[t, rows]
         if cache["nonlinearity"] == "tanh":
@@ -195,7 +198,7 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reset_after=True, reverse=False, 
     n_all = np.zeros((T, B, H), x.dtype)
     hn_all = np.zeros((T, B, H), x.dtype)   # reset_after=True: W_hn h_{t-1} + b_hn
     h = h0.copy()
-    for t in time_steps(T, reverse):
+    for t in time_steps(T, reverse, B):
         rows = active[t]
         xt, hp = x[t, rows], h[rows]
         h_prev[t] = h
@@ -251,7 +254,7 @@ def gru_backward(d_out, d_hn, cache, grads=None):
     dx = np.zeros_like(x)
     dw_ih, dw_hh = np.zeros_like(w_ih), np.zeros_like(w_hh)
     db_ih, db_hh = np.zeros(3 * H, x.dtype), np.zeros(3 * H, x.dtype)
-    for t in reversed(time_steps(T, cache["reverse"])):
+    for t in reversed(time_steps(T, cache["reverse"], B)):
         rows = active[t]
         g = dh[rows] + d_out[t, rows]
         hp = h_prev[t, rows]
