@@ -188,13 +188,13 @@ void fr_release_buffers(void)
 }
 
 /* ---- fingerprints: has a buffer changed between a forward and its backward? ------------------------
- * A 64-bit hash of the bytes in the style of XXH3's accumulate loop: eight 64-bit lanes; each word is
- * added raw (so every single change of a word changes its lane) plus the 32 x 32-bit product of the
- * halves of the word mixed with a key that depends on its position (so moved data changes the hash
- * too), then a final avalanche. The bytes are cut into fixed blocks of FR_FP_BLOCK, hashed
- * independently (in parallel, over all the buffers of one call) and summed with their index mixed
- * in, so the result does not depend on the thread count. Not a cryptographic hash: it detects
- * changes, it does not resist an adversary. */
+ * A Fletcher-style checksum over 64-bit words, eight lanes wide: per lane, s1 = sum of the words and
+ * s2 = sum of the running s1 (mod 2^64), i.e. each word weighted by its distance from the end of the
+ * block. Every single change of a word changes s1; moving or swapping words changes s2. Two vector
+ * additions per 64 bytes, so it runs at the speed the cache delivers. The bytes are cut into fixed
+ * blocks of FR_FP_BLOCK, summed independently (in parallel, over all the buffers of one call), mixed
+ * with their index and added, so the result does not depend on the thread count. Not a
+ * cryptographic hash: it detects changes, it does not resist an adversary. */
 #define FR_FP_BLOCK ((int64_t)1 << 16)
 #define FR_FP_PRIME 0x9E3779B97F4A7C15ull
 static inline uint64_t fr_mix(uint64_t h)
@@ -209,65 +209,21 @@ static inline uint64_t fr_mix(uint64_t h)
 /* Eight 64-bit lanes as one vector (SSE2 up to AVX-512: the compiler splits it as the target needs). */
 typedef uint64_t fr_u64x8 __attribute__((vector_size(64)));
 
-/* The low 32 bits of each lane of a times those of b, as 64-bit products (pmuludq: gcc does not find
- * it in the plain vector expression and falls back to a slow 64-bit multiply). */
-static inline fr_u64x8 fr_mul_lo32(fr_u64x8 a, fr_u64x8 b)
-{
-#if defined(__AVX512F__)
-    return (fr_u64x8)_mm512_mul_epu32((__m512i)a, (__m512i)b);
-#elif defined(__AVX2__)
-    __m256i a2[2], b2[2], r2[2];
-    fr_u64x8 r;
-    memcpy(a2, &a, 64);
-    memcpy(b2, &b, 64);
-    for (int i = 0; i < 2; i++) r2[i] = _mm256_mul_epu32(a2[i], b2[i]);
-    memcpy(&r, r2, 64);
-    return r;
-#elif defined(__SSE2__)
-    __m128i a4[4], b4[4], r4[4];
-    fr_u64x8 r;
-    memcpy(a4, &a, 64);
-    memcpy(b4, &b, 64);
-    for (int i = 0; i < 4; i++) r4[i] = _mm_mul_epu32(a4[i], b4[i]);
-    memcpy(&r, r4, 64);
-    return r;
-#else
-    const fr_u64x8 lo = (fr_u64x8){0} + 0xFFFFFFFFull;
-    return (a & lo) * (b & lo);
-#endif
-}
-
-static inline fr_u64x8 fr_fp_stripe(fr_u64x8 acc, const unsigned char *p, fr_u64x8 key)
-{
-    fr_u64x8 w;
-    memcpy(&w, p, 64);
-    fr_u64x8 dk = w ^ key;
-    return acc + w + fr_mul_lo32(dk, dk >> 32);
-}
-
-/* The hash of block `block` (its first `bytes` bytes at p, bytes <= FR_FP_BLOCK). */
+/* The fingerprint of block `block` (its first `bytes` bytes at p, bytes <= FR_FP_BLOCK). */
 static uint64_t fr_fp_block(const unsigned char *p, int64_t bytes, uint64_t block)
 {
-    const fr_u64x8 lane = {1, 2, 3, 4, 5, 6, 7, 8}, step = (fr_u64x8){0} + FR_FP_PRIME;
-    fr_u64x8 acc[4] = {{0}}, key[4];
-    for (int a = 0; a < 4; a++) key[a] = lane * 0x632BE59BD9B4E019ull + (uint64_t)a * FR_FP_PRIME;
+    fr_u64x8 s1 = {0}, s2 = {0};
     const int64_t nstripes = bytes / 64;
-    int64_t s = 0;
-    for (; s + 4 <= nstripes; s += 4)       /* four stripes a round: independent chains */
-        for (int a = 0; a < 4; a++) {
-            acc[a] = fr_fp_stripe(acc[a], p + (s + a) * 64, key[a]);
-            key[a] += step * 4;
-        }
-    for (; s < nstripes; s++) {
-        acc[0] = fr_fp_stripe(acc[0], p + s * 64, key[0]);
-        key[0] += step;
+    for (int64_t s = 0; s < nstripes; s++) {
+        fr_u64x8 w;
+        memcpy(&w, p + s * 64, 64);
+        s1 += w;
+        s2 += s1;
     }
     uint64_t tail[8] = {0};
     fr_copy(tail, p + nstripes * 64, (size_t)(bytes - nstripes * 64));
     uint64_t h = fr_mix(block + 1) ^ (uint64_t)bytes;
-    for (int a = 0; a < 4; a++)
-        for (int l = 0; l < 8; l++) h = fr_mix(h ^ acc[a][l]);
-    for (int l = 0; l < 8; l++) h = fr_mix(h ^ tail[l] ^ (uint64_t)l);
+    for (int l = 0; l < 8; l++) h = fr_mix(fr_mix(h ^ s1[l]) ^ s2[l] ^ (tail[l] * FR_FP_PRIME + (uint64_t)l));
     return h;
 }
 
