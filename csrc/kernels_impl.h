@@ -233,6 +233,7 @@ static REAL *SFX(state_pair)(REAL *states, size_t BH)
 static int SFX(idle_finite)(const REAL *a, const int64_t *lengths, int64_t T, int64_t B, int64_t W)
 {
     int ok = 1;
+    if (W == 0) return 1;                  /* nothing there (and `a` may be NULL) */
     for (int64_t b = 0; b < B && ok; b++)
         for (int64_t i = lengths[b]; i < T && ok; i++) {
             const REAL *r = a + ((size_t)i * B + b) * W;
@@ -269,7 +270,7 @@ static int SFX(finite_idle)(const REAL **xg, const REAL **sg, REAL **copies, con
 static int SFX(backward_end)(int rc, REAL *copies, REAL *dx, const int64_t *lengths, int64_t T, int64_t B, int64_t I)
 {
     free(copies);
-    if (!rc && lengths)
+    if (!rc && lengths && I > 0)
         for (int64_t b = 0; b < B; b++)
             for (int64_t t = lengths[b]; t < T; t++) fr_zero(dx + ((size_t)t * B + b) * I, sizeof(REAL) * I);
     return rc;
