@@ -28,6 +28,8 @@ yet backpropagated, and removes it from the tape (as torch frees a graph after b
 
 In evaluation mode (`cell.eval()`) the tape holds only the last step, so a long inference loop keeps
 no memory behind it; `clear_tape()` drops every recorded step; `pending_steps` counts them.
+The tape is per thread: threads sharing a cell each unroll and backpropagate their own steps, and
+their gradients add up in `grads` (under a lock).
 """
 import math
 from collections import OrderedDict
@@ -100,11 +102,11 @@ class _Cell(PerThread):
 
     @property
     def pending_steps(self):
-        """How many forward steps are recorded and not yet backpropagated."""
+        """How many forward steps this thread has recorded and not yet backpropagated."""
         return len(self._tape)
 
     def clear_tape(self):
-        """Forget every recorded forward step (their caches are freed)."""
+        """Forget every forward step this thread has recorded (their caches are freed)."""
         self._tape.clear()
 
     # ---- forward and backward ------------------------------------------------------------------
