@@ -145,11 +145,13 @@ __attribute__((noinline)) static void SFX(packed_gemm)(int64_t M, int64_t Np, in
                                                       const REAL *P, REAL *C, size_t ldc, int rev)
 {
     const int64_t NR = SFX(NR), nb = (M + FR_MR_LOOP - 1) / FR_MR_LOOP, npanels = Np / NR;
+    /* nb near-equal blocks: the first M % nb of them one row longer (divisions once per call, not per
+       panel: a 64-bit division costs tens of cycles, and a B = 1 step has dozens of panels) */
+    const int64_t base = nb ? M / nb : 0, longer = nb ? M % nb : 0;
     for (int64_t q = 0; q < npanels; q++) {
         const int64_t p = rev ? npanels - 1 - q : q;
         for (int64_t r = 0, i0 = 0; r < nb; r++) {
-            int64_t mr = (M - i0) / (nb - r);            /* the remaining rows shared by the remaining blocks */
-            if ((M - i0) % (nb - r)) mr++;
+            const int64_t mr = base + (r < longer);
             SFX(ukernel_mr)(mr, NR, K, A + (size_t)i0 * lda, lda, 1, P + (size_t)p * K * NR,
                             C + (size_t)i0 * ldc + (size_t)p * NR, ldc, 0);
             i0 += mr;
