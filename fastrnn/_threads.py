@@ -11,15 +11,20 @@ import threading
 _make = threading.Lock()
 
 
+def _once(obj, key, make):
+    """obj.__dict__[key], made by make() the first time (by one thread only)."""
+    value = obj.__dict__.get(key)
+    if value is None:
+        with _make:
+            value = obj.__dict__.setdefault(key, make())
+    return value
+
+
 class PerThread:
     """Mixin: `_ctx` and `_thread_state()` per thread, `_grads_lock` per object."""
 
     def _thread_state(self):
-        st = self.__dict__.get("_per_thread")
-        if st is None:
-            with _make:
-                st = self.__dict__.setdefault("_per_thread", threading.local())
-        return st
+        return _once(self, "_per_thread", threading.local)
 
     @property
     def _ctx(self):
@@ -31,11 +36,7 @@ class PerThread:
 
     @property
     def _grads_lock(self):
-        lock = self.__dict__.get("_grads_lock_")
-        if lock is None:
-            with _make:
-                lock = self.__dict__.setdefault("_grads_lock_", threading.Lock())
-        return lock
+        return _once(self, "_grads_lock_", threading.Lock)
 
     def __getstate__(self):
         state = self.__dict__.copy()

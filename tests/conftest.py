@@ -12,6 +12,7 @@ Plain names (importable as `from conftest import ...`, since tests/ has no __ini
     run(kind, opts, p, ...)    forward + backward through fastrnn.functional; dict of the 8 results
     RESULT_NAMES               ("out", "h_n", "dx", "dh0", "dw_ih", "dw_hh", "db_ih", "db_hh")
 
+`restore_threads` (a fixture) puts the thread count back after a test.
 Fixtures with the same names hand out the same functions (`make_problem`, `assert_close`,
 `rel_err`, `tolerance`, `make_upstream`, `run_kernel`) for tests that prefer fixtures.
 """
@@ -169,3 +170,11 @@ def _make_upstream_fixture():
 @pytest.fixture(name="run_kernel")
 def _run_kernel_fixture():
     return run
+
+
+@pytest.fixture
+def restore_threads():
+    """Put the thread count back as it was after the test."""
+    before = fastrnn.get_num_threads()
+    yield
+    fastrnn.set_num_threads(before)

@@ -112,13 +112,6 @@ def test_c_backend_is_built():
     assert "c" in fastrnn.backends(), "the compiled backend 'c' is missing: build the extension"
 
 
-@pytest.fixture
-def restore_threads():
-    before = fastrnn.get_num_threads()
-    yield
-    fastrnn.set_num_threads(before)
-
-
 @compiled
 @pytest.mark.parametrize("kind,opts", KERNELS, ids=KERNEL_IDS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])

@@ -176,13 +176,6 @@ def test_cell_loop_reusing_one_input_buffer_is_refused(cls):
 
 # ---- rows 6-8: threads ----------------------------------------------------------------------------
 
-@pytest.fixture
-def restore_threads():
-    before = fastrnn.get_num_threads()
-    yield
-    fastrnn.set_num_threads(before)
-
-
 def test_set_num_threads_caps_at_the_machine(restore_threads):
     fastrnn.set_num_threads(10**6)
     assert fastrnn.get_num_threads() == fastrnn.max_threads()

@@ -14,13 +14,6 @@ from conftest import KERNEL_IDS, KERNELS, RESULT_NAMES, make_problem, run
 pytestmark = pytest.mark.skipif("c" not in fastrnn.backends(), reason="compiled backend not built")
 
 
-@pytest.fixture
-def restore_threads():
-    before = fastrnn.get_num_threads()
-    yield
-    fastrnn.set_num_threads(before)
-
-
 def use_threads(n):
     """The kernels' thread count, even above set_num_threads' cap (max_threads())."""
     _config._state["threads"] = n
