@@ -7,7 +7,8 @@
  * before the time loop; every allocation is checked. Backward functions ADD into the weight and bias gradients and WRITE dx and dh0.
  *
  * Sizes: T steps, B batch, I input features, H hidden units, G gates (RNN 1, GRU 3, rows r, z, n as
- * PyTorch). "Step" s = 0..T-1 is the order of processing; sequence b at step s reads time
+ * PyTorch), all int64_t, any of them may be 0 (a buffer of no elements may then be NULL); offsets
+ * are computed in 64 bits. "Step" s = 0..T-1 is the order of processing; sequence b at step s reads time
  *     t = reverse ? len_b - 1 - s : s        (len_b = lengths[b], or T when lengths is NULL)
  * and is idle (state carried, output 0, no gradient) when s >= len_b. Buffers marked "step-ordered"
  * are indexed by s, "time-ordered" by t.
