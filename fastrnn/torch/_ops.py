@@ -24,7 +24,8 @@ by the parity tests), so they always run on the "c" backend.
 Torch's autograd guards the saved tensors with its version counters (an in-place change of x or a
 weight before backward is torch's usual RuntimeError), so the backward skips the fingerprint check
 of `fastrnn.functional`'s caches. With need_cache=False (inference: the module passes it when no
-gradient is needed) the kernels keep nothing and `states` / `gates` are empty tensors.
+gradient is needed) the kernels keep nothing and `states` / `gates` are empty tensors; should a
+backward still come (the op called directly), it runs the forward again keeping them (slow, correct).
 
 Tensors go to NumPy as `tensor.detach().numpy()` views: nothing is copied for contiguous CPU
 float32/float64 tensors, and results come back with `torch.from_numpy`.
@@ -187,14 +188,16 @@ def _grad_or_zeros(g, like):
 def _gru_setup(ctx, inputs, output):
     x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reset_after, reverse, need_cache = inputs
     out, h_n, states, gates = output
-    ctx.save_for_backward(x, w_ih, w_hh, states, gates, lengths)
-    ctx.flags = (reset_after, reverse, h0 is not None, b_ih is not None)
+    ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh, states, gates, lengths)
+    ctx.flags = (reset_after, reverse, h0 is not None, b_ih is not None, need_cache)
     ctx.mark_non_differentiable(states, gates)
 
 
 def _gru_grad(ctx, d_out, d_hn, _d_states, _d_gates):
-    x, w_ih, w_hh, states, gates, lengths = ctx.saved_tensors
-    reset_after, reverse, has_h0, has_bias = ctx.flags
+    x, h0, w_ih, w_hh, b_ih, b_hh, states, gates, lengths = ctx.saved_tensors
+    reset_after, reverse, has_h0, has_bias, need_cache = ctx.flags
+    if not need_cache:      # slow path: the forward was told to keep nothing; run it again keeping it
+        _, _, states, gates = gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reset_after, reverse, True)
     T, B, _ = x.shape
     H = w_hh.shape[1]
     d_out = _grad_or_zeros(d_out, x.new_empty((T, B, H)))
@@ -211,14 +214,16 @@ gru_forward.register_autograd(_gru_grad, setup_context=_gru_setup)
 def _rnn_setup(ctx, inputs, output):
     x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity, reverse, need_cache = inputs
     out, h_n, states = output
-    ctx.save_for_backward(x, w_ih, w_hh, states, lengths)
-    ctx.flags = (nonlinearity, reverse, h0 is not None, b_ih is not None)
+    ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh, states, lengths)
+    ctx.flags = (nonlinearity, reverse, h0 is not None, b_ih is not None, need_cache)
     ctx.mark_non_differentiable(states)
 
 
 def _rnn_grad(ctx, d_out, d_hn, _d_states):
-    x, w_ih, w_hh, states, lengths = ctx.saved_tensors
-    nonlinearity, reverse, has_h0, has_bias = ctx.flags
+    x, h0, w_ih, w_hh, b_ih, b_hh, states, lengths = ctx.saved_tensors
+    nonlinearity, reverse, has_h0, has_bias, need_cache = ctx.flags
+    if not need_cache:      # slow path: the forward was told to keep nothing; run it again keeping it
+        _, _, states = rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity, reverse, True)
     T, B, _ = x.shape
     H = w_hh.shape[1]
     d_out = _grad_or_zeros(d_out, x.new_empty((T, B, H)))
