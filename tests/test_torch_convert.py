@@ -94,3 +94,13 @@ def test_unconvertible_listed_in_one_warning():
     assert type(new[0]) is nn.LSTM and type(new[2]) is ft.GRU and type(new[3]) is nn.GRU
     with pytest.warns(UserWarning, match="reset_after=False"):
         ft.to_torch(ft.GRU(3, 3, reset_after=False))
+
+
+def test_convert_does_not_repeat_torch_warnings():
+    with pytest.warns(UserWarning):
+        gru = nn.GRU(3, 3, dropout=0.2)          # torch warns: dropout with num_layers=1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        twin = ft.convert(gru)
+        ft.to_torch(twin)
+    assert twin.dropout == 0.2

@@ -43,20 +43,31 @@ def _why_not_fastrnn(m):
     return None
 
 
+def _quiet(make):
+    """make() without the 'dropout with num_layers=1' warning: the original module gave it already."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="dropout option adds dropout", category=UserWarning)
+        return make()
+
+
 def _to_fastrnn(m):
-    if type(m) is nn.GRU or isinstance(m, nn.GRU):
-        twin = GRU(**_config(m), device="meta", dtype=m.weight_ih_l0.dtype)
-    else:
-        twin = RNN(**_config(m), nonlinearity=m.nonlinearity, device="meta", dtype=m.weight_ih_l0.dtype)
-    return _share(twin, m)
+    return _share(_quiet(lambda: _make_fastrnn(m)), m)
+
+
+def _make_fastrnn(m):
+    if isinstance(m, nn.GRU):
+        return GRU(**_config(m), device="meta", dtype=m.weight_ih_l0.dtype)
+    return RNN(**_config(m), nonlinearity=m.nonlinearity, device="meta", dtype=m.weight_ih_l0.dtype)
+
+
+def _make_torch(m):
+    if isinstance(m, GRU):
+        return nn.GRU(**_config(m), device="meta", dtype=m.weight_ih_l0.dtype)
+    return nn.RNN(**_config(m), nonlinearity=m.nonlinearity, device="meta", dtype=m.weight_ih_l0.dtype)
 
 
 def _to_torch(m):
-    if isinstance(m, GRU):
-        twin = nn.GRU(**_config(m), device="meta", dtype=m.weight_ih_l0.dtype)
-    else:
-        twin = nn.RNN(**_config(m), nonlinearity=m.nonlinearity, device="meta", dtype=m.weight_ih_l0.dtype)
-    _share(twin, m)
+    twin = _share(_quiet(lambda: _make_torch(m)), m)
     twin._init_flat_weights()       # torch.nn.RNNBase keeps a list of its parameters: point it at them
     return twin
 
