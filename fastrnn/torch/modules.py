@@ -1,0 +1,244 @@
+"""fastrnn.torch.GRU / fastrnn.torch.RNN: torch.nn.Modules with torch.nn.GRU / torch.nn.RNN's
+constructor, parameter names, shapes, order and initialisation, running on fastrnn's C kernels
+through the operators of `fastrnn.torch._ops` (autograd included).
+
+    gru = fastrnn.torch.GRU(input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                            dropout=0.0, bidirectional=False, device=None, dtype=None, reset_after=True)
+    out, h_n = gru(input, hx=None, lengths=None)
+
+`input` is (T, B, I), (B, T, I) with batch_first, unbatched (T, I), or a PackedSequence (then `out`
+is a PackedSequence with the same batch_sizes, sorted_indices and unsorted_indices, and h_n is in
+the caller's batch order, as torch returns it). `lengths` (B,) (an extension: padded input without
+packing) runs each sequence over its first lengths[b] steps; the outputs past a sequence's end are 0
+and h_n is its state at its last step. The reverse direction of a bidirectional layer reverses each
+sequence within its own length. Dropout between layers (training mode) draws from torch's RNG.
+
+Only CPU float32 / float64 is covered: another device or dtype is an error naming the argument.
+"""
+import math
+import numbers
+import warnings
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from . import _ops
+
+__all__ = ["GRU", "RNN"]
+
+_DTYPES = (torch.float32, torch.float64)
+
+
+class _RNNBase(nn.Module):
+    _gates = None
+    _mode = None
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+                 bidirectional=False, device=None, dtype=None):
+        super().__init__()
+        for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise TypeError(f"{name}: expected an int, got {value!r} ({type(value).__name__})")
+            if value < 1:
+                raise ValueError(f"{name}: expected a positive int, got {value!r}")
+        if isinstance(dropout, bool) or not isinstance(dropout, numbers.Number) or not 0 <= dropout <= 1:
+            raise ValueError(f"dropout: expected a number in [0, 1], got {dropout!r}")
+        factory = {"device": device, "dtype": dtype}
+        if dtype is not None and torch.empty(0, dtype=dtype).dtype not in _DTYPES:
+            raise TypeError(f"dtype: fastrnn.torch covers torch.float32 and torch.float64, got {dtype}")
+        if dropout > 0 and num_layers == 1:
+            warnings.warn("dropout option adds dropout after all but last recurrent layer, so non-zero "
+                          f"dropout expects num_layers greater than 1, but got dropout={dropout} and "
+                          f"num_layers={num_layers}", UserWarning, stacklevel=3)
+        self.input_size, self.hidden_size, self.num_layers = int(input_size), int(hidden_size), int(num_layers)
+        self.bias, self.batch_first = bool(bias), bool(batch_first)
+        self.dropout, self.bidirectional = float(dropout), bool(bidirectional)
+        self.proj_size = 0
+        D = 2 if self.bidirectional else 1
+        G, H = self._gates, self.hidden_size
+        self._flat_weights_names = []
+        for layer in range(self.num_layers):
+            in_size = self.input_size if layer == 0 else H * D
+            for direction in range(D):
+                suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
+                shapes = [("weight_ih", (G * H, in_size)), ("weight_hh", (G * H, H))]
+                if self.bias:
+                    shapes += [("bias_ih", (G * H,)), ("bias_hh", (G * H,))]
+                for stem, shape in shapes:
+                    self.register_parameter(stem + suffix, nn.Parameter(torch.empty(shape, **factory)))
+                    self._flat_weights_names.append(stem + suffix)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """U(-1/sqrt(H), 1/sqrt(H)) for every parameter, as torch.nn.GRU / RNN."""
+        stdv = 1.0 / math.sqrt(self.hidden_size)
+        for w in self.parameters():
+            nn.init.uniform_(w, -stdv, stdv)
+
+    def flatten_parameters(self):
+        """A no-op (cuDNN's weight flattening has no meaning here); kept for drop-in use."""
+
+    @property
+    def all_weights(self):
+        return [[getattr(self, n) for n in self._flat_weights_names[i:i + (4 if self.bias else 2)]]
+                for i in range(0, len(self._flat_weights_names), 4 if self.bias else 2)]
+
+    def _weights(self, layer, direction):
+        suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
+        w = [getattr(self, "weight_ih" + suffix), getattr(self, "weight_hh" + suffix)]
+        if self.bias:
+            return w + [getattr(self, "bias_ih" + suffix), getattr(self, "bias_hh" + suffix)]
+        return w + [None, None]
+
+    def _layer(self, x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, need_cache):
+        raise NotImplementedError
+
+    def extra_repr(self):
+        s = "{input_size}, {hidden_size}"
+        if self.num_layers != 1:
+            s += ", num_layers={num_layers}"
+        s += self._extra_options()
+        if self.bias is not True:
+            s += ", bias={bias}"
+        if self.batch_first is not False:
+            s += ", batch_first={batch_first}"
+        if self.dropout != 0:
+            s += ", dropout={dropout}"
+        if self.bidirectional is not False:
+            s += ", bidirectional={bidirectional}"
+        return s.format(**self.__dict__)
+
+    def _extra_options(self):
+        return ""
+
+    def _check_tensor(self, name, t, dtype):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
+        if t.device.type != "cpu":
+            raise ValueError(f"{name}: fastrnn.torch runs on the CPU only, got a tensor on {t.device}")
+        if t.dtype != dtype:
+            raise TypeError(f"{name}: expected dtype {dtype} (the parameters' dtype), got {t.dtype}")
+
+    def forward(self, input, hx=None, lengths=None):
+        w0 = self.weight_ih_l0
+        if w0.device.type != "cpu":
+            raise ValueError(f"parameters: fastrnn.torch runs on the CPU only, the module is on {w0.device}")
+        if w0.dtype not in _DTYPES:
+            raise TypeError(f"parameters: fastrnn.torch covers torch.float32 and torch.float64, got {w0.dtype}")
+        dtype = w0.dtype
+        packed = isinstance(input, PackedSequence)
+        if packed:
+            if lengths is not None:
+                raise ValueError("lengths: not allowed with a PackedSequence input (it carries its own)")
+            self._check_tensor("input", input.data, dtype)
+            x, lengths = pad_packed_sequence(input, batch_first=False)   # original batch order
+            batched = True
+        else:
+            self._check_tensor("input", input, dtype)
+            if input.dim() not in (2, 3):
+                raise ValueError(f"input: expected a 2-D (unbatched) or 3-D (batched) tensor, got shape "
+                                 f"{tuple(input.shape)}")
+            batched = input.dim() == 3
+            x = input if batched else input.unsqueeze(1)
+            if batched and self.batch_first:
+                x = x.transpose(0, 1)
+        if x.shape[2] != self.input_size:
+            raise ValueError(f"input: expected input_size={self.input_size} features, got {x.shape[2]}")
+        T, B, _ = x.shape
+        L, D, H = self.num_layers, 2 if self.bidirectional else 1, self.hidden_size
+        if hx is not None:
+            self._check_tensor("hx", hx, dtype)
+            if not batched:
+                if hx.dim() != 2:
+                    raise ValueError(f"hx: for unbatched input expected a 2-D tensor, got shape {tuple(hx.shape)}")
+                hx = hx.unsqueeze(1)
+            if tuple(hx.shape) != (L * D, B, H):
+                raise ValueError(f"hx: expected shape {(L * D, B, H)}, got {tuple(hx.shape)}")
+        if lengths is not None:
+            lengths = torch.as_tensor(lengths)
+            if lengths.device.type != "cpu":
+                raise ValueError(f"lengths: expected a CPU tensor, got one on {lengths.device}")
+            if tuple(lengths.shape) != (B,):
+                raise ValueError(f"lengths: expected shape ({B},), got {tuple(lengths.shape)}")
+            lengths = lengths.to(torch.int64)
+        x = x.contiguous()
+        need_cache = torch.is_grad_enabled() and (
+            x.requires_grad or (hx is not None and hx.requires_grad) or any(p.requires_grad for p in self.parameters()))
+
+        h_n = []
+        inp = x
+        for layer in range(L):
+            outs = []
+            for direction in range(D):
+                i = layer * D + direction
+                out, hn = self._layer(inp, None if hx is None else hx[i], *self._weights(layer, direction),
+                                      lengths, direction == 1, need_cache)
+                outs.append(out)
+                h_n.append(hn)
+            inp = outs[0] if D == 1 else torch.cat(outs, dim=2)
+            if self.dropout > 0 and self.training and layer < L - 1:
+                inp = torch.nn.functional.dropout(inp, self.dropout, training=True)
+        h_n = torch.stack(h_n)
+        out = inp
+        if packed:
+            sorted_indices = input.sorted_indices
+            if sorted_indices is not None:
+                out = out.index_select(1, sorted_indices)
+                lengths = lengths.index_select(0, sorted_indices.cpu())
+            data = pack_padded_sequence(out, lengths, enforce_sorted=True).data
+            return PackedSequence(data, input.batch_sizes, sorted_indices, input.unsorted_indices), h_n
+        if not batched:
+            return out.squeeze(1), h_n.squeeze(1)
+        if self.batch_first:
+            out = out.transpose(0, 1)
+        return out, h_n
+
+
+class GRU(_RNNBase):
+    """torch.nn.GRU on fastrnn's kernels; reset_after=False (Cho et al. 2014) goes beyond torch."""
+
+    _gates = 3
+    _mode = "GRU"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+                 bidirectional=False, device=None, dtype=None, reset_after=True):
+        if not isinstance(reset_after, bool):
+            raise TypeError(f"reset_after: expected True or False, got {reset_after!r}")
+        self.reset_after = reset_after
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+                         device, dtype)
+
+    def _layer(self, x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, need_cache):
+        out, h_n, _, _ = _ops.gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, self.reset_after, reverse,
+                                          need_cache)
+        return out, h_n
+
+    def _extra_options(self):
+        return "" if self.reset_after else ", reset_after=False"
+
+
+class RNN(_RNNBase):
+    """torch.nn.RNN (Elman; tanh or relu) on fastrnn's kernels."""
+
+    _gates = 1
+
+    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
+                 batch_first=False, dropout=0.0, bidirectional=False, device=None, dtype=None):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
+        self.nonlinearity = nonlinearity
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+                         device, dtype)
+
+    @property
+    def _mode(self):
+        return "RNN_TANH" if self.nonlinearity == "tanh" else "RNN_RELU"
+
+    def _layer(self, x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, need_cache):
+        out, h_n, _ = _ops.rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, self.nonlinearity, reverse,
+                                       need_cache)
+        return out, h_n
+
+    def _extra_options(self):
+        return "" if self.nonlinearity == "tanh" else ", nonlinearity={nonlinearity}"
