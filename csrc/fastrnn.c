@@ -227,41 +227,32 @@ static uint64_t fr_fp_block(const unsigned char *p, int64_t bytes, uint64_t bloc
     return h;
 }
 
+static inline int64_t fr_fp_nblocks(int64_t bytes) { return bytes > 0 ? (bytes + FR_FP_BLOCK - 1) / FR_FP_BLOCK : 0; }
+
 void fr_fingerprints(uint64_t *out, const void *const *data, const int64_t *bytes, int n, int nthreads)
 {
     int64_t total = 0;
     for (int i = 0; i < n; i++) {
         out[i] = 0;
-        total += bytes[i] > 0 ? (bytes[i] + FR_FP_BLOCK - 1) / FR_FP_BLOCK : 0;
+        total += fr_fp_nblocks(bytes[i]);
     }
     int nt = nthreads < 1 ? 1 : nthreads;
     if (nt > total / 4) nt = (int)(total / 4);     /* a thread is worth four blocks at least */
     if (nt < 1) nt = 1;
 #pragma omp parallel num_threads(fr_team(nt)) if (nt > 1)
     {
-        /* block k of the concatenation: buffer i, its block j; each sum is commutative, so the order
+        /* block k of the concatenation is block j of buffer i; the sums are commutative, so the order
            in which threads add does not matter */
-        uint64_t mine[8] = {0};
         int i = 0;
         int64_t first = 0;        /* index of buffer i's first block in the concatenation */
 #pragma omp for schedule(static)
         for (int64_t k = 0; k < total; k++) {
-            while (k - first >= (bytes[i] + FR_FP_BLOCK - 1) / FR_FP_BLOCK || bytes[i] <= 0) {
-                first += bytes[i] > 0 ? (bytes[i] + FR_FP_BLOCK - 1) / FR_FP_BLOCK : 0;
-                i++;
-            }
+            while (k - first >= fr_fp_nblocks(bytes[i])) first += fr_fp_nblocks(bytes[i++]);
             const int64_t j = k - first, nb = bytes[i] - j * FR_FP_BLOCK;
             uint64_t h = fr_fp_block((const unsigned char *)data[i] + j * FR_FP_BLOCK,
                                      nb < FR_FP_BLOCK ? nb : FR_FP_BLOCK, (uint64_t)j);
-            if (i < 8) mine[i] += h;
-            else {
 #pragma omp atomic
-                out[i] += h;
-            }
-        }
-        for (int b = 0; b < n && b < 8; b++) {
-#pragma omp atomic
-            out[b] += mine[b];
+            out[i] += h;
         }
     }
     for (int b = 0; b < n; b++) out[b] = fr_mix(out[b] ^ (uint64_t)bytes[b] * FR_FP_PRIME);

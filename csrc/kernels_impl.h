@@ -73,10 +73,10 @@ static int SFX(weight_gradients)(REAL *dx, REAL *dw_ih, REAL *dw_hh, const REAL 
 /* The same two steps with fastrnn's own packed GEMM, run by every thread of the loop's parallel
  * region (no second thread pool, and bitwise the same at any thread count). P: the calling thread's
  * packing buffer of pack_size() elements. */
-static void SFX(input_projection_par)(REAL *xproj, const REAL *x, const REAL *w_ih, size_t TB, int64_t I, int64_t GH,
+static void SFX(input_projection_par)(REAL *xproj, const REAL *x, const REAL *w_ih, int64_t TB, int64_t I, int64_t GH,
                                       REAL *P)
 {
-    SFX(par_gemm)((int64_t)TB, GH, I, x, I, 1, w_ih, 1, I, xproj, GH, 0, P);
+    SFX(par_gemm)(TB, GH, I, x, I, 1, w_ih, 1, I, xproj, GH, 0, P);
 #pragma omp barrier
 }
 
@@ -102,15 +102,15 @@ static void SFX(project_steps)(REAL *xproj, const REAL *x, const REAL *w_ih, int
         fr_zero(xproj + (size_t)t0 * B * GH, sizeof(REAL) * (size_t)(s1 - s0) * B * GH);
         return;
     }
-    SFX(input_projection_par)(xproj + (size_t)t0 * B * GH, x + (size_t)t0 * B * I, w_ih, (size_t)(s1 - s0) * B, I,
+    SFX(input_projection_par)(xproj + (size_t)t0 * B * GH, x + (size_t)t0 * B * I, w_ih, (s1 - s0) * B, I,
                               GH, P);
 }
 
 static void SFX(weight_gradients_par)(REAL *dx, REAL *dw_ih, REAL *dw_hh, const REAL *dgh, const REAL *dgx,
                                       const REAL *x, const REAL *states, const REAL *rh, int64_t ld_rh,
-                                      const REAL *w_ih, size_t TB, int64_t I, int64_t H, int64_t GH, int64_t split, REAL *P)
+                                      const REAL *w_ih, int64_t TB, int64_t I, int64_t H, int64_t GH, int64_t split, REAL *P)
 {
-    int64_t M = (int64_t)TB;
+    const int64_t M = TB;
     SFX(par_gemm)(split, H, M, dgh, 1, GH, states, H, 1, dw_hh, H, 1, P);
     if (split < GH) SFX(par_gemm)(GH - split, H, M, dgh + split, 1, GH, rh, ld_rh, 1, dw_hh + (size_t)split * H, H, 1, P);
     SFX(par_gemm)(GH, I, M, dgx, 1, GH, x, I, 1, dw_ih, I, 1, P);
@@ -225,12 +225,8 @@ static REAL *SFX(state_pair)(REAL *states, size_t BH)
     return states ? NULL : (REAL *)fr_buffer(FR_BUF_STATE, sizeof(REAL) * 2 * BH);
 }
 
-/* Idle rows (sequence b at index i >= len_b) of the weight gradients' operands: x (time-ordered rows)
- * and the states each step starts from (step-ordered). Their gradient rows are zero, but 0 * NaN or
- * 0 * Inf is NaN, so a non-finite value there (padding, or the state of a sequence with no valid step)
- * would reach dw_ih / dw_hh. Where there is one, *xg / *sg become copies with zeros in the idle rows
- * (in *copies, freed by backward_end). Returns FR_ENOMEM when a copy cannot be made. */
-static int SFX(idle_finite)(const REAL *a, const int64_t *lengths, int64_t T, int64_t B, int64_t W)
+/* 1 when the idle rows of `a` (rows of W values, row (i, b) idle for i >= len_b) are all finite. */
+static int SFX(idle_rows_finite)(const REAL *a, const int64_t *lengths, int64_t T, int64_t B, int64_t W)
 {
     int ok = 1;
     if (W == 0) return 1;                  /* nothing there (and `a` may be NULL) */
@@ -252,10 +248,15 @@ static const REAL *SFX(zero_idle)(REAL *dst, const REAL *a, const int64_t *lengt
     return dst;
 }
 
-static int SFX(finite_idle)(const REAL **xg, const REAL **sg, REAL **copies, const int64_t *lengths, int64_t T,
-                            int64_t B, int64_t I, int64_t H)
+/* Idle rows (sequence b at index i >= len_b) of the weight gradients' operands: x (time-ordered rows)
+ * and the states each step starts from (step-ordered). Their gradient rows are zero, but 0 * NaN or
+ * 0 * Inf is NaN, so a non-finite value there (padding, or the state of a sequence with no valid step)
+ * would reach dw_ih / dw_hh. Where there is one, *xg / *sg become copies with zeros in the idle rows
+ * (in *copies, freed by backward_end). Returns FR_ENOMEM when a copy cannot be made. */
+static int SFX(finite_operands)(const REAL **xg, const REAL **sg, REAL **copies, const int64_t *lengths,
+                                int64_t T, int64_t B, int64_t I, int64_t H)
 {
-    int xok = SFX(idle_finite)(*xg, lengths, T, B, I), sok = SFX(idle_finite)(*sg, lengths, T, B, H);
+    int xok = SFX(idle_rows_finite)(*xg, lengths, T, B, I), sok = SFX(idle_rows_finite)(*sg, lengths, T, B, H);
     if (xok && sok) return FR_OK;
     const size_t nx = xok ? 0 : (size_t)T * B * I, ns = sok ? 0 : (size_t)T * B * H;
     *copies = (REAL *)fr_alloc(sizeof(REAL) * (nx + ns));
@@ -265,7 +266,7 @@ static int SFX(finite_idle)(const REAL **xg, const REAL **sg, REAL **copies, con
     return FR_OK;
 }
 
-/* The end of a backward: free the copies of finite_idle, and zero dx at padded times (there the
+/* The end of a backward: free the copies of finite_operands, and zero dx at padded times (there the
  * product dgx w_ih is 0 * w_ih, NaN where w_ih is not finite; the reference leaves them 0). */
 static int SFX(backward_end)(int rc, REAL *copies, REAL *dx, const int64_t *lengths, int64_t T, int64_t B, int64_t I)
 {
@@ -366,10 +367,10 @@ int SFX(fr_rnn_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
         fr_zero(dx, sizeof(REAL) * (size_t)T * B * I);
         return FR_OK;
     }
-    /* the weight gradients' operands, with idle rows made finite where they are not (see finite_idle) */
+    /* the weight gradients' operands, with idle rows made finite where they are not (see finite_operands) */
     const REAL *xg = x, *sg = states;
     REAL *copies = NULL;
-    if (lengths && SFX(finite_idle)(&xg, &sg, &copies, lengths, T, B, I, H)) return FR_ENOMEM;
+    if (lengths && SFX(finite_operands)(&xg, &sg, &copies, lengths, T, B, I, H)) return FR_ENOMEM;
     if (lengths && dgx != dgh) fr_zero(dgx, sizeof(REAL) * T * BH);
     int failed = 0;
     fr_barrier_t bar = {0};
@@ -579,10 +580,10 @@ int SFX(fr_gru_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
         fr_zero(dx, sizeof(REAL) * (size_t)T * B * I);
         return FR_OK;
     }
-    /* the weight gradients' operands, with idle rows made finite where they are not (see finite_idle) */
+    /* the weight gradients' operands, with idle rows made finite where they are not (see finite_operands) */
     const REAL *xg = x, *sg = states;
     REAL *copies = NULL;
-    if (lengths && SFX(finite_idle)(&xg, &sg, &copies, lengths, T, B, I, H)) return FR_ENOMEM;
+    if (lengths && SFX(finite_operands)(&xg, &sg, &copies, lengths, T, B, I, H)) return FR_ENOMEM;
     if (lengths) fr_zero(dgx, sizeof(REAL) * T * 3 * BH);
     int failed = 0;
     fr_barrier_t bar = {0};
