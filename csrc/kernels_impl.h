@@ -497,8 +497,10 @@ int SFX(fr_gru_forward)(REAL *out, REAL *h_n, REAL *states, REAL *gates, REAL *x
                         REAL *g = gs + (size_t)b * 4 * H;
                         if (t < 0) {
                             memcpy(hnew + (size_t)b * H + j0, hpb + j0, sizeof(REAL) * hs);
-                            /* the Cho GRU's r * h feeds a GEMM: keep idle rows finite */
-                            if (!reset_after) memset(g + 3 * H + j0, 0, sizeof(REAL) * hs);
+                            /* the backward reads no gates of an idle row, but they are set (0) so that the
+                               cache holds no uninitialised values (and the Cho GRU's r * h, which feeds a
+                               GEMM, stays finite) */
+                            for (int k = 0; k < 4; k++) fr_zero(g + k * H + j0, sizeof(REAL) * hs);
                             continue;
                         }
                         const REAL *xp = xproj + ((size_t)t * B + b) * GH;
