@@ -4,6 +4,8 @@ Same contract as fastrnn.reference (see fastrnn/_backends.py). With use_blas=Tru
 backend, fastrnn/_cblas.py) the big products before and after the time loop are OpenBLAS GEMMs through
 scipy.linalg.cython_blas instead of fastrnn's own packed GEMM inside the loop's parallel region. Outputs and the backward's cache are
 NumPy arrays allocated here; the kernels run without the GIL; BLAS comes from scipy.linalg.cython_blas.
+Every forward / backward takes `nthreads=None`: the kernels' thread count for this call (None: get_num_threads();
+fastrnn.torch passes its own, see fastrnn/torch/_ops.py).
 """
 import math
 import threading
@@ -310,7 +312,7 @@ def _kept(dt, shape, need_cache):
 
 
 def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh", reverse=False, lengths=None,
-                need_cache=True, use_blas=False):
+                need_cache=True, use_blas=False, nthreads=None):
     T, B, I = x.shape
     H = w_hh.shape[1]
     dt = x.dtype
@@ -319,7 +321,7 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh", reverse=Fals
     xproj, = _scratch(dt, (T, B, H))
     relu = nonlinearity == "relu"
     _rnn_fwd((out, h_n, states, xproj, x, h0, w_ih, w_hh, b_ih, b_hh), lengths, T, B, I, H,
-             relu, reverse, get_num_threads(), use_blas)
+             relu, reverse, nthreads or get_num_threads(), use_blas)
     if not need_cache:
         return out, h_n, None
     cache = {"sizes": (T, B, I, H), "x": x, "states": states, "w_ih": w_ih, "w_hh": w_hh, "lengths": lengths,
@@ -327,7 +329,7 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh", reverse=Fals
     return out, h_n, cache
 
 
-def rnn_backward(d_out, d_hn, cache, grads=None):
+def rnn_backward(d_out, d_hn, cache, grads=None, nthreads=None):
     x, states, w_ih, w_hh, lengths = (cache[k] for k in ("x", "states", "w_ih", "w_hh", "lengths"))
     T, B, I, H = cache["sizes"]
     dt = x.dtype
@@ -340,12 +342,12 @@ def rnn_backward(d_out, d_hn, cache, grads=None):
     else:
         dgh, dgx = _scratch(dt, (T, B, H), (T, B, H))
     _rnn_bwd((dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dgh, dgx, d_out, d_hn, x, states, w_ih, w_hh),
-             lengths, T, B, I, H, cache["relu"], cache["reverse"], get_num_threads(), cache["use_blas"])
+             lengths, T, B, I, H, cache["relu"], cache["reverse"], nthreads or get_num_threads(), cache["use_blas"])
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh
 
 
 def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reset_after=True, reverse=False, lengths=None,
-                need_cache=True, use_blas=False):
+                need_cache=True, use_blas=False, nthreads=None):
     T, B, I = x.shape
     H = w_hh.shape[1]
     dt = x.dtype
@@ -353,7 +355,7 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reset_after=True, reverse=False, 
     states, gates = _kept(dt, (T + 1, B, H), need_cache), _kept(dt, (T, B, 4 * H), need_cache)
     xproj, = _scratch(dt, (T, B, 3 * H))
     _gru_fwd((out, h_n, states, gates, xproj, x, h0, w_ih, w_hh, b_ih, b_hh), lengths, T, B, I, H,
-             reset_after, reverse, get_num_threads(), use_blas)
+             reset_after, reverse, nthreads or get_num_threads(), use_blas)
     if not need_cache:
         return out, h_n, None
     cache = {"sizes": (T, B, I, H), "x": x, "states": states, "gates": gates, "w_ih": w_ih, "w_hh": w_hh,
@@ -361,7 +363,7 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reset_after=True, reverse=False, 
     return out, h_n, cache
 
 
-def gru_backward(d_out, d_hn, cache, grads=None):
+def gru_backward(d_out, d_hn, cache, grads=None, nthreads=None):
     x, states, gates, w_ih, w_hh, lengths = (cache[k] for k in ("x", "states", "gates", "w_ih", "w_hh",
                                                                  "lengths"))
     T, B, I, H = cache["sizes"]
@@ -370,5 +372,5 @@ def gru_backward(d_out, d_hn, cache, grads=None):
     dw_ih, dw_hh, db_ih, db_hh = _grads(dt, 3 * H, I, H, grads)
     dgh, dgx = _scratch(dt, (T, B, 3 * H), (T, B, 3 * H))
     _gru_bwd((dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dgh, dgx, d_out, d_hn, x, states, gates, w_ih, w_hh),
-             lengths, T, B, I, H, cache["reset_after"], cache["reverse"], get_num_threads(), cache["use_blas"])
+             lengths, T, B, I, H, cache["reset_after"], cache["reverse"], nthreads or get_num_threads(), cache["use_blas"])
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh

@@ -6,7 +6,7 @@ import threading
 
 import numpy as np
 
-_state = {"threads": None}
+_state = {"threads": None, "chosen": False}   # chosen: set by set_num_threads or FASTRNN_NUM_THREADS
 
 
 _INT_MAX = 2**31 - 1
@@ -36,6 +36,7 @@ def _default_threads():
             n = int(env)
         except ValueError:
             raise ValueError(f"FASTRNN_NUM_THREADS: expected a positive integer, got {env!r}") from None
+        _state["chosen"] = True
         return _thread_count("FASTRNN_NUM_THREADS", n)
     try:
         return len(os.sched_getaffinity(0))
@@ -48,6 +49,13 @@ def get_num_threads():
     if _state["threads"] is None:
         _state["threads"] = _default_threads()
     return _state["threads"]
+
+
+def chosen_num_threads():
+    """The thread count the user chose (set_num_threads or FASTRNN_NUM_THREADS), or None when the
+    kernels run on the default (then fastrnn.torch follows torch.get_num_threads())."""
+    get_num_threads()
+    return _state["threads"] if _state["chosen"] else None
 
 
 def _blas_controller():
@@ -65,6 +73,7 @@ def set_num_threads(n):
     max_threads() (the machine's logical CPUs) is capped to it: get_num_threads() tells."""
     n = _thread_count("set_num_threads", n)
     _state["threads"] = n
+    _state["chosen"] = True
     from . import _backends
 
     _backends.backends()          # load the compiled kernels, and with them scipy's BLAS, first

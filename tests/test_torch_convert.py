@@ -84,14 +84,15 @@ def test_state_dict_round_trip_strict():
 
 
 def test_unconvertible_listed_in_one_warning():
-    m = nn.Sequential(nn.LSTM(3, 3), nn.GRUCell(3, 3), nn.GRU(3, 3), nn.GRU(3, 3).half())
+    m = nn.Sequential(nn.LSTM(3, 3), nn.LSTMCell(3, 3), nn.GRU(3, 3), nn.GRU(3, 3).half(), nn.GRUCell(3, 3))
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
         new = ft.convert(m)
     assert len(w) == 1
     msg = str(w[0].message)
-    assert "LSTM" in msg and "GRUCell" in msg and "float16" in msg
+    assert "LSTM " in msg and "LSTMCell" in msg and "float16" in msg and "GRUCell" not in msg
     assert type(new[0]) is nn.LSTM and type(new[2]) is ft.GRU and type(new[3]) is nn.GRU
+    assert type(new[4]) is ft.GRUCell
     with pytest.warns(UserWarning, match="reset_after=False"):
         ft.to_torch(ft.GRU(3, 3, reset_after=False))
 

@@ -169,23 +169,6 @@ def test_constructor_init_repr_and_names():
     assert ft.GRU(2, 3, dtype=torch.float64).weight_hh_l0.dtype == torch.float64
 
 
-def test_refusals():
-    m = ft.GRU(3, 4)
-    with pytest.raises(TypeError, match="input"):
-        m(torch.randn(5, 2, 3, dtype=torch.float64))
-    with pytest.raises(TypeError, match="dtype"):
-        ft.GRU(3, 4, dtype=torch.float16)
-    with pytest.raises(TypeError, match="parameters"):
-        m.to(torch.bfloat16)(torch.randn(5, 2, 3, dtype=torch.bfloat16))
-    with pytest.raises(ValueError, match="hx"):
-        ft.GRU(3, 4)(torch.randn(5, 2, 3), torch.randn(1, 3, 4))
-    with pytest.raises(ValueError, match="input"):
-        ft.GRU(3, 4)(torch.randn(5, 2, 2))
-    if torch.device("meta"):
-        with pytest.raises(ValueError, match="CPU"):
-            ft.GRU(3, 4, device="meta")(torch.randn(5, 2, 3))
-
-
 def _op_samples():
     g = torch.Generator().manual_seed(5)
     T, B, I, H = 3, 2, 3, 4

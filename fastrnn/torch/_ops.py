@@ -9,6 +9,8 @@
     dx, dh0, dw_ih, dw_hh, db_ih, db_hh = torch.ops.fastrnn.rnn_backward(d_out, d_hn, x, w_ih, w_hh,
                                                             states, lengths, nonlinearity, reverse)
 
+    gru(x, h0, w_ih, ..., need_cache) / rnn(...)   what the modules call: the same forward, with autograd
+
 Shapes as in `fastrnn.functional`: x (T, B, I), h0 (B, H) or None, lengths (B,) integers or None.
 
 Why the forward returns the kernel's saved arrays. The C backward needs what its forward kept: the
@@ -21,11 +23,24 @@ torch.compile and opcheck, and recomputing the forward inside the backward costs
 training step. The price is that these operators are tied to the C backend's cache layout (checked
 by the parity tests), so they always run on the "c" backend.
 
+Two ways in, one implementation. Under torch.compile (and torch.export) the modules call the
+registered operators (`custom_op` with `register_fake` and `register_autograd`), which Dynamo and
+AOTAutograd trace. In eager mode the dispatcher's Python custom-op machinery costs ~20 µs a call,
+as much as a small cell's whole step, so `gru` / `rnn` call the same implementation directly,
+under a classic `torch.autograd.Function` (~5 µs) whose context is set up and whose backward is
+computed by the very functions registered with the operators. Double backward is refused with a
+RuntimeError on both ways (the kernels have no second derivative).
+
 Torch's autograd guards the saved tensors with its version counters (an in-place change of x or a
-weight before backward is torch's usual RuntimeError), so the backward skips the fingerprint check
-of `fastrnn.functional`'s caches. With need_cache=False (inference: the module passes it when no
+weight before backward is torch's usual RuntimeError), so these operators skip the fingerprints of
+`fastrnn.functional`'s caches. With need_cache=False (inference: the module passes it when no
 gradient is needed) the kernels keep nothing and `states` / `gates` are empty tensors; should a
 backward still come (the op called directly), it runs the forward again keeping them (slow, correct).
+
+Threads: the kernels run `fastrnn.set_num_threads`'s count when the user chose one (or
+FASTRNN_NUM_THREADS), otherwise `torch.get_num_threads()` (at most the machine's CPUs), so a
+torch program's thread setting (torch.set_num_threads, OMP_NUM_THREADS, torchrun's default of 1)
+holds for the recurrent layers too.
 
 Tensors go to NumPy as `tensor.detach().numpy()` views: nothing is copied for contiguous CPU
 float32/float64 tensors, and results come back with `torch.from_numpy`.
@@ -33,11 +48,10 @@ float32/float64 tensors, and results come back with `torch.from_numpy`.
 import numpy as np
 import torch
 
-import fastrnn
-from .. import _backends
+from .. import _backends, _config
 from .. import functional as F
 
-__all__ = ["gru_forward", "gru_backward", "rnn_forward", "rnn_backward"]
+__all__ = ["gru_forward", "gru_backward", "rnn_forward", "rnn_backward", "gru", "rnn"]
 
 _DTYPES = (torch.float32, torch.float64)
 
@@ -54,17 +68,28 @@ def _np(name, t):
 
 
 def _lengths(lengths):
+    """lengths as a NumPy view; fastrnn.functional's rules (and its private copy) follow."""
     if lengths is None:
         return None
     if lengths.device.type != "cpu":
         raise ValueError(f"lengths: expected a CPU tensor, got one on {lengths.device}")
+    check_lengths_dtype(lengths)
+    return lengths.detach().numpy()
+
+
+def check_lengths_dtype(lengths):
+    """An integer tensor: ValueError otherwise (SPEC §3, as fastrnn.functional)."""
     if lengths.dtype.is_floating_point or lengths.dtype.is_complex or lengths.dtype == torch.bool:
-        raise TypeError(f"lengths: expected an integer tensor, got {lengths.dtype}")
-    return lengths.detach().numpy().astype(np.int64)          # a private copy, as functional takes
+        raise ValueError(f"lengths: expected an integer tensor, got {lengths.dtype}")
 
 
 def _c():
     return _backends.get("c")[1]       # ValueError naming the backend when the kernels are not built
+
+
+def _nthreads():
+    n = _config.chosen_num_threads()
+    return n if n is not None else min(torch.get_num_threads(), _config.max_threads())
 
 
 def _t(a):
@@ -75,20 +100,61 @@ def _empty(like):
     return like.new_empty((0,))
 
 
+def _prepare(G, x, h0, w_ih, w_hh, b_ih, b_hh, lengths):
+    """fastrnn.functional's validation of one layer's inputs (its rules, its messages)."""
+    args, _, _, _ = F._prepare(G, _np("x", x), _np("h0", h0), _np("w_ih", w_ih), _np("w_hh", w_hh),
+                               _np("b_ih", b_ih), _np("b_hh", b_hh), _lengths(lengths))
+    return args
+
+
+def _backward_data(x, w_ih, w_hh, states, lengths, T, B, I, H, **extra):
+    """The C backend's cache, rebuilt from the tensors autograd saved."""
+    c = np.ascontiguousarray
+    lengths = _lengths(lengths)
+    return {"sizes": (T, B, I, H), "x": c(_np("x", x)), "states": c(_np("states", states)),
+            "w_ih": c(_np("w_ih", w_ih)), "w_hh": c(_np("w_hh", w_hh)),
+            "lengths": None if lengths is None else lengths.astype(np.int64), "use_blas": False, **extra}
+
+
+def _grad_outputs(d_out, d_hn, dtype):
+    c = np.ascontiguousarray
+    return c(_np("d_out", d_out), dtype=dtype), c(_np("d_hn", d_hn), dtype=dtype)
+
+
+def _no_cache(name):
+    return RuntimeError(f"fastrnn::{name}: the forward ran with need_cache=False and kept nothing for a backward")
+
+
 # ---- GRU ---------------------------------------------------------------------------------------
 
-@torch.library.custom_op("fastrnn::gru_forward", mutates_args=())
-def gru_forward(x: torch.Tensor, h0: torch.Tensor | None, w_ih: torch.Tensor, w_hh: torch.Tensor,
-                b_ih: torch.Tensor | None, b_hh: torch.Tensor | None, lengths: torch.Tensor | None,
-                reset_after: bool, reverse: bool, need_cache: bool
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    with fastrnn.set_grad_enabled(need_cache):
-        out, h_n, cache = F.gru_forward(_np("x", x), _np("h0", h0), _np("w_ih", w_ih), _np("w_hh", w_hh),
-                                        _np("b_ih", b_ih), _np("b_hh", b_hh), reset_after=reset_after,
-                                        reverse=reverse, lengths=_lengths(lengths), backend="c")
-    if cache is None:
+def _gru_forward(x: torch.Tensor, h0: torch.Tensor | None, w_ih: torch.Tensor, w_hh: torch.Tensor,
+                 b_ih: torch.Tensor | None, b_hh: torch.Tensor | None, lengths: torch.Tensor | None,
+                 reset_after: bool, reverse: bool, need_cache: bool
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    args = _prepare(3, x, h0, w_ih, w_hh, b_ih, b_hh, lengths)
+    out, h_n, data = _c().gru_forward(*args[:6], bool(reset_after), bool(reverse), args[6],
+                                      need_cache=bool(need_cache), nthreads=_nthreads())
+    if data is None:
         return _t(out), _t(h_n), _empty(x), _empty(x)
-    return _t(out), _t(h_n), _t(cache.data["states"]), _t(cache.data["gates"])
+    return _t(out), _t(h_n), _t(data["states"]), _t(data["gates"])
+
+
+def _gru_backward(d_out: torch.Tensor, d_hn: torch.Tensor, x: torch.Tensor, w_ih: torch.Tensor,
+                  w_hh: torch.Tensor, states: torch.Tensor, gates: torch.Tensor,
+                  lengths: torch.Tensor | None, reset_after: bool, reverse: bool
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    T, B, I = x.shape
+    H = w_hh.shape[1]
+    if states.shape != (T + 1, B, H) or gates.shape != (T, B, 4 * H):
+        raise _no_cache("gru_backward")
+    data = _backward_data(x, w_ih, w_hh, states, lengths, T, B, I, H, gates=np.ascontiguousarray(_np("gates", gates)),
+                          reset_after=bool(reset_after), reverse=bool(reverse))
+    d_out, d_hn = _grad_outputs(d_out, d_hn, data["x"].dtype)
+    return tuple(_t(a) for a in _c().gru_backward(d_out, d_hn, data, nthreads=_nthreads()))
+
+
+gru_forward = torch.library.custom_op("fastrnn::gru_forward", _gru_forward, mutates_args=())
+gru_backward = torch.library.custom_op("fastrnn::gru_backward", _gru_backward, mutates_args=())
 
 
 @gru_forward.register_fake
@@ -100,89 +166,11 @@ def _(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reset_after, reverse, need_cache):
     return x.new_empty((T, B, H)), x.new_empty((B, H)), x.new_empty((T + 1, B, H)), x.new_empty((T, B, 4 * H))
 
 
-@torch.library.custom_op("fastrnn::gru_backward", mutates_args=())
-def gru_backward(d_out: torch.Tensor, d_hn: torch.Tensor, x: torch.Tensor, w_ih: torch.Tensor,
-                 w_hh: torch.Tensor, states: torch.Tensor, gates: torch.Tensor,
-                 lengths: torch.Tensor | None, reset_after: bool, reverse: bool
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    T, B, I = x.shape
-    H = w_hh.shape[1]
-    if states.shape != (T + 1, B, H) or gates.shape != (T, B, 4 * H):
-        raise RuntimeError("fastrnn::gru_backward: the forward ran with need_cache=False and kept nothing "
-                           "for a backward")
-    c = np.ascontiguousarray
-    data = {"sizes": (T, B, I, H), "x": c(_np("x", x)), "states": c(_np("states", states)),
-            "gates": c(_np("gates", gates)), "w_ih": c(_np("w_ih", w_ih)), "w_hh": c(_np("w_hh", w_hh)),
-            "lengths": _lengths(lengths), "reset_after": bool(reset_after), "reverse": bool(reverse),
-            "use_blas": False}
-    dtype = data["x"].dtype
-    d_out = c(_np("d_out", d_out), dtype=dtype)
-    d_hn = c(_np("d_hn", d_hn), dtype=dtype)
-    return tuple(_t(a) for a in _c().gru_backward(d_out, d_hn, data))
-
-
 @gru_backward.register_fake
 def _(d_out, d_hn, x, w_ih, w_hh, states, gates, lengths, reset_after, reverse):
     GH = w_hh.shape[0]
     return (x.new_empty(x.shape), d_hn.new_empty(d_hn.shape), w_ih.new_empty(w_ih.shape),
             w_hh.new_empty(w_hh.shape), w_hh.new_empty((GH,)), w_hh.new_empty((GH,)))
-
-
-# ---- RNN ---------------------------------------------------------------------------------------
-
-@torch.library.custom_op("fastrnn::rnn_forward", mutates_args=())
-def rnn_forward(x: torch.Tensor, h0: torch.Tensor | None, w_ih: torch.Tensor, w_hh: torch.Tensor,
-                b_ih: torch.Tensor | None, b_hh: torch.Tensor | None, lengths: torch.Tensor | None,
-                nonlinearity: str, reverse: bool, need_cache: bool
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    with fastrnn.set_grad_enabled(need_cache):
-        out, h_n, cache = F.rnn_forward(_np("x", x), _np("h0", h0), _np("w_ih", w_ih), _np("w_hh", w_hh),
-                                        _np("b_ih", b_ih), _np("b_hh", b_hh), nonlinearity=nonlinearity,
-                                        reverse=reverse, lengths=_lengths(lengths), backend="c")
-    if cache is None:
-        return _t(out), _t(h_n), _empty(x)
-    return _t(out), _t(h_n), _t(cache.data["states"])
-
-
-@rnn_forward.register_fake
-def _(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity, reverse, need_cache):
-    T, B, _ = x.shape
-    H = w_hh.shape[1]
-    states = x.new_empty((T + 1, B, H)) if need_cache else _empty(x)
-    return x.new_empty((T, B, H)), x.new_empty((B, H)), states
-
-
-@torch.library.custom_op("fastrnn::rnn_backward", mutates_args=())
-def rnn_backward(d_out: torch.Tensor, d_hn: torch.Tensor, x: torch.Tensor, w_ih: torch.Tensor,
-                 w_hh: torch.Tensor, states: torch.Tensor, lengths: torch.Tensor | None,
-                 nonlinearity: str, reverse: bool
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    T, B, I = x.shape
-    H = w_hh.shape[1]
-    if states.shape != (T + 1, B, H):
-        raise RuntimeError("fastrnn::rnn_backward: the forward ran with need_cache=False and kept nothing "
-                           "for a backward")
-    c = np.ascontiguousarray
-    data = {"sizes": (T, B, I, H), "x": c(_np("x", x)), "states": c(_np("states", states)),
-            "w_ih": c(_np("w_ih", w_ih)), "w_hh": c(_np("w_hh", w_hh)), "lengths": _lengths(lengths),
-            "relu": nonlinearity == "relu", "reverse": bool(reverse), "use_blas": False}
-    dtype = data["x"].dtype
-    d_out = c(_np("d_out", d_out), dtype=dtype)
-    d_hn = c(_np("d_hn", d_hn), dtype=dtype)
-    return tuple(_t(a) for a in _c().rnn_backward(d_out, d_hn, data))
-
-
-@rnn_backward.register_fake
-def _(d_out, d_hn, x, w_ih, w_hh, states, lengths, nonlinearity, reverse):
-    H = w_hh.shape[0]
-    return (x.new_empty(x.shape), d_hn.new_empty(d_hn.shape), w_ih.new_empty(w_ih.shape),
-            w_hh.new_empty(w_hh.shape), w_hh.new_empty((H,)), w_hh.new_empty((H,)))
-
-
-# ---- autograd ------------------------------------------------------------------------------------
-
-def _grad_or_zeros(g, like):
-    return torch.zeros_like(like) if g is None else g
 
 
 def _gru_setup(ctx, inputs, output):
@@ -193,22 +181,66 @@ def _gru_setup(ctx, inputs, output):
     ctx.mark_non_differentiable(states, gates)
 
 
-def _gru_grad(ctx, d_out, d_hn, _d_states, _d_gates):
+def _gru_grad(ctx, d_out, d_hn, _d_states, _d_gates, forward=gru_forward, backward=gru_backward):
     x, h0, w_ih, w_hh, b_ih, b_hh, states, gates, lengths = ctx.saved_tensors
     reset_after, reverse, has_h0, has_bias, need_cache = ctx.flags
     if not need_cache:      # slow path: the forward was told to keep nothing; run it again keeping it
-        _, _, states, gates = gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reset_after, reverse, True)
-    T, B, _ = x.shape
-    H = w_hh.shape[1]
-    d_out = _grad_or_zeros(d_out, x.new_empty((T, B, H)))
-    d_hn = _grad_or_zeros(d_hn, x.new_empty((B, H)))
-    dx, dh0, dw_ih, dw_hh, db_ih, db_hh = gru_backward(d_out, d_hn, x, w_ih, w_hh, states, gates, lengths,
-                                                       reset_after, reverse)
+        _, _, states, gates = forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reset_after, reverse, True)
+    d_out, d_hn = _zeros_for_none(d_out, d_hn, x, w_hh)
+    dx, dh0, dw_ih, dw_hh, db_ih, db_hh = backward(d_out, d_hn, x, w_ih, w_hh, states, gates, lengths,
+                                                   reset_after, reverse)
     return (dx, dh0 if has_h0 else None, dw_ih, dw_hh, db_ih if has_bias else None,
             db_hh if has_bias else None, None, None, None, None)
 
 
 gru_forward.register_autograd(_gru_grad, setup_context=_gru_setup)
+
+
+# ---- RNN ---------------------------------------------------------------------------------------
+
+def _rnn_forward(x: torch.Tensor, h0: torch.Tensor | None, w_ih: torch.Tensor, w_hh: torch.Tensor,
+                 b_ih: torch.Tensor | None, b_hh: torch.Tensor | None, lengths: torch.Tensor | None,
+                 nonlinearity: str, reverse: bool, need_cache: bool
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    nonlinearity = F._option("nonlinearity", nonlinearity, ("tanh", "relu"))
+    args = _prepare(1, x, h0, w_ih, w_hh, b_ih, b_hh, lengths)
+    out, h_n, data = _c().rnn_forward(*args[:6], nonlinearity, bool(reverse), args[6],
+                                      need_cache=bool(need_cache), nthreads=_nthreads())
+    return _t(out), _t(h_n), _empty(x) if data is None else _t(data["states"])
+
+
+def _rnn_backward(d_out: torch.Tensor, d_hn: torch.Tensor, x: torch.Tensor, w_ih: torch.Tensor,
+                  w_hh: torch.Tensor, states: torch.Tensor, lengths: torch.Tensor | None,
+                  nonlinearity: str, reverse: bool
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    T, B, I = x.shape
+    H = w_hh.shape[1]
+    if states.shape != (T + 1, B, H):
+        raise _no_cache("rnn_backward")
+    nonlinearity = F._option("nonlinearity", nonlinearity, ("tanh", "relu"))
+    data = _backward_data(x, w_ih, w_hh, states, lengths, T, B, I, H, relu=nonlinearity == "relu",
+                          reverse=bool(reverse))
+    d_out, d_hn = _grad_outputs(d_out, d_hn, data["x"].dtype)
+    return tuple(_t(a) for a in _c().rnn_backward(d_out, d_hn, data, nthreads=_nthreads()))
+
+
+rnn_forward = torch.library.custom_op("fastrnn::rnn_forward", _rnn_forward, mutates_args=())
+rnn_backward = torch.library.custom_op("fastrnn::rnn_backward", _rnn_backward, mutates_args=())
+
+
+@rnn_forward.register_fake
+def _(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity, reverse, need_cache):
+    T, B, _ = x.shape
+    H = w_hh.shape[1]
+    states = x.new_empty((T + 1, B, H)) if need_cache else _empty(x)
+    return x.new_empty((T, B, H)), x.new_empty((B, H)), states
+
+
+@rnn_backward.register_fake
+def _(d_out, d_hn, x, w_ih, w_hh, states, lengths, nonlinearity, reverse):
+    H = w_hh.shape[0]
+    return (x.new_empty(x.shape), d_hn.new_empty(d_hn.shape), w_ih.new_empty(w_ih.shape),
+            w_hh.new_empty(w_hh.shape), w_hh.new_empty((H,)), w_hh.new_empty((H,)))
 
 
 def _rnn_setup(ctx, inputs, output):
@@ -219,19 +251,96 @@ def _rnn_setup(ctx, inputs, output):
     ctx.mark_non_differentiable(states)
 
 
-def _rnn_grad(ctx, d_out, d_hn, _d_states):
+def _rnn_grad(ctx, d_out, d_hn, _d_states, forward=rnn_forward, backward=rnn_backward):
     x, h0, w_ih, w_hh, b_ih, b_hh, states, lengths = ctx.saved_tensors
     nonlinearity, reverse, has_h0, has_bias, need_cache = ctx.flags
     if not need_cache:      # slow path: the forward was told to keep nothing; run it again keeping it
-        _, _, states = rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity, reverse, True)
-    T, B, _ = x.shape
-    H = w_hh.shape[1]
-    d_out = _grad_or_zeros(d_out, x.new_empty((T, B, H)))
-    d_hn = _grad_or_zeros(d_hn, x.new_empty((B, H)))
-    dx, dh0, dw_ih, dw_hh, db_ih, db_hh = rnn_backward(d_out, d_hn, x, w_ih, w_hh, states, lengths,
-                                                       nonlinearity, reverse)
+        _, _, states = forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity, reverse, True)
+    d_out, d_hn = _zeros_for_none(d_out, d_hn, x, w_hh)
+    dx, dh0, dw_ih, dw_hh, db_ih, db_hh = backward(d_out, d_hn, x, w_ih, w_hh, states, lengths,
+                                                   nonlinearity, reverse)
     return (dx, dh0 if has_h0 else None, dw_ih, dw_hh, db_ih if has_bias else None,
             db_hh if has_bias else None, None, None, None, None)
 
 
 rnn_forward.register_autograd(_rnn_grad, setup_context=_rnn_setup)
+
+
+# ---- what both share -----------------------------------------------------------------------------
+
+def _zeros_for_none(d_out, d_hn, x, w_hh):
+    """Autograd passes None for an output nobody used: zeros of its shape."""
+    T, B, _ = x.shape
+    H = w_hh.shape[1]
+    return (x.new_zeros((T, B, H)) if d_out is None else d_out,
+            x.new_zeros((B, H)) if d_hn is None else d_hn)
+
+
+_DOUBLE_BACKWARD = ("fastrnn::{}: double backward (a gradient of a gradient, create_graph=True) is not "
+                    "supported by fastrnn.torch; use torch.nn.GRU / RNN for it")
+
+
+def _double_backward(name):
+    def grad(ctx, *grads):
+        raise RuntimeError(_DOUBLE_BACKWARD.format(name))
+    return grad
+
+
+for _op in (gru_backward, rnn_backward):
+    _op.register_autograd(_double_backward(_op._name), setup_context=lambda ctx, inputs, output: None)
+
+
+class _Refuse(torch.autograd.Function):
+    """Gradients computed with create_graph=True: copies whose own backward raises (what the
+    registered autograd of the backward operators does on the compiled way)."""
+
+    @staticmethod
+    def forward(ctx, name, anchor, *grads):
+        ctx.name = name
+        return tuple(None if g is None else g.clone() for g in grads)
+
+    @staticmethod
+    def backward(ctx, *_):
+        raise RuntimeError(_DOUBLE_BACKWARD.format(ctx.name))
+
+
+def _eager(name, forward, setup, grad, backward):
+    """A classic autograd.Function running `forward` and, for its backward, `grad` with the
+    implementations (not the operators). Under create_graph=True its gradients come through
+    _Refuse, so that differentiating them again is an error, not a silent zero."""
+
+    class Function(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, *inputs):
+            output = forward(*inputs)
+            setup(ctx, inputs, output)
+            return output
+
+        @staticmethod
+        def backward(ctx, *grads):
+            with torch.no_grad():
+                result = grad(ctx, *grads, forward=forward, backward=backward)
+            if torch.is_grad_enabled():
+                anchor = next((t for t in ctx.saved_tensors if t is not None and t.requires_grad), None)
+                if anchor is not None:
+                    result = _Refuse.apply(name, anchor, *result)
+            return result
+
+    return Function
+
+
+def _caller(op, function, forward):
+    """What the modules call: the operator under torch.compile; in eager mode the autograd.Function
+    when autograd will need it, the implementation alone otherwise."""
+    def call(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, option, reverse, need_cache):
+        args = (x, h0, w_ih, w_hh, b_ih, b_hh, lengths, option, reverse, need_cache)
+        if torch.compiler.is_compiling():
+            return op(*args)
+        if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in args[:6]):
+            return function.apply(*args)
+        return forward(*args)
+    return call
+
+
+gru = _caller(gru_forward, _eager("gru_backward", _gru_forward, _gru_setup, _gru_grad, _gru_backward), _gru_forward)
+rnn = _caller(rnn_forward, _eager("rnn_backward", _rnn_forward, _rnn_setup, _rnn_grad, _rnn_backward), _rnn_forward)

@@ -1,4 +1,5 @@
-"""convert(model) / to_torch(model): swap torch.nn.GRU / RNN for fastrnn.torch's twins and back.
+"""convert(model) / to_torch(model): swap torch.nn.GRU / RNN / GRUCell / RNNCell for fastrnn.torch's
+twins and back.
 
 The twin SHARES the original's Parameter objects (not copies): an optimizer made before the
 conversion keeps updating the parameters the new model uses, and state_dict keys are unchanged.
@@ -10,16 +11,24 @@ import warnings
 import torch
 from torch import nn
 
+from .cells import GRUCell, RNNCell
 from .modules import GRU, RNN
 
 __all__ = ["convert", "to_torch"]
 
-_UNCONVERTIBLE = (nn.LSTM, nn.GRUCell, nn.RNNCell, nn.LSTMCell)
+_UNCONVERTIBLE = (nn.LSTM, nn.LSTMCell)
+# torch class -> fastrnn.torch class, and the constructor arguments both take
+_TWINS = {nn.GRU: GRU, nn.RNN: RNN, nn.GRUCell: GRUCell, nn.RNNCell: RNNCell}
+_LAYER_ARGS = ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout", "bidirectional")
+_CELL_ARGS = ("input_size", "hidden_size", "bias")
 
 
 def _config(m):
-    return dict(input_size=m.input_size, hidden_size=m.hidden_size, num_layers=m.num_layers, bias=m.bias,
-                batch_first=m.batch_first, dropout=m.dropout, bidirectional=m.bidirectional)
+    args = _LAYER_ARGS if isinstance(m, (nn.RNNBase, GRU, RNN)) else _CELL_ARGS
+    config = {k: getattr(m, k) for k in args}
+    if isinstance(m, (nn.RNN, nn.RNNCell, RNN, RNNCell)):
+        config["nonlinearity"] = m.nonlinearity
+    return config
 
 
 def _share(dst, src):
@@ -33,9 +42,10 @@ def _share(dst, src):
 
 
 def _why_not_fastrnn(m):
-    if type(m) not in (nn.GRU, nn.RNN):
-        return f"{type(m).__name__} (a subclass of torch.nn.{type(m).__mro__[1].__name__}: its forward may differ)"
-    w = m.weight_ih_l0
+    if type(m) not in _TWINS:
+        torch_class = next(c for c in type(m).__mro__ if c in _TWINS)
+        return f"{type(m).__name__} (a subclass of torch.nn.{torch_class.__name__}: its forward may differ)"
+    w = m.weight_ih_l0 if isinstance(m, nn.RNNBase) else m.weight_ih
     if w.device.type != "cpu" or w.dtype not in (torch.float32, torch.float64):
         return f"{type(m).__name__} on {w.device} with dtype {w.dtype} (fastrnn covers CPU float32/float64)"
     if getattr(m, "proj_size", 0):
@@ -51,24 +61,20 @@ def _quiet(make):
 
 
 def _to_fastrnn(m):
-    return _share(_quiet(lambda: _make_fastrnn(m)), m)
+    twin_class = _TWINS[type(m)]
+    return _share(_quiet(lambda: twin_class(**_config(m), device="meta", dtype=_dtype(m))), m)
 
 
-def _make_fastrnn(m):
-    if isinstance(m, nn.GRU):
-        return GRU(**_config(m), device="meta", dtype=m.weight_ih_l0.dtype)
-    return RNN(**_config(m), nonlinearity=m.nonlinearity, device="meta", dtype=m.weight_ih_l0.dtype)
+def _dtype(m):
+    return next(m.parameters()).dtype
 
 
-def _make_torch(m):
-    if isinstance(m, GRU):
-        return nn.GRU(**_config(m), device="meta", dtype=m.weight_ih_l0.dtype)
-    return nn.RNN(**_config(m), nonlinearity=m.nonlinearity, device="meta", dtype=m.weight_ih_l0.dtype)
-
-
-def _to_torch(m):
-    twin = _share(_quiet(lambda: _make_torch(m)), m)
-    twin._init_flat_weights()       # torch.nn.RNNBase keeps a list of its parameters: point it at them
+def to_torch_module(m):
+    """The torch.nn twin of one fastrnn.torch module, sharing its parameters (the layers' fallback)."""
+    torch_class = next(k for k, v in _TWINS.items() if isinstance(m, v))
+    twin = _share(_quiet(lambda: torch_class(**_config(m), device="meta", dtype=_dtype(m))), m)
+    if isinstance(twin, nn.RNNBase):
+        twin._init_flat_weights()   # torch.nn.RNNBase keeps a list of its parameters: point it at them
     return twin
 
 
@@ -114,7 +120,7 @@ def convert(model, inplace=False):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
 
     def replace(m):
-        if isinstance(m, (nn.GRU, nn.RNN)) and not isinstance(m, (GRU, RNN)):
+        if isinstance(m, tuple(_TWINS)):
             reason = _why_not_fastrnn(m)
             return (None, reason) if reason else (_to_fastrnn(m), None)
         if isinstance(m, _UNCONVERTIBLE):
@@ -130,9 +136,9 @@ def to_torch(model, inplace=False):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
 
     def replace(m):
-        if isinstance(m, (GRU, RNN)):
-            if isinstance(m, GRU) and not m.reset_after:
-                return None, "fastrnn.torch.GRU with reset_after=False (torch has no such GRU)"
-            return _to_torch(m), None
+        if isinstance(m, tuple(_TWINS.values())):
+            if isinstance(m, (GRU, GRUCell)) and not m.reset_after:
+                return None, f"fastrnn.torch.{type(m).__name__} with reset_after=False (torch has no such GRU)"
+            return to_torch_module(m), None
         return None, None
     return _walk(model, inplace, replace, "to_torch")

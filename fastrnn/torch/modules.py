@@ -13,7 +13,12 @@ packing) runs each sequence over its first lengths[b] steps; the outputs past a 
 and h_n is its state at its last step. The reverse direction of a bidirectional layer reverses each
 sequence within its own length. Dropout between layers (training mode) draws from torch's RNG.
 
-Only CPU float32 / float64 is covered: another device or dtype is an error naming the argument.
+The kernels cover CPU float32 / float64. A module whose parameters are elsewhere (CUDA, meta) or of
+another dtype (float16, bfloat16) runs torch's own implementation instead, with one UserWarning
+(a GRU with reset_after=False, which torch has not, and lengths= are refused there with a ValueError).
+Bad input gets an exception naming the argument, of the kinds both fastrnn (SPEC §3) and torch
+raise: `ArgumentError` (a ValueError and a RuntimeError) for shapes, sizes and devices,
+`DtypeError` (a TypeError, ValueError and RuntimeError) for a dtype that differs from the parameters'.
 """
 import math
 import numbers
@@ -25,9 +30,53 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from . import _ops
 
-__all__ = ["GRU", "RNN"]
+__all__ = ["GRU", "RNN", "ArgumentError", "DtypeError"]
 
 _DTYPES = (torch.float32, torch.float64)
+
+
+class ArgumentError(ValueError, RuntimeError):
+    """A wrong shape, size or device: ValueError as fastrnn raises it, RuntimeError as torch's RNNs do."""
+
+
+class DtypeError(TypeError, ValueError, RuntimeError):
+    """A tensor whose dtype differs from the parameters': TypeError (fastrnn), ValueError / RuntimeError (torch)."""
+
+
+def check_tensor(name, t, like):
+    """`t` is a tensor on `like`'s device with `like`'s dtype (the module's first parameter)."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
+    if t.device != like.device:
+        raise ArgumentError(f"{name}: expected a tensor on {like.device} (the parameters' device), got one "
+                            f"on {t.device}")
+    if t.dtype != like.dtype:
+        raise DtypeError(f"{name}: expected dtype {like.dtype} (the parameters' dtype), got {t.dtype}")
+
+
+def on_fast_path(module, w):
+    """True when the kernels cover `w` (a module's first parameter); otherwise False, with a UserWarning
+    that torch's own implementation runs instead (once per module, device and dtype)."""
+    if w.device.type == "cpu" and w.dtype in _DTYPES:
+        return True
+    if module.__dict__.get("_fallback_warned") != (w.device, w.dtype):
+        module.__dict__["_fallback_warned"] = (w.device, w.dtype)
+        warnings.warn(f"fastrnn.torch.{type(module).__name__}: parameters on {w.device} with dtype {w.dtype}; "
+                      "fastrnn's kernels cover CPU float32/float64, so torch's own implementation runs",
+                      UserWarning, stacklevel=5)     # 5: the caller of module(...), past nn.Module.__call__
+    return False
+
+
+def check_constructor(sizes, factory):
+    """The size arguments of a constructor (positive ints) and its device / dtype."""
+    for name, value in sizes:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"{name}: expected an int, got {value!r} ({type(value).__name__})")
+        if value < 1:
+            raise ValueError(f"{name}: expected a positive int, got {value!r}")
+    dtype = factory["dtype"]
+    if dtype is not None and not torch.empty(0, dtype=dtype).dtype.is_floating_point:
+        raise TypeError(f"dtype: expected a floating-point dtype, got {dtype}")
 
 
 class _RNNBase(nn.Module):
@@ -37,16 +86,11 @@ class _RNNBase(nn.Module):
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
                  bidirectional=False, device=None, dtype=None):
         super().__init__()
-        for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-                raise TypeError(f"{name}: expected an int, got {value!r} ({type(value).__name__})")
-            if value < 1:
-                raise ValueError(f"{name}: expected a positive int, got {value!r}")
+        factory = {"device": device, "dtype": dtype}
+        check_constructor((("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)),
+                          factory)
         if isinstance(dropout, bool) or not isinstance(dropout, numbers.Number) or not 0 <= dropout <= 1:
             raise ValueError(f"dropout: expected a number in [0, 1], got {dropout!r}")
-        factory = {"device": device, "dtype": dtype}
-        if dtype is not None and torch.empty(0, dtype=dtype).dtype not in _DTYPES:
-            raise TypeError(f"dtype: fastrnn.torch covers torch.float32 and torch.float64, got {dtype}")
         if dropout > 0 and num_layers == 1:
             warnings.warn("dropout option adds dropout after all but last recurrent layer, so non-zero "
                           f"dropout expects num_layers greater than 1, but got dropout={dropout} and "
@@ -85,11 +129,9 @@ class _RNNBase(nn.Module):
                 for i in range(0, len(self._flat_weights_names), 4 if self.bias else 2)]
 
     def _weights(self, layer, direction):
-        suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
-        w = [getattr(self, "weight_ih" + suffix), getattr(self, "weight_hh" + suffix)]
-        if self.bias:
-            return w + [getattr(self, "bias_ih" + suffix), getattr(self, "bias_hh" + suffix)]
-        return w + [None, None]
+        i = (layer * (2 if self.bidirectional else 1) + direction) * (4 if self.bias else 2)
+        w = [self._parameters[n] for n in self._flat_weights_names[i:i + (4 if self.bias else 2)]]
+        return w if self.bias else w + [None, None]
 
     def _layer(self, x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, need_cache):
         raise NotImplementedError
@@ -112,59 +154,61 @@ class _RNNBase(nn.Module):
     def _extra_options(self):
         return ""
 
-    def _check_tensor(self, name, t, dtype):
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
-        if t.device.type != "cpu":
-            raise ValueError(f"{name}: fastrnn.torch runs on the CPU only, got a tensor on {t.device}")
-        if t.dtype != dtype:
-            raise TypeError(f"{name}: expected dtype {dtype} (the parameters' dtype), got {t.dtype}")
+    def _torch_forward(self, input, hx, lengths):
+        """torch's own implementation (a torch.nn twin sharing the parameters), for what the kernels
+        do not cover."""
+        if lengths is not None:
+            raise ValueError("lengths: only on fastrnn's kernels (CPU float32/float64); pass a PackedSequence")
+        if isinstance(self, GRU) and not self.reset_after:
+            raise ValueError(f"reset_after=False: only on fastrnn's kernels (CPU float32/float64); the "
+                             f"parameters are on {self.weight_ih_l0.device} with dtype {self.weight_ih_l0.dtype}")
+        from .convert import to_torch_module
+        return to_torch_module(self)(input, hx)
 
     def forward(self, input, hx=None, lengths=None):
         w0 = self.weight_ih_l0
-        if w0.device.type != "cpu":
-            raise ValueError(f"parameters: fastrnn.torch runs on the CPU only, the module is on {w0.device}")
-        if w0.dtype not in _DTYPES:
-            raise TypeError(f"parameters: fastrnn.torch covers torch.float32 and torch.float64, got {w0.dtype}")
-        dtype = w0.dtype
+        if not on_fast_path(self, w0):
+            return self._torch_forward(input, hx, lengths)
         packed = isinstance(input, PackedSequence)
         if packed:
             if lengths is not None:
                 raise ValueError("lengths: not allowed with a PackedSequence input (it carries its own)")
-            self._check_tensor("input", input.data, dtype)
+            check_tensor("input", input.data, w0)
             x, lengths = pad_packed_sequence(input, batch_first=False)   # original batch order
             batched = True
         else:
-            self._check_tensor("input", input, dtype)
+            check_tensor("input", input, w0)
             if input.dim() not in (2, 3):
-                raise ValueError(f"input: expected a 2-D (unbatched) or 3-D (batched) tensor, got shape "
-                                 f"{tuple(input.shape)}")
+                raise ArgumentError(f"input: expected a 2-D (unbatched) or 3-D (batched) tensor, got shape "
+                                    f"{tuple(input.shape)}")
             batched = input.dim() == 3
             x = input if batched else input.unsqueeze(1)
             if batched and self.batch_first:
                 x = x.transpose(0, 1)
         if x.shape[2] != self.input_size:
-            raise ValueError(f"input: expected input_size={self.input_size} features, got {x.shape[2]}")
+            raise ArgumentError(f"input: expected input_size={self.input_size} features, got {x.shape[2]}")
         T, B, _ = x.shape
         L, D, H = self.num_layers, 2 if self.bidirectional else 1, self.hidden_size
         if hx is not None:
-            self._check_tensor("hx", hx, dtype)
+            check_tensor("hx", hx, w0)
             if not batched:
                 if hx.dim() != 2:
-                    raise ValueError(f"hx: for unbatched input expected a 2-D tensor, got shape {tuple(hx.shape)}")
+                    raise ArgumentError(f"hx: for unbatched input expected a 2-D tensor, got shape {tuple(hx.shape)}")
                 hx = hx.unsqueeze(1)
             if tuple(hx.shape) != (L * D, B, H):
-                raise ValueError(f"hx: expected shape {(L * D, B, H)}, got {tuple(hx.shape)}")
+                raise ArgumentError(f"hx: expected shape {(L * D, B, H)}, got {tuple(hx.shape)}")
         if lengths is not None:
             lengths = torch.as_tensor(lengths)
             if lengths.device.type != "cpu":
-                raise ValueError(f"lengths: expected a CPU tensor, got one on {lengths.device}")
+                raise ArgumentError(f"lengths: expected a CPU tensor, got one on {lengths.device}")
             if tuple(lengths.shape) != (B,):
-                raise ValueError(f"lengths: expected shape ({B},), got {tuple(lengths.shape)}")
+                raise ArgumentError(f"lengths: expected shape ({B},), got {tuple(lengths.shape)}")
+            _ops.check_lengths_dtype(lengths)
             lengths = lengths.to(torch.int64)
         x = x.contiguous()
         need_cache = torch.is_grad_enabled() and (
-            x.requires_grad or (hx is not None and hx.requires_grad) or any(p.requires_grad for p in self.parameters()))
+            x.requires_grad or (hx is not None and hx.requires_grad) or
+            any(self._parameters[n].requires_grad for n in self._flat_weights_names))
 
         h_n = []
         inp = x
@@ -210,7 +254,7 @@ class GRU(_RNNBase):
                          device, dtype)
 
     def _layer(self, x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, need_cache):
-        out, h_n, _, _ = _ops.gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, self.reset_after, reverse,
+        out, h_n, _, _ = _ops.gru(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, self.reset_after, reverse,
                                           need_cache)
         return out, h_n
 
@@ -236,7 +280,7 @@ class RNN(_RNNBase):
         return "RNN_TANH" if self.nonlinearity == "tanh" else "RNN_RELU"
 
     def _layer(self, x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, need_cache):
-        out, h_n, _ = _ops.rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, self.nonlinearity, reverse,
+        out, h_n, _ = _ops.rnn(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, self.nonlinearity, reverse,
                                        need_cache)
         return out, h_n
 

@@ -1,0 +1,136 @@
+"""fastrnn.torch.GRUCell / fastrnn.torch.RNNCell: torch.nn.GRUCell / torch.nn.RNNCell (one step) on
+fastrnn's kernels, with torch's constructor, parameter names, shapes and initialisation.
+
+    cell = fastrnn.torch.GRUCell(input_size, hidden_size, bias=True, device=None, dtype=None,
+                                 reset_after=True)
+    cell = fastrnn.torch.RNNCell(input_size, hidden_size, bias=True, nonlinearity="tanh",
+                                 device=None, dtype=None)
+    h_next = cell(input, hx=None)     # input (B, I) -> (B, H); unbatched (I,) -> (H,)
+
+One step is the layer's operator with T = 1 (`_ops.gru` / `_ops.rnn` on input[None]), so a cell
+unrolled over T steps computes what fastrnn.torch.GRU / RNN computes (to rounding) and autograd
+backpropagates through the loop as it does through torch's cells. Parameters are registered as torch
+registers them (bias_ih / bias_hh are None without bias). Devices and dtypes the kernels do not
+cover run torch's own cell with one warning, as the layers do (modules.py).
+"""
+import math
+
+import torch
+from torch import nn
+
+from . import _ops
+from .modules import ArgumentError, check_constructor, check_tensor, on_fast_path
+
+__all__ = ["GRUCell", "RNNCell"]
+
+
+class _CellBase(nn.Module):
+    _gates = None
+
+    def __init__(self, input_size, hidden_size, bias, device, dtype):
+        super().__init__()
+        factory = {"device": device, "dtype": dtype}
+        check_constructor((("input_size", input_size), ("hidden_size", hidden_size)), factory)
+        self.input_size, self.hidden_size, self.bias = int(input_size), int(hidden_size), bool(bias)
+        G, H = self._gates, self.hidden_size
+        self.weight_ih = nn.Parameter(torch.empty((G * H, self.input_size), **factory))
+        self.weight_hh = nn.Parameter(torch.empty((G * H, H), **factory))
+        if self.bias:
+            self.bias_ih = nn.Parameter(torch.empty(G * H, **factory))
+            self.bias_hh = nn.Parameter(torch.empty(G * H, **factory))
+        else:
+            self.register_parameter("bias_ih", None)
+            self.register_parameter("bias_hh", None)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """U(-1/sqrt(H), 1/sqrt(H)) for every parameter, as torch's cells."""
+        stdv = 1.0 / math.sqrt(self.hidden_size)
+        for w in self.parameters():
+            nn.init.uniform_(w, -stdv, stdv)
+
+    def extra_repr(self):
+        s = "{input_size}, {hidden_size}"
+        if self.bias is not True:
+            s += ", bias={bias}"
+        return (s + self._extra_options()).format(**self.__dict__)
+
+    def _extra_options(self):
+        return ""
+
+    def _step(self, x, hx, w_ih, w_hh, b_ih, b_hh, need_cache):
+        raise NotImplementedError
+
+    def _torch_step(self, input, hx, w_ih, w_hh, b_ih, b_hh):
+        raise NotImplementedError
+
+    def forward(self, input, hx=None):
+        p = self._parameters
+        w_ih, w_hh, b_ih, b_hh = p["weight_ih"], p["weight_hh"], p["bias_ih"], p["bias_hh"]
+        if not on_fast_path(self, w_ih):
+            return self._torch_step(input, hx, w_ih, w_hh, b_ih, b_hh)
+        check_tensor("input", input, w_ih)
+        batched = input.dim() == 2
+        if not batched and input.dim() != 1:
+            raise ArgumentError(f"input: expected a 1-D (unbatched) or 2-D (batched) tensor, got shape "
+                                f"{tuple(input.shape)}")
+        if input.shape[-1] != self.input_size:
+            raise ArgumentError(f"input: expected input_size={self.input_size} features, got {input.shape[-1]}")
+        x = input if batched else input.unsqueeze(0)
+        if hx is not None:
+            check_tensor("hx", hx, w_ih)
+            expected = (x.shape[0], self.hidden_size) if batched else (self.hidden_size,)
+            if tuple(hx.shape) != expected:
+                raise ArgumentError(f"hx: expected shape {expected}, got {tuple(hx.shape)}")
+            if not batched:
+                hx = hx.unsqueeze(0)
+        need_cache = torch.is_grad_enabled() and (
+            input.requires_grad or (hx is not None and hx.requires_grad) or w_ih.requires_grad or
+            w_hh.requires_grad or (b_ih is not None and (b_ih.requires_grad or b_hh.requires_grad)))
+        h = self._step(x.contiguous().unsqueeze(0), hx, w_ih, w_hh, b_ih, b_hh, need_cache)
+        return h if batched else h.squeeze(0)
+
+
+class GRUCell(_CellBase):
+    """torch.nn.GRUCell on fastrnn's kernels; reset_after=False (Cho et al. 2014) goes beyond torch."""
+
+    _gates = 3
+
+    def __init__(self, input_size, hidden_size, bias=True, device=None, dtype=None, reset_after=True):
+        if not isinstance(reset_after, bool):
+            raise TypeError(f"reset_after: expected True or False, got {reset_after!r}")
+        self.reset_after = reset_after
+        super().__init__(input_size, hidden_size, bias, device, dtype)
+
+    def _step(self, x, hx, w_ih, w_hh, b_ih, b_hh, need_cache):
+        return _ops.gru(x, hx, w_ih, w_hh, b_ih, b_hh, None, self.reset_after, False, need_cache)[1]
+
+    def _torch_step(self, input, hx, w_ih, w_hh, b_ih, b_hh):
+        if not self.reset_after:
+            raise ValueError(f"reset_after=False: only on fastrnn's kernels (CPU float32/float64); the "
+                             f"parameters are on {w_ih.device} with dtype {w_ih.dtype}")
+        return nn.GRUCell.forward(self, input, hx)
+
+    def _extra_options(self):
+        return "" if self.reset_after else ", reset_after=False"
+
+
+class RNNCell(_CellBase):
+    """torch.nn.RNNCell (Elman; tanh or relu) on fastrnn's kernels."""
+
+    _gates = 1
+
+    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", device=None, dtype=None):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
+        self.nonlinearity = nonlinearity
+        super().__init__(input_size, hidden_size, bias, device, dtype)
+
+    def _step(self, x, hx, w_ih, w_hh, b_ih, b_hh, need_cache):
+        return _ops.rnn(x, hx, w_ih, w_hh, b_ih, b_hh, None, self.nonlinearity, False, need_cache)[1]
+
+    def _torch_step(self, input, hx, w_ih, w_hh, b_ih, b_hh):
+        return nn.RNNCell.forward(self, input, hx)
+
+    def _extra_options(self):
+        return "" if self.nonlinearity == "tanh" else ", nonlinearity={nonlinearity}"
