@@ -7,6 +7,8 @@
                    fastrnn    fastrnn.functional with backend=None (the fastest backend built)
                    reference  the same with backend="numpy"
                    torch      torch.nn.RNN / torch.nn.GRU with the same weights
+                   fastrnn.torch  fastrnn.torch.RNN / GRU (and the cells), set up as torch is
+                              (benches/contender_torch_modules.py)
                    onnxruntime  ONNX Runtime's GRU operator (linear_before_reset=1), GRU forward in
                               float32 only; registered where onnx and onnxruntime are installed
                               (pip install ".[bench]")
@@ -483,6 +485,9 @@ CONTENDERS = {
     "reference": FastRNN("numpy", slow=True),
     "torch": Torch(),
 }
+# fastrnn.torch's modules (benches/contender_torch_modules.py), given this module's own Unsupported
+from .contender_torch_modules import TorchModules  # noqa: E402
+CONTENDERS["fastrnn.torch"] = TorchModules(Unsupported)
 if importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None:
     CONTENDERS["onnxruntime"] = OnnxRuntime()
 CONTENDERS["gemm"] = Gemm()
