@@ -240,16 +240,24 @@ def test_threads_follow_torch_unless_fastrnn_was_told(default_threads, monkeypat
     assert seen == [1, 1]
 
 
-def test_fastrnn_num_threads_counts_as_chosen():
-    code = ("import torch, fastrnn.torch as ft; from fastrnn.torch import _ops; torch.set_num_threads(2); "
-            "assert _ops._nthreads() == 1, _ops._nthreads()")
-    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "FASTRNN_NUM_THREADS": "1"})
+def _python(code, tmp_path, **env):
+    """Run `code` in a fresh interpreter, from a directory without the source tree (which would
+    shadow the installed package); its output, or an assertion with its stderr."""
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                         env={**os.environ, **env})
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_fastrnn_num_threads_counts_as_chosen(tmp_path):
+    _python("import torch, fastrnn.torch as ft; from fastrnn.torch import _ops; torch.set_num_threads(2); "
+            "assert _ops._nthreads() == 1, _ops._nthreads()", tmp_path, FASTRNN_NUM_THREADS="1")
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
 @pytest.mark.parametrize("order", ["import torch; import fastrnn.torch",
                                    "import fastrnn; fastrnn.backends(); import torch; import fastrnn.torch"])
-def test_one_openmp_runtime_whichever_comes_first(order):
+def test_one_openmp_runtime_whichever_comes_first(order, tmp_path):
     """torch's wheel brings its own libgomp.so.1; the dynamic loader gives fastrnn's extension the one
     already loaded (same soname), so one thread pool serves both and they never run at once."""
     code = order + """
@@ -259,5 +267,5 @@ runtimes = {l.split()[-1] for l in open('/proc/self/maps') if 'libgomp' in l or 
 assert len(runtimes) <= 1, runtimes
 print(len(runtimes))
 """
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
-    assert out.stdout.strip() in ("0", "1"), out.stdout
+    out = _python(code, tmp_path)
+    assert out.strip() in ("0", "1"), out
