@@ -232,7 +232,7 @@ def test_threads_follow_torch_unless_fastrnn_was_told(default_threads, monkeypat
     m(x)[0].sum().backward()
     assert seen == [1, 1]                            # forward and backward
     torch.set_num_threads(1000)
-    assert _ops._nthreads() == fastrnn.max_threads()
+    assert _ops._nthreads() == fastrnn.max_threads() == _ops._CPUS
     fastrnn.set_num_threads(1)
     torch.set_num_threads(2)
     seen.clear()

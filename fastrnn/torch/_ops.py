@@ -87,9 +87,12 @@ def _c():
     return _backends.get("c")[1]       # ValueError naming the backend when the kernels are not built
 
 
+_CPUS = _config.max_threads()      # os.cpu_count() costs ~20 µs a call: read once
+
+
 def _nthreads():
     n = _config.chosen_num_threads()
-    return n if n is not None else min(torch.get_num_threads(), _config.max_threads())
+    return n if n is not None else min(torch.get_num_threads(), _CPUS)
 
 
 def _t(a):
