@@ -230,3 +230,21 @@ def test_gradcheck_ops():
 def test_import_fastrnn_does_not_import_torch():
     code = "import sys, fastrnn; import fastrnn.functional, fastrnn.models; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_gradients_go_through_autograd_hooks():
+    """Parameter hooks and the module's full backward hook see fastrnn's gradients (DDP relies on
+    the former), and a hook's change reaches the input's gradient."""
+    m = ft.GRU(3, 4, num_layers=2, dtype=torch.float64)
+    seen = []
+    for name, p in m.named_parameters():
+        p.register_hook(lambda g, name=name: seen.append(name))
+    module_grads = []
+    m.register_full_backward_hook(lambda mod, gin, gout: module_grads.append(gin[0]))
+    x = torch.randn(5, 2, 3, dtype=torch.float64, requires_grad=True)
+    x.register_hook(lambda g: g * 0)
+    out, _ = m(x)
+    out.sum().backward()
+    assert sorted(seen) == sorted(n for n, _ in m.named_parameters())
+    assert len(module_grads) == 1 and module_grads[0].shape == x.shape
+    assert torch.count_nonzero(x.grad) == 0
