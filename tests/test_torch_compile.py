@@ -67,3 +67,17 @@ def test_converted_model_trains_compiled_with_inductor_as_eager():
         assert abs(losses[1] - losses[0]) <= 1e-9 * abs(losses[0]), losses
     for (name, p), q in zip(eager.named_parameters(), comp.parameters()):
         assert rel_err(q, p) <= 1e-9, name
+
+
+def test_inference_mode_and_export():
+    """torch.inference_mode() takes the eager path without autograd; torch.export traces the
+    operators (through Dynamo, as compile does) into a program that computes the same."""
+    torch.manual_seed(0)
+    m = ft.GRU(3, 4, num_layers=2, bidirectional=True)
+    x = torch.randn(5, 2, 3)
+    with torch.inference_mode():
+        out = m(x)[0]
+    assert out.is_inference() and torch.equal(out, m(x)[0])
+    program = torch.export.export(m, (x,))
+    assert any("fastrnn" in str(n.target) for n in program.graph.nodes)
+    assert torch.equal(program.module()(x)[0], m(x)[0])
