@@ -7,7 +7,7 @@
                    fastrnn    fastrnn.functional with backend=None (the fastest backend built)
                    reference  the same with backend="numpy"
                    torch      torch.nn.RNN / torch.nn.GRU with the same weights
-                   fastrnn.torch  fastrnn.torch.RNN / GRU (and the cells), set up as torch is
+                   fastrnn.torch  fastrnn.torch.RNN / GRU and the cells, set up as torch is
                               (benches/contender_torch_modules.py)
                    onnxruntime  ONNX Runtime's GRU operator (linear_before_reset=1), GRU forward in
                               float32 only; registered where onnx and onnxruntime are installed
@@ -232,6 +232,10 @@ def _limit_blas_threads(threads):
     return ", ".join(blas) or None
 
 
+from .contender_torch import Torch  # noqa: E402  (below Unsupported: the contenders need none of it)
+from .contender_torch_modules import TorchModules  # noqa: E402
+
+
 class FastRNN:
     """fastrnn.functional with one backend (None: the fastest one built)."""
 
@@ -300,55 +304,6 @@ class FastRNN:
         forward = {"rnn": F.rnn_forward, "gru": F.gru_forward}[w.cell]
         _, _, cache = forward(*inputs[:6], backend=self.backend)
         return cache_nbytes(cache.data, inputs)
-
-
-class Torch:
-    """torch.nn.RNN / torch.nn.GRU (CPU), loaded with the same weights."""
-
-    slow = False
-    memory = True
-
-    def setup(self, threads):
-        import torch
-
-        torch.set_num_threads(threads)
-        torch.set_flush_denormal(True)
-        return {"torch": torch.__version__, "threads": torch.get_num_threads()}
-
-    def build(self, w, inputs):
-        import torch
-
-        T, B, I, H = w.dims
-        dtype = getattr(torch, w.dtype)
-        if w.is_step:  # torch.nn.RNNCell / GRUCell on the first step
-            model = {"rnn": torch.nn.RNNCell, "gru": torch.nn.GRUCell}[w.cell](I, H, dtype=dtype)
-            names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-            x, h0, d_out = (torch.from_numpy(a) for a in (inputs.x[0], inputs.h0, inputs.d_out[0]))
-            run = lambda: model(x, h0)
-        else:
-            model = {"rnn": torch.nn.RNN, "gru": torch.nn.GRU}[w.cell](I, H, dtype=dtype)
-            names = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
-            x, h0, d_out = torch.from_numpy(inputs.x), torch.from_numpy(inputs.h0)[None], torch.from_numpy(inputs.d_out)
-            run = lambda: model(x, h0)[0]
-        with torch.no_grad():
-            for name, value in zip(names, inputs[2:6]):
-                getattr(model, name).copy_(torch.from_numpy(value))
-        if not w.is_training:
-            def forward():
-                with torch.no_grad():
-                    run()
-
-            return forward
-
-        x.requires_grad_(True)
-        h0.requires_grad_(True)
-
-        def train():
-            model.zero_grad(set_to_none=True)
-            x.grad = h0.grad = None
-            (run() * d_out).sum().backward()
-
-        return train
 
 
 class Gemm:
@@ -478,16 +433,15 @@ class OnnxRuntime:
 
 
 # The registry: name -> contender, in the order of the table's columns. To add a peer, write a class
-# like Torch above and register it here; its build() raises Unsupported for what it does not have.
+# like Torch (benches/contender_torch.py) and register it here; its build() raises Unsupported for what
+# it does not have.
 # ONNX Runtime is a default contender only where it is installed (pip install fastrnn[bench]).
 CONTENDERS = {
     "fastrnn": FastRNN(None),
     "reference": FastRNN("numpy", slow=True),
     "torch": Torch(),
+    "fastrnn.torch": TorchModules(),
 }
-# fastrnn.torch's modules (benches/contender_torch_modules.py), given this module's own Unsupported
-from .contender_torch_modules import TorchModules  # noqa: E402
-CONTENDERS["fastrnn.torch"] = TorchModules(Unsupported)
 if importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None:
     CONTENDERS["onnxruntime"] = OnnxRuntime()
 CONTENDERS["gemm"] = Gemm()

@@ -63,7 +63,7 @@ def test_train_matches_functional(contender, cell, like_torch):
     w = harness.Workload(cell, "tiny", "train")
     inputs = harness.make_inputs(w)
     if like_torch:
-        contender = TorchModules(harness.Unsupported, like_torch=True)
+        contender = TorchModules(like_torch=True)
     train = contender.build(w, inputs)
     train()
     train()  # a second call: the gradients are zeroed between calls, not accumulated
