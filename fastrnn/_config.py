@@ -54,7 +54,7 @@ def get_num_threads():
 def chosen_num_threads():
     """The thread count the user chose (set_num_threads or FASTRNN_NUM_THREADS), or None when the
     kernels run on the default (then fastrnn.torch follows torch.get_num_threads())."""
-    get_num_threads()
+    get_num_threads()           # reads FASTRNN_NUM_THREADS the first time, which sets "chosen"
     return _state["threads"] if _state["chosen"] else None
 
 

@@ -13,13 +13,11 @@ backpropagates through the loop as it does through torch's cells. Parameters are
 registers them (bias_ih / bias_hh are None without bias). Devices and dtypes the kernels do not
 cover run torch's own cell with one warning, as the layers do (modules.py).
 """
-import math
-
 import torch
 from torch import nn
 
 from . import _ops
-from .modules import ArgumentError, check_constructor, check_tensor, on_fast_path
+from .modules import ArgumentError, check_constructor, check_tensor, on_fast_path, reset_parameters
 
 __all__ = ["GRUCell", "RNNCell"]
 
@@ -30,7 +28,7 @@ class _CellBase(nn.Module):
     def __init__(self, input_size, hidden_size, bias, device, dtype):
         super().__init__()
         factory = {"device": device, "dtype": dtype}
-        check_constructor((("input_size", input_size), ("hidden_size", hidden_size)), factory)
+        check_constructor((("input_size", input_size), ("hidden_size", hidden_size)), dtype)
         self.input_size, self.hidden_size, self.bias = int(input_size), int(hidden_size), bool(bias)
         G, H = self._gates, self.hidden_size
         self.weight_ih = nn.Parameter(torch.empty((G * H, self.input_size), **factory))
@@ -43,11 +41,7 @@ class _CellBase(nn.Module):
             self.register_parameter("bias_hh", None)
         self.reset_parameters()
 
-    def reset_parameters(self):
-        """U(-1/sqrt(H), 1/sqrt(H)) for every parameter, as torch's cells."""
-        stdv = 1.0 / math.sqrt(self.hidden_size)
-        for w in self.parameters():
-            nn.init.uniform_(w, -stdv, stdv)
+    reset_parameters = reset_parameters
 
     def extra_repr(self):
         s = "{input_size}, {hidden_size}"

@@ -67,28 +67,33 @@ def on_fast_path(module, w):
     return False
 
 
-def check_constructor(sizes, factory):
-    """The size arguments of a constructor (positive ints) and its device / dtype."""
+def check_constructor(sizes, dtype):
+    """The size arguments of a constructor (positive ints) and its dtype (floating point or None)."""
     for name, value in sizes:
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             raise TypeError(f"{name}: expected an int, got {value!r} ({type(value).__name__})")
         if value < 1:
             raise ValueError(f"{name}: expected a positive int, got {value!r}")
-    dtype = factory["dtype"]
     if dtype is not None and not torch.empty(0, dtype=dtype).dtype.is_floating_point:
         raise TypeError(f"dtype: expected a floating-point dtype, got {dtype}")
 
 
+def reset_parameters(module):
+    """U(-1/sqrt(H), 1/sqrt(H)) for every parameter, as torch's RNNs and cells initialise them."""
+    stdv = 1.0 / math.sqrt(module.hidden_size)
+    for w in module.parameters():
+        nn.init.uniform_(w, -stdv, stdv)
+
+
 class _RNNBase(nn.Module):
     _gates = None
-    _mode = None
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
                  bidirectional=False, device=None, dtype=None):
         super().__init__()
         factory = {"device": device, "dtype": dtype}
         check_constructor((("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)),
-                          factory)
+                          dtype)
         if isinstance(dropout, bool) or not isinstance(dropout, numbers.Number) or not 0 <= dropout <= 1:
             raise ValueError(f"dropout: expected a number in [0, 1], got {dropout!r}")
         if dropout > 0 and num_layers == 1:
@@ -114,11 +119,7 @@ class _RNNBase(nn.Module):
                     self._flat_weights_names.append(stem + suffix)
         self.reset_parameters()
 
-    def reset_parameters(self):
-        """U(-1/sqrt(H), 1/sqrt(H)) for every parameter, as torch.nn.GRU / RNN."""
-        stdv = 1.0 / math.sqrt(self.hidden_size)
-        for w in self.parameters():
-            nn.init.uniform_(w, -stdv, stdv)
+    reset_parameters = reset_parameters
 
     def flatten_parameters(self):
         """A no-op (cuDNN's weight flattening has no meaning here); kept for drop-in use."""
@@ -243,7 +244,6 @@ class GRU(_RNNBase):
     """torch.nn.GRU on fastrnn's kernels; reset_after=False (Cho et al. 2014) goes beyond torch."""
 
     _gates = 3
-    _mode = "GRU"
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
                  bidirectional=False, device=None, dtype=None, reset_after=True):
@@ -254,8 +254,7 @@ class GRU(_RNNBase):
                          device, dtype)
 
     def _layer(self, x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, need_cache):
-        out, h_n, _, _ = _ops.gru(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, self.reset_after, reverse,
-                                          need_cache)
+        out, h_n, _, _ = _ops.gru(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, self.reset_after, reverse, need_cache)
         return out, h_n
 
     def _extra_options(self):
@@ -275,13 +274,8 @@ class RNN(_RNNBase):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
                          device, dtype)
 
-    @property
-    def _mode(self):
-        return "RNN_TANH" if self.nonlinearity == "tanh" else "RNN_RELU"
-
     def _layer(self, x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, need_cache):
-        out, h_n, _ = _ops.rnn(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, self.nonlinearity, reverse,
-                                       need_cache)
+        out, h_n, _ = _ops.rnn(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, self.nonlinearity, reverse, need_cache)
         return out, h_n
 
     def _extra_options(self):
