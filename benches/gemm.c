@@ -4,16 +4,18 @@
  *
  *   gemm peak THREADS                   float32 FMA throughput of independent register-only chains,
  *                                       for each vector width the build allows: GFLOPS, all threads
- *   gemm par THREADS M N K TA REPS      par_gemm (csrc/microkernel.h) on C[M,N] = A B, A transposed
+ *   gemm par THREADS M N K TA REPS      par_gemm (csrc/gemm.h) on C[M,N] = A B, A transposed
  *                                       when TA is 1 (as the weight gradients): best seconds of REPS
  *
- * Each prints one line of JSON. The kernel file is included whole, so the static par_gemm is the
- * one the extension runs, compiled with the same flags.
+ * Each prints one line of JSON. Built with csrc/gemm.c and csrc/runtime.c, for one level (-DFR_LEVEL
+ * and that level's flags, as setup.py compiles the extension's kernels; -DFR_DOUBLE=0).
  */
-#include "../csrc/fastrnn.c"
-
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
+
+#include "gemm.h"
 
 static double now(void)
 {
@@ -110,12 +112,12 @@ int main(int argc, char **argv)
 #pragma omp parallel num_threads(threads)
             {
                 unsigned csr = fr_ftz_on();
-                float *P = fr_buffer(FR_BUF_PACK, sizeof(float) * pack_size_f32());
+                float *P = fr_buffer(FR_BUF_PACK, sizeof(float) * SFX(pack_size)());
                 if (!P) {
 #pragma omp atomic write
                     failed = 1;
                 } else {
-                    par_gemm_f32(M, N, K, A, ars, acs, Bm, N, 1, C, N, 0, P);
+                    SFX(par_gemm)(M, N, K, A, ars, acs, Bm, N, 1, C, N, 0, P);
                 }
                 fr_ftz_restore(csr);
             }

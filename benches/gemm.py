@@ -1,19 +1,23 @@
 """The machine's arithmetic ceiling, and fastrnn's own GEMM against it and against OpenBLAS.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m benches.gemm [--threads 1,2]
-        [--shapes gnmt,large] [--cells gru] [--rounds 3] [--reps 10] [--json PATH]
+        [--shapes gnmt,large] [--cells gru] [--rounds 3] [--reps 10] [--simd LEVEL] [--json PATH]
 
-Compiles benches/gemm.c (which includes csrc/fastrnn.c whole) with the flags setup.py gives the
-extension, then, at each thread count:
+Compiles benches/gemm.c with csrc/gemm.c and csrc/runtime.c for one instruction-set level (--simd:
+baseline, avx2, avx512 or native, with the flags setup.py gives that level; default: the level the
+installed extension runs, i.e. FASTRNN_SIMD or the widest the CPU has), then, at each thread count:
   peak    the float32 FMA throughput of register-only loops (no memory traffic): what no GEMM can beat
   gemm    the three big products of a training step at each shape, as the kernels run them
           (par_gemm: input projection T*B x G*H x I; weight gradient G*H x H x T*B, A transposed;
           dx T*B x I x G*H), best of --reps calls, and NumPy's matmul (OpenBLAS) on the same shapes
           in a worker process of its own with the same thread count.
 Rounds alternate the two; the table gives each one's best round in GFLOPS and as a share of the peak.
-A result is checked against a plain sum before its time is reported.
+A result is checked against a plain sum before its time is reported. To compare the AVX2 path with
+OpenBLAS's AVX2 kernel on an AVX-512 machine: --simd avx2 --blas-coretype Haswell (OPENBLAS_CORETYPE
+set in the OpenBLAS worker only).
 """
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -29,17 +33,39 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 FLAGS = ["-O3", "-std=gnu11", "-fno-wrapv"]
 
 
-def build(outdir):
-    """Compile gemm.c into outdir with the extension's flags; returns the program's path. A failed
-    compile raises CalledProcessError (with the compiler's message on stderr)."""
+ROOT = os.path.dirname(HERE)
+
+
+def level_flags(level):
+    """The compiler flags setup.py gives the kernels of `level` (its table, read from setup.py)."""
+    if level == "native":
+        return ["-march=native"]
+    spec = importlib.util.spec_from_file_location("fastrnn_setup", os.path.join(ROOT, "setup.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)                 # defines the table; setup() runs only as __main__
+    table = dict(mod._X86_LEVELS)
+    if level not in table:
+        raise SystemExit(f"--simd: expected one of {', '.join([*table, 'native'])}, got {level!r}")
+    return table[level]
+
+
+def default_level():
+    """The level the installed extension runs (FASTRNN_SIMD, else the widest this CPU has)."""
+    from fastrnn import _ckernels
+
+    return _ckernels.simd_levels()[0]
+
+
+def build(outdir, level):
+    """Compile gemm.c into outdir for `level`, as setup.py compiles the kernels; returns the program's
+    path. A failed compile raises CalledProcessError (with the compiler's message on stderr)."""
     cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
     if shutil.which(cc) is None:
         cc = "cc"
     exe = os.path.join(outdir, "gemm")
-    flags = list(FLAGS)
-    if os.environ.get("FASTRNN_NATIVE", "1").strip().lower() not in ("0", "false", "no", "off"):
-        flags.append("-march=native")
-    cmd = [cc, *flags, "-fopenmp", "-I", os.path.join(HERE, "..", "csrc"), os.path.join(HERE, "gemm.c"),
+    csrc = os.path.join(ROOT, "csrc")
+    cmd = [cc, *FLAGS, *level_flags(level), f"-DFR_LEVEL={level}", "-DFR_DOUBLE=0", "-fopenmp", "-I", csrc,
+           os.path.join(HERE, "gemm.c"), os.path.join(csrc, "gemm.c"), os.path.join(csrc, "runtime.c"),
            "-o", exe, "-lm"]
     subprocess.run(cmd, check=True)
     return exe
@@ -79,9 +105,11 @@ def numpy_worker(threads, specs, reps):
     return out
 
 
-def measure_numpy(threads, specs, reps):
+def measure_numpy(threads, specs, reps, coretype=None):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
                MKL_NUM_THREADS=str(threads))
+    if coretype:
+        env["OPENBLAS_CORETYPE"] = coretype
     payload = json.dumps({"threads": threads, "specs": specs, "reps": reps})
     res = subprocess.run([sys.executable, "-m", "benches.gemm", "--worker", payload], check=True, env=env,
                          capture_output=True, text=True, cwd=os.path.dirname(HERE))
@@ -102,6 +130,9 @@ def parse_args(argv=None):
     ap.add_argument("--cells", default="gru", type=lambda t: harness.parse_choices("cell", t, harness.CELLS))
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--reps", type=int, default=10)
+    ap.add_argument("--simd", default=None, help="instruction-set level of fastrnn's GEMM (default: the installed "
+                    "extension's)")
+    ap.add_argument("--blas-coretype", default=None, help="OPENBLAS_CORETYPE for the OpenBLAS worker (e.g. Haswell)")
     ap.add_argument("--json", metavar="PATH")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     return ap.parse_args(argv)
@@ -120,9 +151,10 @@ def main(argv=None):
     rows = [(cell, shape, name, M, N, K, ta) for cell in args.cells for shape, dims in args.shapes.items()
             for name, M, N, K, ta in products(cell, dims)]
     specs = [r[3:] for r in rows]
-    report = {"peak": {}, "gemm": []}
+    level = args.simd or default_level()
+    report = {"simd": level, "blas_coretype": args.blas_coretype, "peak": {}, "gemm": []}
     with tempfile.TemporaryDirectory() as tmp:
-        exe = build(tmp)
+        exe = build(tmp, level)
         for n in counts:
             peaks = [run_c(exe, "peak", n) for _ in range(args.rounds)]
             wide = [p.get("avx512_gflops") for p in peaks]
@@ -134,7 +166,7 @@ def main(argv=None):
                 print(f"[{n} threads] round {r + 1} of {args.rounds}", file=sys.stderr)
                 for i, (M, N, K, ta) in enumerate(specs):
                     ours[i] = min(ours[i], run_c(exe, "par", n, M, N, K, ta, args.reps)["seconds"])
-                blas = [min(a, b) for a, b in zip(blas, measure_numpy(n, specs, args.reps))]
+                blas = [min(a, b) for a, b in zip(blas, measure_numpy(n, specs, args.reps, args.blas_coretype))]
             top = max(v for v in report["peak"][n].values() if v)
             for row, (M, N, K, ta), t_ours, t_blas in zip(rows, specs, ours, blas):
                 flops = 2.0 * M * N * K
@@ -148,6 +180,9 @@ def main(argv=None):
 
 
 def print_report(report):
+    print(f"fastrnn's GEMM at level {report['simd']}; OpenBLAS with OPENBLAS_CORETYPE="
+          f"{report.get('blas_coretype') or '(its own choice)'}")
+    print()
     print("| threads | FMA peak, 256-bit (GFLOPS) | FMA peak, 512-bit (GFLOPS) |")
     print("|---|---|---|")
     for n, p in report["peak"].items():

@@ -20,6 +20,8 @@ import os
 import sys
 import warnings
 
+from ._config import SimdError, simd_request
+
 # The kernels' time loop syncs its threads with its own spin-then-yield barrier; between calls the
 # OpenMP workers should sleep rather than spin, or they steal the cores from the BLAS threads of the
 # big GEMMs that come next (SPEC §4). libgomp reads this once, when it is first loaded: respect any
@@ -38,10 +40,19 @@ _errors = {}
 _warned = []
 
 
+def check_simd_request():
+    """At import: with FASTRNN_SIMD set, check it now (SimdError for an unknown name, or a level that
+    was not built or that this CPU cannot run), by loading the compiled kernels that apply it."""
+    if simd_request() is not None:
+        _load("c")
+
+
 def _load(name):
     if name not in _loaded and name not in _errors:
         try:
             _loaded[name] = importlib.import_module(_CANDIDATES[name])
+        except SimdError:         # FASTRNN_SIMD asks for what cannot run: say so, never fall back
+            raise
         except Exception as exc:  # the compiled extension was not built, or fails to load
             _errors[name] = exc
     return _loaded.get(name)

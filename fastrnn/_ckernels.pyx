@@ -16,7 +16,9 @@ cimport numpy as cnp
 from libc.stdint cimport int64_t, uint64_t
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
-from ._config import get_num_threads
+from cython cimport floating
+
+from ._config import SIMD_LEVELS, SimdError, get_num_threads, simd_request
 
 cnp.import_array()
 
@@ -31,60 +33,85 @@ cdef extern from "fastrnn.h" nogil:
                                  int *, float *, float *, int *) noexcept nogil
     ctypedef void (*fr_gemm_f64)(char *, char *, int *, int *, int *, double *, double *, int *, double *,
                                  int *, double *, double *, int *) noexcept nogil
+    ctypedef struct fr_layer:
+        int64_t T, B, I, H
+        const int64_t *lengths
+        int reverse
+        int variant
+        int nthreads
     int FR_OK
     int FR_ENOMEM
     int FR_ETOOBIG
+    int FR_EUNKNOWN
+    int FR_ENOTBUILT
+    int FR_EUNSUPPORTED
     void fr_fingerprints(uint64_t *out, const void *const *data, const int64_t *nbytes, int n, int nthreads)
     void fr_release_buffers()
-    int fr_rnn_forward_f32(float *out, float *h_n, float *states, float *xproj, const float *x,
-                           const float *h0, const float *w_ih, const float *w_hh, const float *b_ih,
-                           const float *b_hh, const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H, int relu,
-                           int reverse, int nthreads, fr_gemm_f32 gemm)
-    int fr_rnn_forward_f64(double *out, double *h_n, double *states, double *xproj, const double *x,
-                           const double *h0, const double *w_ih, const double *w_hh, const double *b_ih,
-                           const double *b_hh, const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H, int relu,
-                           int reverse, int nthreads, fr_gemm_f64 gemm)
-    int fr_rnn_backward_f32(float *dx, float *dh0, float *dw_ih, float *dw_hh, float *db_ih, float *db_hh,
-                            float *dgh, float *dgx, const float *d_out, const float *d_hn, const float *x,
-                            const float *states, const float *w_ih, const float *w_hh,
-                            const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H, int relu, int reverse,
-                            int nthreads, fr_gemm_f32 gemm)
-    int fr_rnn_backward_f64(double *dx, double *dh0, double *dw_ih, double *dw_hh, double *db_ih,
-                            double *db_hh, double *dgh, double *dgx, const double *d_out,
-                            const double *d_hn, const double *x, const double *states,
-                            const double *w_ih, const double *w_hh, const int64_t *lengths, int64_t T, int64_t B,
-                            int64_t I, int64_t H, int relu, int reverse, int nthreads, fr_gemm_f64 gemm)
-    int fr_gru_forward_f32(float *out, float *h_n, float *states, float *gates, float *xproj,
-                           const float *x, const float *h0, const float *w_ih, const float *w_hh,
-                           const float *b_ih, const float *b_hh, const int64_t *lengths, int64_t T, int64_t B,
-                           int64_t I, int64_t H, int reset_after, int reverse, int nthreads, fr_gemm_f32 gemm)
-    int fr_gru_forward_f64(double *out, double *h_n, double *states, double *gates, double *xproj,
-                           const double *x, const double *h0, const double *w_ih, const double *w_hh,
-                           const double *b_ih, const double *b_hh, const int64_t *lengths, int64_t T, int64_t B,
-                           int64_t I, int64_t H, int reset_after, int reverse, int nthreads, fr_gemm_f64 gemm)
-    int fr_gru_backward_f32(float *dx, float *dh0, float *dw_ih, float *dw_hh, float *db_ih, float *db_hh,
-                            float *dgh, float *dgx, const float *d_out, const float *d_hn, const float *x,
-                            const float *states, const float *gates, const float *w_ih,
-                            const float *w_hh, const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H,
-                            int reset_after, int reverse, int nthreads, fr_gemm_f32 gemm)
-    int fr_gru_backward_f64(double *dx, double *dh0, double *dw_ih, double *dw_hh, double *db_ih,
-                            double *db_hh, double *dgh, double *dgx, const double *d_out,
-                            const double *d_hn, const double *x, const double *states,
-                            const double *gates, const double *w_ih, const double *w_hh,
-                            const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H, int reset_after,
-                            int reverse, int nthreads, fr_gemm_f64 gemm)
+    # (the arguments are named as in fastrnn.h; p[i] of the binding is the i-th)
+    int fr_rnn_forward_f32(float *, float *, float *, float *, const float *, const float *, const float *,
+                           const float *, const float *, const float *, const fr_layer *, fr_gemm_f32)
+    int fr_rnn_forward_f64(double *, double *, double *, double *, const double *, const double *,
+                           const double *, const double *, const double *, const double *, const fr_layer *,
+                           fr_gemm_f64)
+    int fr_rnn_backward_f32(float *, float *, float *, float *, float *, float *, float *, float *,
+                            const float *, const float *, const float *, const float *, const float *,
+                            const float *, const fr_layer *, fr_gemm_f32)
+    int fr_rnn_backward_f64(double *, double *, double *, double *, double *, double *, double *, double *,
+                            const double *, const double *, const double *, const double *, const double *,
+                            const double *, const fr_layer *, fr_gemm_f64)
+    int fr_gru_forward_f32(float *, float *, float *, float *, float *, const float *, const float *,
+                           const float *, const float *, const float *, const float *, const fr_layer *,
+                           fr_gemm_f32)
+    int fr_gru_forward_f64(double *, double *, double *, double *, double *, const double *, const double *,
+                           const double *, const double *, const double *, const double *, const fr_layer *,
+                           fr_gemm_f64)
+    int fr_gru_backward_f32(float *, float *, float *, float *, float *, float *, float *, float *,
+                            const float *, const float *, const float *, const float *, const float *,
+                            const float *, const float *, const fr_layer *, fr_gemm_f32)
+    int fr_gru_backward_f64(double *, double *, double *, double *, double *, double *, double *, double *,
+                            const double *, const double *, const double *, const double *, const double *,
+                            const double *, const double *, const fr_layer *, fr_gemm_f64)
+    int fr_simd_select(const char *name)
+    const char *fr_simd()
+    const char *fr_simd_built()
+    const char *fr_simd_cpu()
+    const char *fr_simd_detail()
     int fr_openmp_enabled()
     int fr_max_threads()
-    const char *fr_simd()
 
 cdef enum:
     MAXBUF = 16
 
 
+def _select_simd(name):
+    """Run the kernels of instruction-set level `name` ("baseline", "avx2", "avx512", "native"; None or
+    "": the widest this CPU runs) from now on. SimdError (a ValueError) for a name that is not a level,
+    a level not built, or one this CPU cannot run; the level then stays as it was. Called once at
+    import with FASTRNN_SIMD; the tests call it to run every level (never while kernels run)."""
+    cdef bytes b = (name or "").encode()
+    cdef int rc = fr_simd_select(b)
+    if rc == FR_OK:
+        return
+    built, cpu = fr_simd_built().decode(), fr_simd_cpu().decode()
+    why = {FR_EUNKNOWN: f"not a level (expected one of {SIMD_LEVELS})",
+           FR_ENOTBUILT: f"this build has only {built}",
+           FR_EUNSUPPORTED: f"this CPU cannot run it; it runs {cpu or 'none of the levels built'}"}[rc]
+    raise SimdError(f"fastrnn: SIMD level {name!r}: {why}")
+
+
+def simd_levels():
+    """(the level in use, the levels built, the levels this CPU runs), widest first."""
+    return fr_simd().decode(), fr_simd_built().decode().split(), fr_simd_cpu().decode().split()
+
+
 def build_info():
     """What show_config() reports about the compiled kernels."""
+    now, built, cpu = simd_levels()
     return {"openmp": bool(fr_openmp_enabled()), "openmp_max_threads": fr_max_threads(),
-            "simd": fr_simd().decode()}
+            "simd": f"{now} ({fr_simd_detail().decode()}; built: {' '.join(built)}; this CPU runs: {' '.join(cpu)})"}
+
+
+_select_simd(simd_request())
 
 
 def fingerprints(tuple arrays):
@@ -180,98 +207,110 @@ def _kept_size(bint kept, int64_t n):
 
 
 # The four entry points: arrays in (outputs first, as the C functions), the C kernel run without the GIL.
+# One body per kernel over the `floating` type: the float32 and float64 entry points of fastrnn.h.
+
+cdef int _rnn_forward(floating **p, const fr_layer *L, bint use_blas) noexcept nogil:
+    if floating is float:
+        return fr_rnn_forward_f32(p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], L,
+                                  <fr_gemm_f32>sgemm if use_blas else NULL)
+    else:
+        return fr_rnn_forward_f64(p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], L,
+                                  <fr_gemm_f64>dgemm if use_blas else NULL)
+
+
+cdef int _rnn_backward(floating **p, const fr_layer *L, bint use_blas) noexcept nogil:
+    if floating is float:
+        return fr_rnn_backward_f32(p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11],
+                                   p[12], p[13], L, <fr_gemm_f32>sgemm if use_blas else NULL)
+    else:
+        return fr_rnn_backward_f64(p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11],
+                                   p[12], p[13], L, <fr_gemm_f64>dgemm if use_blas else NULL)
+
+
+cdef int _gru_forward(floating **p, const fr_layer *L, bint use_blas) noexcept nogil:
+    if floating is float:
+        return fr_gru_forward_f32(p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], L,
+                                  <fr_gemm_f32>sgemm if use_blas else NULL)
+    else:
+        return fr_gru_forward_f64(p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], L,
+                                  <fr_gemm_f64>dgemm if use_blas else NULL)
+
+
+cdef int _gru_backward(floating **p, const fr_layer *L, bint use_blas) noexcept nogil:
+    if floating is float:
+        return fr_gru_backward_f32(p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11],
+                                   p[12], p[13], p[14], L, <fr_gemm_f32>sgemm if use_blas else NULL)
+    else:
+        return fr_gru_backward_f64(p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11],
+                                   p[12], p[13], p[14], L, <fr_gemm_f64>dgemm if use_blas else NULL)
+
+
+cdef enum Kernel:
+    RNN_FORWARD, RNN_BACKWARD, GRU_FORWARD, GRU_BACKWARD
+
+
+cdef int _run(Kernel k, void **p, const fr_layer *L, bint f32, bint use_blas) noexcept nogil:
+    if k == RNN_FORWARD:
+        return _rnn_forward(<float **>p, L, use_blas) if f32 else _rnn_forward(<double **>p, L, use_blas)
+    if k == RNN_BACKWARD:
+        return _rnn_backward(<float **>p, L, use_blas) if f32 else _rnn_backward(<double **>p, L, use_blas)
+    if k == GRU_FORWARD:
+        return _gru_forward(<float **>p, L, use_blas) if f32 else _gru_forward(<double **>p, L, use_blas)
+    return _gru_backward(<float **>p, L, use_blas) if f32 else _gru_backward(<double **>p, L, use_blas)
+
+
+cdef _call(Kernel k, str what, tuple arrays, tuple sizes, int nout, int dtype_from, lengths, int64_t T, int64_t B,
+           int64_t I, int64_t H, int variant, int reverse, int nt, bint use_blas):
+    """Check the arrays (_pointers), then run kernel k without the GIL; raise on its error code."""
+    cdef void *p[MAXBUF]
+    cdef int rc, tn = _dtype_num(arrays[dtype_from])
+    _pointers(p, arrays, sizes, nout, tn)
+    cdef fr_layer L
+    L.T, L.B, L.I, L.H = T, B, I, H
+    L.lengths = _lengths_ptr(lengths, B, T)
+    L.reverse, L.variant, L.nthreads = reverse, variant, nt
+    if k == RNN_BACKWARD and p[6] == p[7] and p[6] != NULL and (L.lengths != NULL or reverse):
+        raise ValueError("fastrnn: dgh and dgx may be one buffer only without lengths and reverse")
+    with nogil:
+        rc = _run(k, p, &L, tn == cnp.NPY_FLOAT32, use_blas)
+    _check(rc, what)
+
 
 def _rnn_fwd(tuple arrays, lengths, int64_t T, int64_t B, int64_t I, int64_t H, int relu, int reverse, int nt,
              bint use_blas):
     """arrays: out, h_n, states, xproj (written), x, h0, w_ih, w_hh, b_ih, b_hh."""
-    cdef void *p[MAXBUF]
-    cdef int rc, tn = _dtype_num(arrays[4])
     cdef bint kept = cnp.PyArray_SIZE(arrays[2]) > 0
-    _pointers(p, arrays, (T * B * H, B * H, _kept_size(kept, (T + 1) * B * H), T * B * H, T * B * I, B * H,
-                          H * I, H * H, H, H), 4, tn)
-    cdef const int64_t *plen = _lengths_ptr(lengths, B, T)
-    with nogil:
-        if tn == cnp.NPY_FLOAT32:
-            rc = fr_rnn_forward_f32(<float *>p[0], <float *>p[1], <float *>p[2], <float *>p[3], <float *>p[4],
-                                    <float *>p[5], <float *>p[6], <float *>p[7], <float *>p[8], <float *>p[9],
-                                    plen, T, B, I, H, relu, reverse, nt, (<fr_gemm_f32>sgemm if use_blas else NULL))
-        else:
-            rc = fr_rnn_forward_f64(<double *>p[0], <double *>p[1], <double *>p[2], <double *>p[3], <double *>p[4],
-                                    <double *>p[5], <double *>p[6], <double *>p[7], <double *>p[8], <double *>p[9],
-                                    plen, T, B, I, H, relu, reverse, nt, (<fr_gemm_f64>dgemm if use_blas else NULL))
-    _check(rc, "rnn_forward")
+    _call(RNN_FORWARD, "rnn_forward", arrays,
+          (T * B * H, B * H, _kept_size(kept, (T + 1) * B * H), T * B * H, T * B * I, B * H, H * I, H * H, H, H),
+          4, 4, lengths, T, B, I, H, relu, reverse, nt, use_blas)
 
 
 def _rnn_bwd(tuple arrays, lengths, int64_t T, int64_t B, int64_t I, int64_t H, int relu, int reverse, int nt,
              bint use_blas):
     """arrays: dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dgh, dgx (written), d_out, d_hn, x, states, w_ih, w_hh."""
-    cdef void *p[MAXBUF]
-    cdef int rc, tn = _dtype_num(arrays[10])
-    _pointers(p, arrays, (T * B * I, B * H, H * I, H * H, H, H, T * B * H, T * B * H, T * B * H, B * H,
-                          T * B * I, (T + 1) * B * H, H * I, H * H), 8, tn)
-    cdef const int64_t *plen = _lengths_ptr(lengths, B, T)
-    if p[6] == p[7] and p[6] != NULL and (plen != NULL or reverse):
-        raise ValueError("fastrnn: dgh and dgx may be one buffer only without lengths and reverse")
-    with nogil:
-        if tn == cnp.NPY_FLOAT32:
-            rc = fr_rnn_backward_f32(<float *>p[0], <float *>p[1], <float *>p[2], <float *>p[3], <float *>p[4],
-                                     <float *>p[5], <float *>p[6], <float *>p[7], <float *>p[8], <float *>p[9],
-                                     <float *>p[10], <float *>p[11], <float *>p[12], <float *>p[13],
-                                     plen, T, B, I, H, relu, reverse, nt, (<fr_gemm_f32>sgemm if use_blas else NULL))
-        else:
-            rc = fr_rnn_backward_f64(<double *>p[0], <double *>p[1], <double *>p[2], <double *>p[3], <double *>p[4],
-                                     <double *>p[5], <double *>p[6], <double *>p[7], <double *>p[8], <double *>p[9],
-                                     <double *>p[10], <double *>p[11], <double *>p[12], <double *>p[13],
-                                     plen, T, B, I, H, relu, reverse, nt, (<fr_gemm_f64>dgemm if use_blas else NULL))
-    _check(rc, "rnn_backward")
+    _call(RNN_BACKWARD, "rnn_backward", arrays,
+          (T * B * I, B * H, H * I, H * H, H, H, T * B * H, T * B * H, T * B * H, B * H, T * B * I, (T + 1) * B * H,
+           H * I, H * H), 8, 10, lengths, T, B, I, H, relu, reverse, nt, use_blas)
 
 
 def _gru_fwd(tuple arrays, lengths, int64_t T, int64_t B, int64_t I, int64_t H, int reset_after, int reverse,
              int nt, bint use_blas):
     """arrays: out, h_n, states, gates, xproj (written), x, h0, w_ih, w_hh, b_ih, b_hh."""
-    cdef void *p[MAXBUF]
-    cdef int rc, tn = _dtype_num(arrays[5])
     cdef bint kept = cnp.PyArray_SIZE(arrays[2]) > 0
-    _pointers(p, arrays, (T * B * H, B * H, _kept_size(kept, (T + 1) * B * H), _kept_size(kept, T * B * 4 * H),
-                          T * B * 3 * H, T * B * I, B * H, 3 * H * I, 3 * H * H, 3 * H, 3 * H), 5, tn)
-    cdef const int64_t *plen = _lengths_ptr(lengths, B, T)
-    with nogil:
-        if tn == cnp.NPY_FLOAT32:
-            rc = fr_gru_forward_f32(<float *>p[0], <float *>p[1], <float *>p[2], <float *>p[3], <float *>p[4],
-                                    <float *>p[5], <float *>p[6], <float *>p[7], <float *>p[8], <float *>p[9],
-                                    <float *>p[10], plen, T, B, I, H, reset_after, reverse, nt,
-                                    (<fr_gemm_f32>sgemm if use_blas else NULL))
-        else:
-            rc = fr_gru_forward_f64(<double *>p[0], <double *>p[1], <double *>p[2], <double *>p[3], <double *>p[4],
-                                    <double *>p[5], <double *>p[6], <double *>p[7], <double *>p[8], <double *>p[9],
-                                    <double *>p[10], plen, T, B, I, H, reset_after, reverse, nt,
-                                    (<fr_gemm_f64>dgemm if use_blas else NULL))
-    _check(rc, "gru_forward")
+    _call(GRU_FORWARD, "gru_forward", arrays,
+          (T * B * H, B * H, _kept_size(kept, (T + 1) * B * H), _kept_size(kept, T * B * 4 * H), T * B * 3 * H,
+           T * B * I, B * H, 3 * H * I, 3 * H * H, 3 * H, 3 * H), 5, 5, lengths, T, B, I, H, reset_after, reverse,
+          nt, use_blas)
 
 
 def _gru_bwd(tuple arrays, lengths, int64_t T, int64_t B, int64_t I, int64_t H, int reset_after, int reverse,
              int nt, bint use_blas):
     """arrays: dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dgh, dgx (written), d_out, d_hn, x, states, gates,
     w_ih, w_hh."""
-    cdef void *p[MAXBUF]
-    cdef int rc, tn = _dtype_num(arrays[10])
-    _pointers(p, arrays, (T * B * I, B * H, 3 * H * I, 3 * H * H, 3 * H, 3 * H, T * B * 3 * H, T * B * 3 * H,
-                          T * B * H, B * H, T * B * I, (T + 1) * B * H, T * B * 4 * H, 3 * H * I, 3 * H * H), 8, tn)
-    cdef const int64_t *plen = _lengths_ptr(lengths, B, T)
-    with nogil:
-        if tn == cnp.NPY_FLOAT32:
-            rc = fr_gru_backward_f32(<float *>p[0], <float *>p[1], <float *>p[2], <float *>p[3], <float *>p[4],
-                                     <float *>p[5], <float *>p[6], <float *>p[7], <float *>p[8], <float *>p[9],
-                                     <float *>p[10], <float *>p[11], <float *>p[12], <float *>p[13], <float *>p[14],
-                                     plen, T, B, I, H, reset_after, reverse, nt,
-                                     (<fr_gemm_f32>sgemm if use_blas else NULL))
-        else:
-            rc = fr_gru_backward_f64(<double *>p[0], <double *>p[1], <double *>p[2], <double *>p[3], <double *>p[4],
-                                     <double *>p[5], <double *>p[6], <double *>p[7], <double *>p[8], <double *>p[9],
-                                     <double *>p[10], <double *>p[11], <double *>p[12], <double *>p[13],
-                                     <double *>p[14], plen, T, B, I, H, reset_after, reverse, nt,
-                                     (<fr_gemm_f64>dgemm if use_blas else NULL))
-    _check(rc, "gru_backward")
+    _call(GRU_BACKWARD, "gru_backward", arrays,
+          (T * B * I, B * H, 3 * H * I, 3 * H * H, 3 * H, 3 * H, T * B * 3 * H, T * B * 3 * H, T * B * H, B * H,
+           T * B * I, (T + 1) * B * H, T * B * 4 * H, 3 * H * I, 3 * H * H), 8, 10, lengths, T, B, I, H,
+          reset_after, reverse, nt, use_blas)
 
 
 # The backend contract (fastrnn/_backends.py): arrays validated and contiguous by fastrnn.functional.

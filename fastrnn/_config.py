@@ -1,4 +1,4 @@
-"""Thread count, build information and the gradient mode."""
+"""Thread count, instruction-set level, build information and the gradient mode."""
 import contextlib
 import operator
 import os
@@ -56,6 +56,27 @@ def chosen_num_threads():
     kernels run on the default (then fastrnn.torch follows torch.get_num_threads())."""
     get_num_threads()           # reads FASTRNN_NUM_THREADS the first time, which sets "chosen"
     return _state["threads"] if _state["chosen"] else None
+
+
+# ---- instruction-set level of the compiled kernels ---------------------------------------------
+
+SIMD_LEVELS = ("baseline", "avx2", "avx512", "native")
+
+
+class SimdError(ValueError):
+    """FASTRNN_SIMD (or fastrnn._ckernels._select_simd) names a level that does not exist, was not
+    built, or that this CPU cannot run."""
+
+
+def simd_request():
+    """The level FASTRNN_SIMD asks for (lower-cased), or None when it is unset or empty: then the
+    kernels run the widest level the CPU supports. SimdError for a name that is not a level."""
+    env = os.environ.get("FASTRNN_SIMD", "").strip().lower()
+    if not env:
+        return None
+    if env not in SIMD_LEVELS:
+        raise SimdError(f"FASTRNN_SIMD: expected one of {', '.join(SIMD_LEVELS)}, got {os.environ['FASTRNN_SIMD']!r}")
+    return env
 
 
 def _blas_controller():

@@ -1,21 +1,46 @@
-/* Register-blocked product of a row block by a packed weight panel: the recurrent product of one step.
- * Included by kernels_impl.h once per REAL type (REAL, SFX defined there).
+/* fastrnn's own GEMM: register-blocked micro-kernels, the packed product of a time loop's step, and
+ * the big products shared by the threads of a parallel region (declared, with every argument, in
+ * gemm.h). Compiled once per level and type (kernel.h).
  *
- *   C[M, Np] = A[M, K] * P          A: rows of stride lda (the state, or a gradient, of one step)
- *                                   P: K x Np packed in panels of NR columns, K-major inside a panel:
- *                                      P[(p*K + k)*NR + c] = Bmat[k][p*NR + c]; Np a multiple of NR
- *                                   C: rows of stride ldc
- * Each thread packs its own slice of the weights once per call (pack_panels) and then multiplies every
- * step from its own cache. MR x NR accumulators stay in registers; the k loop does MR broadcasts,
+ * The step's product C[M, Np] = A[M, K] P runs on weights a thread packed once per call (pack_panels)
+ * and keeps in its own cache: MR x NR accumulators stay in registers; the k loop does MR broadcasts,
  * 2 vector loads and 2*MR fused multiply-adds.
  */
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
 
-typedef REAL SFX(vec) __attribute__((vector_size(FR_VBYTES)));
-enum { SFX(VL) = FR_VBYTES / (int64_t)sizeof(REAL), SFX(NR) = 2 * (FR_VBYTES / (int64_t)sizeof(REAL)) };
-/* Columns (hidden units) are shared between threads in whole chunks of UNITS: a whole vector, and at
- * least the four outputs that dots() computes together, so that a column is computed by the same code,
- * to the same bits, whatever the thread count. */
-enum { SFX(UNITS) = SFX(VL) < 4 ? 4 : SFX(VL) };
+#include "gemm.h"
+
+/* Row-major C[M,N] = alpha op(A) op(B) + beta C through the column-major Fortran gemm, whose sizes
+ * are 32-bit ints: M and K are taken in pieces of at most FR_BLAS_MAX (the K pieces add into C), and
+ * N and the leading dimensions must fit (FR_ETOOBIG otherwise; checked before anything is written). */
+#define FR_BLAS_MAX ((int64_t)INT_MAX)
+int SFX(gemm_rm)(GEMM_T gemm, int ta, int tb, int64_t M, int64_t N, int64_t K, REAL alpha, const REAL *A,
+                 int64_t lda, const REAL *Bm, int64_t ldb, REAL beta, REAL *C, int64_t ldc)
+{
+    if (M <= 0 || N <= 0) return FR_OK;
+    if (K <= 0) {
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++) C[i * ldc + j] = beta == 0 ? 0 : beta * C[i * ldc + j];
+        return FR_OK;
+    }
+    if (N > FR_BLAS_MAX || lda > FR_BLAS_MAX || ldb > FR_BLAS_MAX || ldc > FR_BLAS_MAX) return FR_ETOOBIG;
+    char cta = ta ? 'T' : 'N', ctb = tb ? 'T' : 'N';
+    int n = (int)N, ia = (int)lda, ib = (int)ldb, ic = (int)ldc;
+    for (int64_t i0 = 0; i0 < M; i0 += FR_BLAS_MAX) {
+        int m = (int)(M - i0 < FR_BLAS_MAX ? M - i0 : FR_BLAS_MAX);
+        const REAL *Ai = A + (ta ? (size_t)i0 : (size_t)i0 * lda);
+        for (int64_t k0 = 0; k0 < K; k0 += FR_BLAS_MAX) {
+            int k = (int)(K - k0 < FR_BLAS_MAX ? K - k0 : FR_BLAS_MAX);
+            REAL b = k0 ? 1 : beta;
+            gemm(&ctb, &cta, &n, &m, &k, &alpha, (REAL *)(Bm + (tb ? (size_t)k0 : (size_t)k0 * ldb)), &ib,
+                 (REAL *)(Ai + (ta ? (size_t)k0 * lda : (size_t)k0)), &ia, &b, C + (size_t)i0 * ldc, &ic);
+        }
+    }
+    return FR_OK;
+}
+
 #define FR_MR 6   /* rows of a register block: 2 * FR_MR accumulators + 2 panel vectors + 1 broadcast */
 /* Rows of a block of the time loop's product (packed_gemm), where the weights are the big operand and
  * every block reads all of them: with AVX-512's 32 vector registers, up to 12 rows (24 accumulators),
@@ -29,10 +54,9 @@ enum { SFX(UNITS) = SFX(VL) < 4 ? 4 : SFX(VL) };
 
 /* Bmat[k][c] = src[colbase(c) + k * kstride], with colbase(c) = (c / hs) * gstride + (j0 + c % hs) * cstride:
  * `ngroups` groups of `hs` columns (gates of one hidden slice), zero-padded up to np columns. */
-static void SFX(pack_panels)(REAL *P, const REAL *src, int64_t K, int64_t ngroups, int64_t hs, int64_t j0, size_t gstride,
-                             size_t cstride, size_t kstride, int64_t np)
+void SFX(pack_panels)(REAL *P, const REAL *src, int64_t K, int64_t ngroups, int64_t hs, int64_t j0, size_t gstride,
+                      size_t cstride, size_t kstride, int64_t np)
 {
-    enum { NR = SFX(NR) };
     const int64_t nc = ngroups * hs;
     for (int64_t c = nc; c < np; c++)
         for (int64_t k = 0; k < K; k++) P[(size_t)(c / NR) * K * NR + (size_t)k * NR + c % NR] = 0;
@@ -54,9 +78,8 @@ static void SFX(pack_panels)(REAL *P, const REAL *src, int64_t K, int64_t ngroup
 }
 
 /* Store an accumulated row: C[0..nc) = (acc ? C : 0) + (v0, v1). */
-static inline __attribute__((always_inline)) void SFX(store_row)(REAL *c, SFX(vec) v0, SFX(vec) v1, int64_t nc, int acc)
+static inline __attribute__((always_inline)) void SFX(store_row)(REAL *c, VEC v0, VEC v1, int64_t nc, int acc)
 {
-    enum { VL = SFX(VL), NR = SFX(NR) };
     REAL tmp[NR];
     memcpy(tmp, &v0, sizeof v0);
     memcpy(tmp + VL, &v1, sizeof v1);
@@ -72,8 +95,7 @@ static inline __attribute__((always_inline)) void SFX(ukernel)(const int64_t MRC
                                                               size_t rs, size_t cs, const REAL *P, REAL *C,
                                                               size_t ldc, int acc)
 {
-    typedef SFX(vec) V;
-    enum { VL = SFX(VL), NR = SFX(NR) };
+    typedef VEC V;
     V c0[FR_MR_LOOP], c1[FR_MR_LOOP];
     for (int64_t i = 0; i < MRC; i++) c0[i] = c1[i] = (V){0};
     for (int64_t k = 0; k < K; k++) {
@@ -93,8 +115,7 @@ static inline __attribute__((always_inline)) void SFX(ukernel)(const int64_t MRC
 static inline __attribute__((always_inline)) void SFX(ukernel1)(int64_t nc, int64_t K, const REAL *A, size_t cs,
                                                                const REAL *P, REAL *C, int acc)
 {
-    typedef SFX(vec) V;
-    enum { VL = SFX(VL), NR = SFX(NR) };
+    typedef VEC V;
     V c0[4] = {{0}}, c1[4] = {{0}};
     int64_t k = 0;
     for (; k + 4 <= K; k += 4)
@@ -141,10 +162,10 @@ static inline __attribute__((always_inline)) void SFX(ukernel_mr)(int64_t mr, in
  * the panels are taken last to first: called with rev alternating from step to step, a thread whose
  * packed weights exceed its L2 starts each step on the panels the previous step used last, still in
  * L2, instead of on those that a cyclic sweep has just evicted (the result does not change). */
-__attribute__((noinline)) static void SFX(packed_gemm)(int64_t M, int64_t Np, int64_t K, const REAL *A, size_t lda,
-                                                      const REAL *P, REAL *C, size_t ldc, int rev)
+__attribute__((noinline)) void SFX(packed_gemm)(int64_t M, int64_t Np, int64_t K, const REAL *A, size_t lda,
+                                               const REAL *P, REAL *C, size_t ldc, int rev)
 {
-    const int64_t NR = SFX(NR), nb = (M + FR_MR_LOOP - 1) / FR_MR_LOOP, npanels = Np / NR;
+    const int64_t nb = (M + FR_MR_LOOP - 1) / FR_MR_LOOP, npanels = Np / NR;
     /* nb near-equal blocks: the first M % nb of them one row longer (divisions once per call, not per
        panel: a 64-bit division costs tens of cycles, and a B = 1 step has dozens of panels) */
     const int64_t base = nb ? M / nb : 0, longer = nb ? M % nb : 0;
@@ -163,7 +184,6 @@ __attribute__((noinline)) static void SFX(packed_gemm)(int64_t M, int64_t Np, in
 __attribute__((noinline)) static void SFX(gemm_rows)(int64_t mr, int64_t N, int64_t K, const REAL *A, size_t rs, size_t cs,
                                                     const REAL *P, REAL *C, size_t ldc, int acc)
 {
-    const int64_t NR = SFX(NR);
     REAL Ap[FR_MR * FR_KC];
     if (cs != 1 && K <= FR_KC) {
         /* A transposed (the weight gradients: rows of A are columns of dgh): copy the block once into
@@ -193,7 +213,7 @@ typedef REAL SFX(vhalf) __attribute__((vector_size(FR_VBYTES / 2)));
 #if FR_VBYTES >= 64
 typedef REAL SFX(vquarter) __attribute__((vector_size(FR_VBYTES / 4)));
 #endif
-static inline __attribute__((always_inline)) REAL SFX(lane_sum)(SFX(vec) v)
+static inline __attribute__((always_inline)) REAL SFX(lane_sum)(VEC v)
 {
     enum { L16 = 16 / (int64_t)sizeof(REAL) };
     REAL t[L16];
@@ -227,8 +247,8 @@ static inline __attribute__((always_inline)) REAL SFX(lane_sum)(SFX(vec) v)
 static inline __attribute__((always_inline)) void SFX(dotn)(const int64_t n, REAL *out, const REAL *a,
                                                            const REAL *b, size_t bs, int64_t K, int acc)
 {
-    typedef SFX(vec) V;
-    enum { VL = SFX(VL) };
+    typedef VEC V;
+    enum { VL = VL };
     V s0[4], s1[4];
     for (int64_t u = 0; u < n; u++) s0[u] = s1[u] = (V){0};
     int64_t k = 0;
@@ -254,8 +274,8 @@ static inline __attribute__((always_inline)) void SFX(dotn)(const int64_t n, REA
 /* C[i * ldc + u] (+)= A[i * lda ...] . Bm[u * bs ...] for i < M, u < n: dotn four outputs at a time,
  * all rows of A against the same four rows of Bm while those are in L1 (the weights are read from
  * memory once, not once per row of A). */
-static void SFX(dots)(REAL *C, size_t ldc, const REAL *A, size_t lda, int64_t M, const REAL *Bm, size_t bs, int64_t n,
-                      int64_t K, int acc)
+void SFX(dots)(REAL *C, size_t ldc, const REAL *A, size_t lda, int64_t M, const REAL *Bm, size_t bs, int64_t n,
+               int64_t K, int acc)
 {
     int64_t u = 0;
     for (; u + 4 <= n; u += 4)
@@ -273,8 +293,8 @@ static inline __attribute__((always_inline)) void SFX(row_block)(const int64_t M
                                                                 size_t ars, size_t acs, const REAL *Bm, size_t brs,
                                                                 int64_t n, int64_t K, int acc)
 {
-    typedef SFX(vec) V;
-    enum { VL = SFX(VL) };
+    typedef VEC V;
+    enum { VL = VL };
     int64_t u = 0;
     for (; u + VL <= n; u += VL) {
         V s[8];
@@ -300,8 +320,8 @@ static inline __attribute__((always_inline)) void SFX(row_block)(const int64_t M
 /* C[i, u] (+)= sum_k A(i, k) Bm[k * brs + u * bcs] for i < M, u < n, A(i, k) = A[i * ars + k * acs]: each
  * element one chain in k order from C (acc) or 0. B's rows contiguous: eight rows of C at a time in
  * registers (row_block); else plain row updates. */
-static void SFX(row_updates)(REAL *C, size_t ldc, const REAL *A, size_t ars, size_t acs, int64_t M, const REAL *Bm,
-                             size_t brs, size_t bcs, int64_t n, int64_t K, int acc)
+void SFX(row_updates)(REAL *C, size_t ldc, const REAL *A, size_t ars, size_t acs, int64_t M, const REAL *Bm,
+                      size_t brs, size_t bcs, int64_t n, int64_t K, int acc)
 {
     if (bcs == 1) {
         for (int64_t i0 = 0; i0 < M; i0 += 8) {
@@ -345,7 +365,7 @@ static void SFX(direct_gemm)(int64_t M, int64_t N, int64_t K, const REAL *A, siz
     /* few rows: each thread a share of the columns, as row updates (B's rows contiguous) or dot products;
        the shares are whole chunks of UNITS columns, so that whichever thread computes a column, it is
        computed by the same code (row_block's vector or single-column path, dots' groups) */
-    const int64_t W = SFX(UNITS), chunks = (N + W - 1) / W;
+    const int64_t W = UNITS, chunks = (N + W - 1) / W;
     const int64_t c0 = (int64_t)((int64_t)chunks * tid / nt), c1 = (int64_t)((int64_t)chunks * (tid + 1) / nt);
     const int64_t j0 = c0 * W < N ? c0 * W : N, j1 = c1 * W < N ? c1 * W : N;
     if (bcs == 1 || acs != 1 || brs != 1)
@@ -362,15 +382,15 @@ static void SFX(direct_gemm)(int64_t M, int64_t N, int64_t K, const REAL *A, siz
  * where a result is read by other threads). Every element is summed in the same order whatever the
  * thread count. */
 #define FR_PACK_BYTES (384 * 1024)
-enum { SFX(NC) = FR_PACK_BYTES / (FR_KC * (int64_t)sizeof(REAL)) / SFX(NR) * SFX(NR) };
+enum { NC0 = FR_PACK_BYTES / (FR_KC * (int)sizeof(REAL)) / NR * NR };
 #define FR_NC_TRANSPOSED 4   /* A transposed (weight gradients): B blocks this many times wider, so that
                                 the strided copy of each A block (gemm_rows) is made fewer times */
-static size_t SFX(pack_size)(void) { return (size_t)FR_KC * SFX(NC) * FR_NC_TRANSPOSED; }
+size_t SFX(pack_size)(void) { return (size_t)FR_KC * NC0 * FR_NC_TRANSPOSED; }
 
-static void SFX(par_gemm)(int64_t M, int64_t N, int64_t K, const REAL *A, size_t ars, size_t acs, const REAL *Bm, size_t brs,
-                          size_t bcs, REAL *C, size_t ldc, int acc, REAL *P)
+void SFX(par_gemm)(int64_t M, int64_t N, int64_t K, const REAL *A, size_t ars, size_t acs, const REAL *Bm, size_t brs,
+                   size_t bcs, REAL *C, size_t ldc, int acc, REAL *P)
 {
-    const int64_t NR = SFX(NR), NC = SFX(NC) * (acs != 1 ? FR_NC_TRANSPOSED : 1);
+    const int64_t NC = NC0 * (acs != 1 ? FR_NC_TRANSPOSED : 1);
     if (M <= 0 || N <= 0) return;
     if (M <= FR_DIRECT || K <= FR_DIRECT) {
         SFX(direct_gemm)(M, N, K, A, ars, acs, Bm, brs, bcs, C, ldc, acc);

@@ -1,0 +1,314 @@
+/* GRU, forward and backward (fastrnn.h), rows r, z, n (PyTorch):
+ *   r = sigmoid(W_ir x + b_ir + W_hr h + b_hr),  z = sigmoid(W_iz x + b_iz + W_hz h + b_hz)
+ *   FR_GRU_RESET_AFTER:   n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
+ *   FR_GRU_RESET_BEFORE:  n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)          (Cho et al.)
+ *   h' = (1 - z) * n + z * h
+ * Compiled once per level and type (kernel.h). The time loop is organised as rnn.c's: one parallel
+ * region, a slice of hidden units per thread with its packed rows of w_hh, one barrier per step
+ * (two for the reset-before variant, whose n needs r * h of every unit).
+ *
+ * The gates kept for the backward, per row: g[0..H) = r, g[H..2H) = z, g[2H..3H) = n, g[3H..4H) =
+ * hn = W_hn h + b_hn (reset after) or rh = r * h (reset before). Below, xp is a row of the input
+ * projection, bx the input bias (loop.h: input_bias), S a row of this step's recurrent product over
+ * the thread's units (rows r, z, n of its hs units side by side), hp the previous state. */
+#include <string.h>
+
+#include "gemm.h"
+#include "loop.h"
+
+/* ---- the gate math of one row of a thread's units [j0, j0 + hs) -------------------------------- */
+
+/* Reset after: the whole step from one product S = h (W_hr, W_hz, W_hn)^T. */
+static inline void SFX(gru_after_row)(REAL *hb, REAL *ob, REAL *g, const REAL *xp, const REAL *bx, const REAL *b_hn,
+                                      const REAL *S, const REAL *hp, int64_t j0, int64_t hs, int64_t H)
+{
+#pragma omp simd
+    for (int64_t u = 0; u < hs; u++) {
+        int64_t j = j0 + u;
+        REAL r = SIGMOID(xp[j] + bx[j] + S[u]);
+        REAL z = SIGMOID(xp[H + j] + bx[H + j] + S[hs + u]);
+        REAL hn = S[2 * hs + u] + b_hn[j];
+        REAL n = TANH(xp[2 * H + j] + bx[2 * H + j] + r * hn);
+        REAL h = (1 - z) * n + z * hp[j];
+        g[j] = r;
+        g[H + j] = z;
+        g[2 * H + j] = n;
+        g[3 * H + j] = hn;
+        hb[j] = h;
+        ob[j] = h;
+    }
+}
+
+/* Reset before, first half: r, z and r * h from S = h (W_hr, W_hz)^T. */
+static inline void SFX(gru_before_rz_row)(REAL *g, const REAL *xp, const REAL *bx, const REAL *S, const REAL *hp,
+                                          int64_t j0, int64_t hs, int64_t H)
+{
+#pragma omp simd
+    for (int64_t u = 0; u < hs; u++) {
+        int64_t j = j0 + u;
+        REAL r = SIGMOID(xp[j] + bx[j] + S[u]);
+        g[j] = r;
+        g[H + j] = SIGMOID(xp[H + j] + bx[H + j] + S[hs + u]);
+        g[3 * H + j] = r * hp[j];
+    }
+}
+
+/* Reset before, second half: n and h' from S = (r * h) W_hn^T. */
+static inline void SFX(gru_before_n_row)(REAL *hb, REAL *ob, REAL *g, const REAL *xp, const REAL *bx, const REAL *S,
+                                         const REAL *hp, int64_t j0, int64_t hs, int64_t H)
+{
+#pragma omp simd
+    for (int64_t u = 0; u < hs; u++) {
+        int64_t j = j0 + u;
+        REAL z = g[H + j];
+        REAL n = TANH(xp[2 * H + j] + bx[2 * H + j] + S[u]);
+        REAL h = (1 - z) * n + z * hp[j];
+        g[2 * H + j] = n;
+        hb[j] = h;
+        ob[j] = h;
+    }
+}
+
+/* ---- and their gradients: d = dh + d_out of the row; dgb (recurrent) and dxb (input) get the
+ * pre-activation gradients of rows r, z, n; dh of the row becomes the part that passes through z
+ * (the next product adds the rest). */
+
+static inline void SFX(gru_after_grad_row)(REAL *dgb, REAL *dxb, REAL *dhb, const REAL *g, const REAL *hp,
+                                           const REAL *dob, int64_t j0, int64_t hs, int64_t H)
+{
+#pragma omp simd
+    for (int64_t u = 0; u < hs; u++) {
+        int64_t j = j0 + u;
+        REAL d = dhb[j] + dob[j];
+        REAL r = g[j], z = g[H + j], n = g[2 * H + j], hn = g[3 * H + j];
+        REAL dn = d * (1 - z) * (1 - n * n);
+        REAL dz = d * (hp[j] - n) * z * (1 - z);
+        REAL dr = dn * hn * r * (1 - r);
+        dgb[j] = dr;
+        dgb[H + j] = dz;
+        dgb[2 * H + j] = dn * r;
+        dxb[j] = dr;
+        dxb[H + j] = dz;
+        dxb[2 * H + j] = dn;
+        dhb[j] = d * z;
+    }
+}
+
+/* Reset before, first half: z and n (r needs d(r * h), the product of dn with W_hn). */
+static inline void SFX(gru_before_zn_grad_row)(REAL *dgb, REAL *dxb, REAL *dhb, const REAL *g, const REAL *hp,
+                                               const REAL *dob, int64_t j0, int64_t hs, int64_t H)
+{
+#pragma omp simd
+    for (int64_t u = 0; u < hs; u++) {
+        int64_t j = j0 + u;
+        REAL d = dhb[j] + dob[j];
+        REAL z = g[H + j], n = g[2 * H + j];
+        REAL dn = d * (1 - z) * (1 - n * n);
+        REAL dz = d * (hp[j] - n) * z * (1 - z);
+        dgb[H + j] = dz;
+        dgb[2 * H + j] = dn;
+        dxb[H + j] = dz;
+        dxb[2 * H + j] = dn;
+        dhb[j] = d * z;
+    }
+}
+
+/* Reset before, second half: r from S = d(r * h) = dn W_hn, and the r * d(r * h) path to dh. */
+static inline void SFX(gru_before_r_grad_row)(REAL *dgb, REAL *dxb, REAL *dhb, const REAL *g, const REAL *hp,
+                                              const REAL *S, int64_t j0, int64_t hs)
+{
+#pragma omp simd
+    for (int64_t u = 0; u < hs; u++) {
+        int64_t j = j0 + u;
+        REAL r = g[j], drh = S[u];
+        REAL dr = drh * hp[j] * r * (1 - r);
+        dgb[j] = dr;
+        dxb[j] = dr;
+        dhb[j] += drh * r;
+    }
+}
+
+int SFX(fr_gru_forward)(REAL *out, REAL *h_n, REAL *states, REAL *gates, REAL *xproj, const REAL *x,
+                        const REAL *h0, const REAL *w_ih, const REAL *w_hh, const REAL *b_ih,
+                        const REAL *b_hh, const fr_layer *L, GEMM_T gemm)
+{
+    const int64_t T = L->T, B = L->B, I = L->I, H = L->H;
+    const int64_t *lengths = L->lengths;
+    const int reverse = L->reverse, reset_after = L->variant == FR_GRU_RESET_AFTER;
+    const size_t BH = (size_t)B * H;
+    const int64_t GH = 3 * H;
+    REAL *pair = SFX(state_pair)(states, BH);
+    /* inference (gates NULL): one step's gates, overwritten by the next */
+    REAL *gstep = gates ? NULL : (REAL *)fr_buffer(FR_BUF_GATES, sizeof(REAL) * 4 * BH);
+    if ((!states && !pair) || (!gates && !gstep)) return FR_ENOMEM;
+    fr_copy(SFX(state_at)(states, pair, BH, 0), h0, sizeof(REAL) * BH);
+    if (T > 0 && BH > 0) {
+        /* b_hn stays inside r * (...) with reset after; otherwise every b_hh joins the input bias */
+        REAL *bias = SFX(input_bias)(b_ih, b_hh, GH, reset_after ? 2 * H : 0, reset_after ? GH : 0);
+        if (!bias) return FR_ENOMEM;
+        if (gemm && SFX(input_projection)(xproj, x, w_ih, T * B, I, GH, gemm)) return FR_ETOOBIG;
+        if (lengths) fr_zero(out, sizeof(REAL) * T * BH);
+        int failed = 0;
+        fr_barrier_t bar = {0};
+        const int nloop = fr_loop_threads(L->nthreads, T, B, H, H, 3, UNITS);
+#pragma omp parallel num_threads(fr_team(gemm ? nloop : fr_team_threads(L->nthreads, nloop, T, B, I, GH)))
+        {
+            unsigned csr = fr_ftz_on();
+            SFX(slice_t) sl;
+            int phase = 0;
+            /* reset after: P1 = rows r, z, n of my units (one product per step);
+               reset before: P1 = rows r, z (on h), P2 = rows n (on r * h, after a barrier) */
+            int64_t g1 = reset_after ? 3 : 2, g2 = reset_after ? 0 : 1;
+            if (SFX(loop_begin)(&sl, &bar, &failed, nloop, !gemm, T, H, B, H, g1, H, g2)) {
+                SFX(slice_weights)(&sl, 0, w_hh, H, g1, (size_t)H * H, H, 1);
+                if (g2) SFX(slice_weights)(&sl, 1, w_hh + (size_t)2 * H * H, H, 1, 0, H, 1);
+            }
+#pragma omp barrier
+            const int64_t j0 = sl.j0, hs = sl.hs, tc = SFX(chunk_steps)(T, B, lengths, reverse);
+            const REAL *bx = bias, *b_hn = b_hh + 2 * H;
+            for (int64_t c0 = 0; c0 < T && !failed; c0 += tc) {
+                const int64_t c1 = c0 + tc < T ? c0 + tc : T;
+                if (!gemm) SFX(project_steps)(xproj, x, w_ih, c0, c1, T, B, I, GH, reverse, sl.PB);
+                for (int64_t s = c0; s < c1 && hs > 0; s++) {
+                    const REAL *hp = SFX(state_at)(states, pair, BH, s);
+                    REAL *hnew = SFX(state_at)(states, pair, BH, s + 1);
+                    REAL *gs = gates ? gates + s * 4 * BH : gstep;
+                    SFX(slice_product)(&sl, 0, B, hp, H);
+                    for (int64_t b = 0; b < B; b++) {
+                        int64_t t = fr_time_index(s, b, T, lengths, reverse);
+                        const REAL *hpb = hp + (size_t)b * H;
+                        REAL *g = gs + (size_t)b * 4 * H;
+                        if (t < 0) {
+                            memcpy(hnew + (size_t)b * H + j0, hpb + j0, sizeof(REAL) * hs);
+                            /* the backward reads no gates of an idle row, but they are set (0) so that the
+                               cache holds no uninitialised values (and the reset-before r * h, which feeds
+                               a GEMM, stays finite) */
+                            for (int k = 0; k < 4; k++) fr_zero(g + k * H + j0, sizeof(REAL) * hs);
+                            continue;
+                        }
+                        const REAL *xp = xproj + ((size_t)t * B + b) * GH;
+                        const REAL *Sb = sl.S + (size_t)b * sl.np1;
+                        if (reset_after)
+                            SFX(gru_after_row)(hnew + (size_t)b * H, out + ((size_t)t * B + b) * H, g, xp, bx, b_hn,
+                                               Sb, hpb, j0, hs, H);
+                        else
+                            SFX(gru_before_rz_row)(g, xp, bx, Sb, hpb, j0, hs, H);
+                    }
+                    fr_barrier_wait(&bar, &phase);
+                    if (reset_after) continue;
+                    SFX(slice_product)(&sl, 1, B, gs + 3 * H, 4 * H);
+                    for (int64_t b = 0; b < B; b++) {
+                        int64_t t = fr_time_index(s, b, T, lengths, reverse);
+                        if (t < 0) continue;
+                        SFX(gru_before_n_row)(hnew + (size_t)b * H, out + ((size_t)t * B + b) * H, gs + (size_t)b * 4 * H,
+                                              xproj + ((size_t)t * B + b) * GH, bx, sl.S + (size_t)b * sl.np2,
+                                              hp + (size_t)b * H, j0, hs, H);
+                    }
+                    fr_barrier_wait(&bar, &phase);
+                }
+            }
+            fr_ftz_restore(csr);
+        }
+        if (failed) return FR_ENOMEM;
+    }
+    fr_copy(h_n, SFX(state_at)(states, pair, BH, T), sizeof(REAL) * BH);
+    return FR_OK;
+}
+
+int SFX(fr_gru_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db_ih, REAL *db_hh, REAL *dgh,
+                         REAL *dgx, const REAL *d_out, const REAL *d_hn, const REAL *x, const REAL *states,
+                         const REAL *gates, const REAL *w_ih, const REAL *w_hh, const fr_layer *L, GEMM_T gemm)
+{
+    const int64_t T = L->T, B = L->B, I = L->I, H = L->H;
+    const int64_t *lengths = L->lengths;
+    const int reverse = L->reverse, reset_after = L->variant == FR_GRU_RESET_AFTER;
+    const size_t BH = (size_t)B * H;
+    const int64_t GH = 3 * H;
+    REAL *dh = dh0;                       /* the running dL/dh of the current step */
+    fr_copy(dh, d_hn, sizeof(REAL) * BH);
+    if (T == 0 || BH == 0) {
+        fr_zero(dx, sizeof(REAL) * (size_t)T * B * I);
+        return FR_OK;
+    }
+    /* the weight gradients' operands, with idle rows made finite where they are not (see finite_operands) */
+    const REAL *xg = x, *sg = states;
+    REAL *copies = NULL;
+    if (lengths && SFX(finite_operands)(&xg, &sg, &copies, lengths, T, B, I, H)) return FR_ENOMEM;
+    if (lengths) fr_zero(dgx, sizeof(REAL) * T * 3 * BH);
+    int failed = 0;
+    fr_barrier_t bar = {0};
+    /* reset after: P1[k][c] = w_hh[k][j0 + c], k < 3H: dh[:, my units] += dgh_s w_hh[:, my units]
+       reset before: P1 = rows r, z (K = 2H) for dh; P2 = rows n (K = H) for d(r * h) */
+    const int64_t K1 = reset_after ? GH : 2 * H, K2 = reset_after ? 0 : H;
+    const int nloop = fr_loop_threads(L->nthreads, T, B, H, H, 3, UNITS);
+#pragma omp parallel num_threads(fr_team(gemm ? nloop : fr_team_threads(L->nthreads, nloop, T, B, I, GH)))
+    {
+        unsigned csr = fr_ftz_on();
+        SFX(slice_t) sl;
+        int phase = 0;
+        if (SFX(loop_begin)(&sl, &bar, &failed, nloop, !gemm, T, H, B, K1, 1, K2, K2 ? 1 : 0)) {
+            SFX(slice_weights)(&sl, 0, w_hh, K1, 1, 0, 1, H);
+            if (K2) SFX(slice_weights)(&sl, 1, w_hh + (size_t)2 * H * H, K2, 1, 0, 1, H);
+        }
+#pragma omp barrier
+        const int64_t j0 = sl.j0, hs = sl.hs;
+        for (int64_t s = T - 1; s >= 0 && !failed && hs > 0; s--) {
+            const REAL *hp = states + s * BH;
+            const REAL *gs = gates + s * 4 * BH;
+            REAL *dg = dgh + s * 3 * BH;
+            for (int64_t b = 0; b < B; b++) {
+                int64_t t = fr_time_index(s, b, T, lengths, reverse);
+                REAL *dgb = dg + (size_t)b * GH;
+                if (t < 0) {
+                    for (int64_t k = 0; k < 3; k++) memset(dgb + k * H + j0, 0, sizeof(REAL) * hs);
+                    continue;
+                }
+                const REAL *hpb = hp + (size_t)b * H, *g = gs + (size_t)b * 4 * H;
+                const REAL *dob = d_out + ((size_t)t * B + b) * H;
+                REAL *dxb = dgx + ((size_t)t * B + b) * GH;
+                if (reset_after) {
+                    SFX(gru_after_grad_row)(dgb, dxb, dh + (size_t)b * H, g, hpb, dob, j0, hs, H);
+                    for (int64_t k = 0; k < 3; k++) {
+                        SFX(add_to)(db_hh + k * H, dgb + k * H, j0, hs);
+                        SFX(add_to)(db_ih + k * H, dxb + k * H, j0, hs);
+                    }
+                } else {
+                    SFX(gru_before_zn_grad_row)(dgb, dxb, dh + (size_t)b * H, g, hpb, dob, j0, hs, H);
+                }
+            }
+            fr_barrier_wait(&bar, &phase);
+            if (!reset_after) {
+                /* d(r * h)[:, my units] = dn w_hn[:, my units]; then dr, and the r * d(r h) path to dh */
+                SFX(slice_product)(&sl, 1, B, dg + 2 * H, GH);
+                for (int64_t b = 0; b < B; b++) {
+                    int64_t t = fr_time_index(s, b, T, lengths, reverse);
+                    if (t < 0) continue;
+                    REAL *dgb = dg + (size_t)b * GH;
+                    SFX(gru_before_r_grad_row)(dgb, dgx + ((size_t)t * B + b) * GH, dh + (size_t)b * H,
+                                               gs + (size_t)b * 4 * H, hp + (size_t)b * H, sl.S + (size_t)b * sl.np2, j0,
+                                               hs);
+                    for (int64_t k = 0; k < 3; k++) {   /* reset before: input and recurrent bias gradients agree */
+                        SFX(add_to)(db_hh + k * H, dgb + k * H, j0, hs);
+                        SFX(add_to)(db_ih + k * H, dgb + k * H, j0, hs);
+                    }
+                }
+                fr_barrier_wait(&bar, &phase);
+            }
+            SFX(slice_product)(&sl, 0, B, dg, GH);
+            for (int64_t b = 0; b < B; b++) {
+                if (fr_time_index(s, b, T, lengths, reverse) < 0) continue;   /* idle: dh passes (0 * w may be NaN) */
+                for (int64_t u = 0; u < hs; u++) dh[(size_t)b * H + j0 + u] += sl.S[(size_t)b * sl.np1 + u];
+            }
+        }
+#pragma omp barrier
+        if (!gemm && !failed)
+            SFX(weight_gradients_par)(dx, dw_ih, dw_hh, dgh, dgx, xg, sg, gates + 3 * H, 4 * H, w_ih, T * B, I, H,
+                                      GH, reset_after ? GH : 2 * H, sl.PB);
+        fr_ftz_restore(csr);
+    }
+    int rc = failed ? FR_ENOMEM : FR_OK;
+    if (!rc && gemm)
+        rc = SFX(weight_gradients)(dx, dw_ih, dw_hh, dgh, dgx, xg, sg, gates + 3 * H, 4 * H, w_ih, T * B, I, H, GH,
+                                   reset_after ? GH : 2 * H, gemm);
+    return SFX(backward_end)(rc, copies, dx, lengths, T, B, I);
+}

@@ -1,0 +1,192 @@
+/* What the time loops of rnn.c and gru.c share (declared, with what each does, in loop.h). Compiled
+ * once per level and type (kernel.h). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "gemm.h"
+#include "loop.h"
+
+int SFX(input_projection)(REAL *xproj, const REAL *x, const REAL *w_ih, int64_t TB, int64_t I, int64_t GH,
+                          GEMM_T gemm)
+{
+    return SFX(gemm_rm)(gemm, 0, 1, TB, GH, I, 1, x, I, w_ih, I, 0, xproj, GH);
+}
+
+REAL *SFX(input_bias)(const REAL *b_ih, const REAL *b_hh, int64_t GH, int64_t hh_from, int64_t hh_to)
+{
+    REAL *bias = (REAL *)fr_buffer(FR_BUF_BIAS, sizeof(REAL) * GH);
+    if (bias)
+        for (int64_t c = 0; c < GH; c++) bias[c] = b_ih[c] + (c >= hh_from && c < hh_to ? 0 : b_hh[c]);
+    return bias;
+}
+
+int SFX(weight_gradients)(REAL *dx, REAL *dw_ih, REAL *dw_hh, const REAL *dgh, const REAL *dgx,
+                          const REAL *x, const REAL *states, const REAL *rh, int64_t ld_rh,
+                          const REAL *w_ih, int64_t TB, int64_t I, int64_t H, int64_t GH, int64_t split,
+                          GEMM_T gemm)
+{
+    const int64_t M = TB;
+    int rc = SFX(gemm_rm)(gemm, 1, 0, split, H, M, 1, dgh, GH, states, H, 1, dw_hh, H);
+    if (!rc && split < GH)
+        rc = SFX(gemm_rm)(gemm, 1, 0, GH - split, H, M, 1, dgh + split, GH, rh, ld_rh, 1, dw_hh + (size_t)split * H, H);
+    if (!rc) rc = SFX(gemm_rm)(gemm, 1, 0, GH, I, M, 1, dgx, GH, x, I, 1, dw_ih, I);
+    if (!rc) rc = SFX(gemm_rm)(gemm, 0, 0, M, I, GH, 1, dgx, GH, w_ih, I, 0, dx, I);
+    return rc;
+}
+
+/* The input projection of TB rows by every thread of the region, then a barrier (the loop reads
+ * every row). */
+static void SFX(input_projection_par)(REAL *xproj, const REAL *x, const REAL *w_ih, int64_t TB, int64_t I, int64_t GH,
+                                      REAL *P)
+{
+    SFX(par_gemm)(TB, GH, I, x, I, 1, w_ih, 1, I, xproj, GH, 0, P);
+#pragma omp barrier
+}
+
+/* The input projection is made a chunk of steps at a time, just before the loop reaches them, so that
+ * it is still in cache when read (the whole of it, T B G H values, often is not). A chunk gives each
+ * thread FR_CHUNK_ROWS rows of the product, enough to pay for packing w_ih again. Not with both
+ * lengths and reverse, where one step reads different times for different sequences. */
+#define FR_CHUNK_ROWS 1024
+int64_t SFX(chunk_steps)(int64_t T, int64_t B, const int64_t *lengths, int reverse)
+{
+    if (lengths && reverse) return T;
+    int64_t tc = ((int64_t)FR_CHUNK_ROWS * omp_get_num_threads() + B - 1) / B;
+    return tc < T ? tc : T;
+}
+
+void SFX(project_steps)(REAL *xproj, const REAL *x, const REAL *w_ih, int64_t s0, int64_t s1, int64_t T, int64_t B,
+                        int64_t I, int64_t GH, int reverse, REAL *P)
+{
+    const int64_t t0 = reverse ? T - s1 : s0;
+    if (I == 0) {                        /* no inputs (x and w_ih may be NULL): a zero projection */
+#pragma omp single
+        fr_zero(xproj + (size_t)t0 * B * GH, sizeof(REAL) * (size_t)(s1 - s0) * B * GH);
+        return;
+    }
+    SFX(input_projection_par)(xproj + (size_t)t0 * B * GH, x + (size_t)t0 * B * I, w_ih, (s1 - s0) * B, I,
+                              GH, P);
+}
+
+void SFX(weight_gradients_par)(REAL *dx, REAL *dw_ih, REAL *dw_hh, const REAL *dgh, const REAL *dgx,
+                               const REAL *x, const REAL *states, const REAL *rh, int64_t ld_rh,
+                               const REAL *w_ih, int64_t TB, int64_t I, int64_t H, int64_t GH, int64_t split, REAL *P)
+{
+    const int64_t M = TB;
+    SFX(par_gemm)(split, H, M, dgh, 1, GH, states, H, 1, dw_hh, H, 1, P);
+    if (split < GH) SFX(par_gemm)(GH - split, H, M, dgh + split, 1, GH, rh, ld_rh, 1, dw_hh + (size_t)split * H, H, 1, P);
+    SFX(par_gemm)(GH, I, M, dgx, 1, GH, x, I, 1, dw_ih, I, 1, P);
+    SFX(par_gemm)(M, I, GH, dgx, GH, 1, w_ih, I, 1, dx, I, 0, P);
+}
+
+void SFX(slice_weights)(SFX(slice_t) *sl, int which, const REAL *src, int64_t K, int64_t ngroups, size_t gstride,
+                        size_t cstride, size_t kstride)
+{
+    SFX(wview_t) w = {src, K, ngroups, gstride, cstride, kstride};
+    sl->w[which] = w;
+    if (!sl->direct)
+        SFX(pack_panels)(which ? sl->P2 : sl->P1, src, K, ngroups, sl->hs, sl->j0, gstride, cstride, kstride,
+                         which ? sl->np2 : sl->np1);
+}
+
+void SFX(slice_product)(SFX(slice_t) *sl, int which, int64_t B, const REAL *A, size_t lda)
+{
+    const int64_t np = which ? sl->np2 : sl->np1, hs = sl->hs;
+    if (hs == 0) return;
+    if (!sl->direct) {
+        SFX(packed_gemm)(B, np, sl->w[which].K, A, lda, which ? sl->P2 : sl->P1, sl->S, np, sl->rev[which]);
+        sl->rev[which] ^= 1;
+        return;
+    }
+    const SFX(wview_t) *w = &sl->w[which];
+    for (int64_t g = 0; g < w->ngroups; g++) {
+        const REAL *base = w->src + (size_t)g * w->gstride + (size_t)sl->j0 * w->cstride;
+        REAL *o = sl->S + (size_t)g * hs;
+        if (w->kstride == 1)            /* weight columns contiguous: dot products */
+            SFX(dots)(o, np, A, lda, B, base, w->cstride, hs, w->K, 0);
+        else                            /* weight rows contiguous: row updates */
+            SFX(row_updates)(o, np, A, lda, 1, B, base, w->kstride, w->cstride, hs, w->K, 0);
+    }
+}
+
+static int SFX(slice_alloc)(SFX(slice_t) *sl, int nt, int direct, int pack, int64_t H, int64_t B, int64_t K1, int64_t g1, int64_t K2,
+                           int64_t g2)
+{
+    sl->direct = direct;
+    sl->rev[0] = sl->rev[1] = 0;
+    if (direct) K1 = K2 = 0;     /* nothing to pack */
+    int tid = omp_get_thread_num();
+    if (nt > omp_get_num_threads()) nt = omp_get_num_threads();
+    fr_slice(H, nt, tid, UNITS, &sl->j0, &sl->hs);
+    sl->np1 = (g1 * sl->hs + NR - 1) / NR * NR;
+    sl->np2 = (g2 * sl->hs + NR - 1) / NR * NR;
+    int64_t npmax = sl->np1 > sl->np2 ? sl->np1 : sl->np2;
+    sl->P1 = (REAL *)fr_buffer(FR_BUF_P1, sizeof(REAL) * (size_t)K1 * sl->np1);
+    sl->P2 = (REAL *)fr_buffer(FR_BUF_P2, sizeof(REAL) * (size_t)K2 * sl->np2);
+    sl->S = (REAL *)fr_buffer(FR_BUF_S, sizeof(REAL) * (size_t)B * npmax);
+    sl->PB = pack ? (REAL *)fr_buffer(FR_BUF_PACK, sizeof(REAL) * SFX(pack_size)()) : NULL;
+    return sl->P1 && sl->P2 && sl->S && (sl->PB || !pack);
+}
+
+int SFX(loop_begin)(SFX(slice_t) *sl, fr_barrier_t *bar, int *failed, int nt, int pack, int64_t T, int64_t H,
+                    int64_t B, int64_t K1, int64_t g1, int64_t K2, int64_t g2)
+{
+    int ok = SFX(slice_alloc)(sl, nt, T == 1, pack, H, B, K1, g1, K2, g2);
+    if (!ok) {
+#pragma omp atomic write
+        *failed = 1;
+    }
+    /* threads past the loop's share (nt < team size: the big products wanted more) own no units and
+       skip the time loop; only the owners meet at its barrier */
+    if (omp_get_thread_num() == 0) bar->n = nt < omp_get_num_threads() ? nt : omp_get_num_threads();
+    return ok;
+}
+
+REAL *SFX(state_pair)(REAL *states, size_t BH)
+{
+    return states ? NULL : (REAL *)fr_buffer(FR_BUF_STATE, sizeof(REAL) * 2 * BH);
+}
+
+static int SFX(idle_rows_finite)(const REAL *a, const int64_t *lengths, int64_t T, int64_t B, int64_t W)
+{
+    int ok = 1;
+    if (W == 0) return 1;                  /* nothing there (and `a` may be NULL) */
+    for (int64_t b = 0; b < B && ok; b++)
+        for (int64_t i = lengths[b]; i < T && ok; i++) {
+            const REAL *r = a + ((size_t)i * B + b) * W;
+            REAL acc = 0;
+            for (int64_t j = 0; j < W; j++) acc += r[j] * 0;   /* NaN unless every value is finite */
+            ok = acc == 0;
+        }
+    return ok;
+}
+
+static const REAL *SFX(zero_idle)(REAL *dst, const REAL *a, const int64_t *lengths, int64_t T, int64_t B, int64_t W)
+{
+    fr_copy(dst, a, sizeof(REAL) * (size_t)T * B * W);
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t i = lengths[b]; i < T; i++) fr_zero(dst + ((size_t)i * B + b) * W, sizeof(REAL) * W);
+    return dst;
+}
+
+int SFX(finite_operands)(const REAL **xg, const REAL **sg, REAL **copies, const int64_t *lengths,
+                         int64_t T, int64_t B, int64_t I, int64_t H)
+{
+    int xok = SFX(idle_rows_finite)(*xg, lengths, T, B, I), sok = SFX(idle_rows_finite)(*sg, lengths, T, B, H);
+    if (xok && sok) return FR_OK;
+    const size_t nx = xok ? 0 : (size_t)T * B * I, ns = sok ? 0 : (size_t)T * B * H;
+    *copies = (REAL *)fr_alloc(sizeof(REAL) * (nx + ns));
+    if (!*copies) return FR_ENOMEM;
+    if (!xok) *xg = SFX(zero_idle)(*copies, *xg, lengths, T, B, I);
+    if (!sok) *sg = SFX(zero_idle)(*copies + nx, *sg, lengths, T, B, H);
+    return FR_OK;
+}
+
+int SFX(backward_end)(int rc, REAL *copies, REAL *dx, const int64_t *lengths, int64_t T, int64_t B, int64_t I)
+{
+    free(copies);
+    if (!rc && lengths && I > 0)
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t t = lengths[b]; t < T; t++) fr_zero(dx + ((size_t)t * B + b) * I, sizeof(REAL) * I);
+    return rc;
+}

@@ -1,0 +1,102 @@
+/* What the time loops of rnn.c and gru.c share (loop.c), for one level and type (kernel.h): a
+ * thread's slice of hidden units with its packed weights, the input projection by chunks of steps,
+ * the weight gradients after a backward loop, the inference forward's two states, and the idle rows
+ * of padded batches. Buffer names and shapes as in fastrnn.h. */
+#ifndef FASTRNN_LOOP_H
+#define FASTRNN_LOOP_H
+
+#include "kernel.h"
+
+/* A view of weights as a K x (ngroups * hs) matrix: Bmat[k][c] = src[colbase(c) + k * kstride] (gemm.h:
+ * pack_panels). */
+typedef struct {
+    const REAL *src;
+    int64_t K, ngroups;
+    size_t gstride, cstride, kstride;
+} SFX(wview_t);
+
+/* Everything a thread of a time loop owns: its hidden units [j0, j0 + hs), its packed weights, one
+ * step's product. The buffers are the thread's own (runtime.h: fr_buffer). */
+typedef struct {
+    int64_t j0, hs;          /* first unit and number of units */
+    int64_t np1, np2;        /* padded widths of P1 and P2 */
+    REAL *P1, *P2, *S;       /* packed weights (K x np), and the product buffer (B x max np) */
+    REAL *PB;                /* packing buffer of the big products (par_gemm), NULL with BLAS */
+    int direct;              /* a single step: read the weights in place (w[0], w[1]) instead of packing */
+    int rev[2];              /* sweep direction of the next product on P1 / P2, alternating (packed_gemm) */
+    SFX(wview_t) w[2];
+} SFX(slice_t);
+
+/* The start of every time loop, run by each thread of the parallel region: take this thread's slice
+ * of the H units among `nt` threads (none when its number is nt or more) and its buffers: P1 for
+ * product 0 (K1 x g1 groups), P2 for product 1 (K2 x g2 groups, may be empty), S (B rows), and with
+ * `pack` the big products' buffer; thread 0 sizes the per-step barrier. Returns 0 (and raises
+ * *failed for everyone) when out of memory. T == 1: no packing (slice_weights keeps views). */
+int SFX(loop_begin)(SFX(slice_t) *sl, fr_barrier_t *bar, int *failed, int nt, int pack, int64_t T, int64_t H,
+                    int64_t B, int64_t K1, int64_t g1, int64_t K2, int64_t g2);
+
+/* Take the weights of product `which` (0: P1, 1: P2) as the view (src, K, ngroups, strides) of this
+ * thread's units: pack them, or, for a single step, keep the view. */
+void SFX(slice_weights)(SFX(slice_t) *sl, int which, const REAL *src, int64_t K, int64_t ngroups, size_t gstride,
+                        size_t cstride, size_t kstride);
+
+/* S[b, 0..ngroups*hs) = A[b, :] Bmat for product `which`, b < B (A rows of stride lda; S's rows of
+ * stride np1 or np2). */
+void SFX(slice_product)(SFX(slice_t) *sl, int which, int64_t B, const REAL *A, size_t lda);
+
+/* The bias added to the input projection: b_ih + b_hh, except on rows [hh_from, hh_to) (GRU reset
+ * after: the n rows, whose b_hh stays inside r * (W_hn h + b_hn)). A per-thread buffer; NULL when out
+ * of memory. */
+REAL *SFX(input_bias)(const REAL *b_ih, const REAL *b_hh, int64_t GH, int64_t hh_from, int64_t hh_to);
+
+/* With BLAS (`gemm`), before the loop: xproj[t, b, :] = x[t, b, :] w_ih^T for all T*B rows. */
+int SFX(input_projection)(REAL *xproj, const REAL *x, const REAL *w_ih, int64_t TB, int64_t I, int64_t GH,
+                          GEMM_T gemm);
+
+/* Without BLAS, inside the loop: steps per chunk of the input projection, and the projection of
+ * steps [s0, s1) (times [s0, s1), or [T - s1, T - s0) in reverse), by every thread, P its buffer. */
+int64_t SFX(chunk_steps)(int64_t T, int64_t B, const int64_t *lengths, int reverse);
+void SFX(project_steps)(REAL *xproj, const REAL *x, const REAL *w_ih, int64_t s0, int64_t s1, int64_t T, int64_t B,
+                        int64_t I, int64_t GH, int reverse, REAL *P);
+
+/* The weight and input gradients after a backward loop:
+ *   dw_ih += dgx^T x,  dx = dgx w_ih,
+ *   dw_hh[rows 0 .. split) += dgh[:, 0 .. split)^T states[0 .. T)
+ *   dw_hh[rows split .. GH) += dgh[:, split .. GH)^T rh   (rh: rows of stride ld_rh; the Cho GRU's r * h)
+ * with BLAS (one call each; FR_ETOOBIG possible), or by every thread of the region (P its buffer). */
+int SFX(weight_gradients)(REAL *dx, REAL *dw_ih, REAL *dw_hh, const REAL *dgh, const REAL *dgx, const REAL *x,
+                          const REAL *states, const REAL *rh, int64_t ld_rh, const REAL *w_ih, int64_t TB,
+                          int64_t I, int64_t H, int64_t GH, int64_t split, GEMM_T gemm);
+void SFX(weight_gradients_par)(REAL *dx, REAL *dw_ih, REAL *dw_hh, const REAL *dgh, const REAL *dgx,
+                               const REAL *x, const REAL *states, const REAL *rh, int64_t ld_rh,
+                               const REAL *w_ih, int64_t TB, int64_t I, int64_t H, int64_t GH, int64_t split, REAL *P);
+
+/* Where the forward keeps the state after step s - 1: in `states` (training), or, when `states` is
+ * NULL (inference, no backward to come), in the two rows of `pair` (state_pair: a per-thread buffer,
+ * NULL when out of memory or not needed), used in turn. */
+static inline REAL *SFX(state_at)(REAL *states, REAL *pair, size_t BH, int64_t s)
+{
+    return states ? states + (size_t)s * BH : pair + (size_t)(s & 1) * BH;
+}
+REAL *SFX(state_pair)(REAL *states, size_t BH);
+
+/* db[j] += v[j] over a thread's units: bias gradients summed in the loop, in step order. */
+static inline void SFX(add_to)(REAL *db, const REAL *v, int64_t j0, int64_t hs)
+{
+#pragma omp simd
+    for (int64_t j = j0; j < j0 + hs; j++) db[j] += v[j];
+}
+
+/* Idle rows (sequence b at index i >= len_b) of the weight gradients' operands: x (time-ordered rows)
+ * and the states each step starts from (step-ordered). Their gradient rows are zero, but 0 * NaN or
+ * 0 * Inf is NaN, so a non-finite value there (padding, or the state of a sequence with no valid step)
+ * would reach dw_ih / dw_hh. Where there is one, *xg / *sg become copies with zeros in the idle rows
+ * (in *copies, freed by backward_end). Returns FR_ENOMEM when a copy cannot be made. */
+int SFX(finite_operands)(const REAL **xg, const REAL **sg, REAL **copies, const int64_t *lengths, int64_t T,
+                         int64_t B, int64_t I, int64_t H);
+
+/* The end of a backward: free the copies of finite_operands, and zero dx at padded times (there the
+ * product dgx w_ih is 0 * w_ih, NaN where w_ih is not finite; the reference leaves them 0). Returns rc. */
+int SFX(backward_end)(int rc, REAL *copies, REAL *dx, const int64_t *lengths, int64_t T, int64_t B, int64_t I);
+
+#endif

@@ -1,0 +1,200 @@
+/* Vanilla RNN, forward and backward (fastrnn.h):  h_t = g(w_ih x_t + b_ih + w_hh h_{t-1} + b_hh),
+ * g = tanh or relu (FR_RNN_TANH / FR_RNN_RELU). Compiled once per level and type (kernel.h).
+ *
+ * The time loop runs inside one OpenMP parallel region: each thread owns a slice of the hidden units,
+ * packs its rows of w_hh once into its own buffer (a single step, T = 1, reads them in place), and
+ * computes its slice of every step's recurrent product and activation; threads meet at one barrier
+ * per step. Without BLAS the input projection is made inside the same region, a chunk of steps at a
+ * time, and so are the weight gradients after the backward loop (loop.h). */
+#include <string.h>
+
+#include "gemm.h"
+#include "loop.h"
+
+/* ---- the activation of one row of a thread's units: h = g(a), a = xp + bias + s --------------- */
+
+static inline void SFX(rnn_tanh_row)(REAL *hb, REAL *ob, const REAL *xp, const REAL *bias, const REAL *Sb, int64_t j0,
+                                     int64_t hs)
+{
+#pragma omp simd
+    for (int64_t u = 0; u < hs; u++) {
+        int64_t j = j0 + u;
+        REAL h = TANH(xp[j] + bias[j] + Sb[u]);
+        hb[j] = h;
+        ob[j] = h;
+    }
+}
+
+static inline void SFX(rnn_relu_row)(REAL *hb, REAL *ob, const REAL *xp, const REAL *bias, const REAL *Sb, int64_t j0,
+                                     int64_t hs)
+{
+#pragma omp simd
+    for (int64_t u = 0; u < hs; u++) {
+        int64_t j = j0 + u;
+        REAL a = xp[j] + bias[j] + Sb[u];
+        REAL h = a > 0 ? a : (a <= 0 ? 0 : a);   /* relu that keeps NaN */
+        hb[j] = h;
+        ob[j] = h;
+    }
+}
+
+/* ... and its gradient: da = (dh + d_out) g'(a), written to the recurrent (dgb) and input (dxb)
+ * pre-activation gradients; dh of the row is then consumed (0), the next product adds into it. */
+
+static inline void SFX(rnn_tanh_grad_row)(REAL *dgb, REAL *dxb, REAL *dhb, const REAL *hb, const REAL *dob, int64_t j0,
+                                          int64_t hs)
+{
+#pragma omp simd
+    for (int64_t u = 0; u < hs; u++) {
+        int64_t j = j0 + u;
+        REAL h = hb[j];
+        REAL da = (dhb[j] + dob[j]) * (1 - h * h);
+        dgb[j] = da;
+        dxb[j] = da;
+        dhb[j] = 0;
+    }
+}
+
+static inline void SFX(rnn_relu_grad_row)(REAL *dgb, REAL *dxb, REAL *dhb, const REAL *hb, const REAL *dob, int64_t j0,
+                                          int64_t hs)
+{
+#pragma omp simd
+    for (int64_t u = 0; u < hs; u++) {
+        int64_t j = j0 + u;
+        REAL da = hb[j] <= 0 ? 0 : dhb[j] + dob[j];   /* torch's relu': NaN passes the gradient */
+        dgb[j] = da;
+        dxb[j] = da;
+        dhb[j] = 0;
+    }
+}
+
+int SFX(fr_rnn_forward)(REAL *out, REAL *h_n, REAL *states, REAL *xproj, const REAL *x, const REAL *h0,
+                        const REAL *w_ih, const REAL *w_hh, const REAL *b_ih, const REAL *b_hh, const fr_layer *L,
+                        GEMM_T gemm)
+{
+    const int64_t T = L->T, B = L->B, I = L->I, H = L->H;
+    const int64_t *lengths = L->lengths;
+    const int reverse = L->reverse, relu = L->variant == FR_RNN_RELU;
+    const size_t BH = (size_t)B * H;
+    REAL *pair = SFX(state_pair)(states, BH);
+    if (!states && !pair) return FR_ENOMEM;
+    fr_copy(SFX(state_at)(states, pair, BH, 0), h0, sizeof(REAL) * BH);
+    if (T > 0 && BH > 0) {
+        REAL *bias = SFX(input_bias)(b_ih, b_hh, H, 0, 0);
+        if (!bias) return FR_ENOMEM;
+        if (gemm && SFX(input_projection)(xproj, x, w_ih, T * B, I, H, gemm)) return FR_ETOOBIG;
+        if (lengths) fr_zero(out, sizeof(REAL) * T * BH);
+        int failed = 0;
+        fr_barrier_t bar = {0};
+        const int nloop = fr_loop_threads(L->nthreads, T, B, H, H, 1, UNITS);
+#pragma omp parallel num_threads(fr_team(gemm ? nloop : fr_team_threads(L->nthreads, nloop, T, B, I, H)))
+        {
+            unsigned csr = fr_ftz_on();
+            SFX(slice_t) sl;
+            int phase = 0;
+            /* P1[k][c] = w_hh[j0 + c][k]: my units' rows */
+            if (SFX(loop_begin)(&sl, &bar, &failed, nloop, !gemm, T, H, B, H, 1, 0, 0))
+                SFX(slice_weights)(&sl, 0, w_hh, H, 1, 0, H, 1);
+#pragma omp barrier
+            const int64_t j0 = sl.j0, hs = sl.hs, tc = SFX(chunk_steps)(T, B, lengths, reverse);
+            for (int64_t c0 = 0; c0 < T && !failed; c0 += tc) {
+                const int64_t c1 = c0 + tc < T ? c0 + tc : T;
+                if (!gemm) SFX(project_steps)(xproj, x, w_ih, c0, c1, T, B, I, H, reverse, sl.PB);
+                for (int64_t s = c0; s < c1 && hs > 0; s++) {
+                    const REAL *hp = SFX(state_at)(states, pair, BH, s);
+                    REAL *hnew = SFX(state_at)(states, pair, BH, s + 1);
+                    SFX(slice_product)(&sl, 0, B, hp, H);
+                    for (int64_t b = 0; b < B; b++) {
+                        int64_t t = fr_time_index(s, b, T, lengths, reverse);
+                        REAL *hb = hnew + (size_t)b * H;
+                        if (t < 0) {
+                            memcpy(hb + j0, hp + (size_t)b * H + j0, sizeof(REAL) * hs);
+                            continue;
+                        }
+                        const REAL *xp = xproj + ((size_t)t * B + b) * H;
+                        const REAL *Sb = sl.S + (size_t)b * sl.np1;
+                        REAL *ob = out + ((size_t)t * B + b) * H;
+                        if (relu)
+                            SFX(rnn_relu_row)(hb, ob, xp, bias, Sb, j0, hs);
+                        else
+                            SFX(rnn_tanh_row)(hb, ob, xp, bias, Sb, j0, hs);
+                    }
+                    fr_barrier_wait(&bar, &phase);
+                }
+            }
+            fr_ftz_restore(csr);
+        }
+        if (failed) return FR_ENOMEM;
+    }
+    fr_copy(h_n, SFX(state_at)(states, pair, BH, T), sizeof(REAL) * BH);
+    return FR_OK;
+}
+
+int SFX(fr_rnn_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db_ih, REAL *db_hh, REAL *dgh,
+                         REAL *dgx, const REAL *d_out, const REAL *d_hn, const REAL *x, const REAL *states,
+                         const REAL *w_ih, const REAL *w_hh, const fr_layer *L, GEMM_T gemm)
+{
+    const int64_t T = L->T, B = L->B, I = L->I, H = L->H;
+    const int64_t *lengths = L->lengths;
+    const int reverse = L->reverse, relu = L->variant == FR_RNN_RELU;
+    const size_t BH = (size_t)B * H;
+    REAL *dh = dh0;                       /* the running dL/dh of the current step */
+    fr_copy(dh, d_hn, sizeof(REAL) * BH);
+    if (T == 0 || BH == 0) {
+        fr_zero(dx, sizeof(REAL) * (size_t)T * B * I);
+        return FR_OK;
+    }
+    /* the weight gradients' operands, with idle rows made finite where they are not (see finite_operands) */
+    const REAL *xg = x, *sg = states;
+    REAL *copies = NULL;
+    if (lengths && SFX(finite_operands)(&xg, &sg, &copies, lengths, T, B, I, H)) return FR_ENOMEM;
+    if (lengths && dgx != dgh) fr_zero(dgx, sizeof(REAL) * T * BH);
+    int failed = 0;
+    fr_barrier_t bar = {0};
+    const int nloop = fr_loop_threads(L->nthreads, T, B, H, H, 1, UNITS);
+#pragma omp parallel num_threads(fr_team(gemm ? nloop : fr_team_threads(L->nthreads, nloop, T, B, I, H)))
+    {
+        unsigned csr = fr_ftz_on();
+        SFX(slice_t) sl;
+        int phase = 0;
+        /* P1[k][c] = w_hh[k][j0 + c]: dh_{s-1}[:, my units] = dgh_s w_hh[:, my units] */
+        if (SFX(loop_begin)(&sl, &bar, &failed, nloop, !gemm, T, H, B, H, 1, 0, 0))
+            SFX(slice_weights)(&sl, 0, w_hh, H, 1, 0, 1, H);
+#pragma omp barrier
+        const int64_t j0 = sl.j0, hs = sl.hs;
+        for (int64_t s = T - 1; s >= 0 && !failed && hs > 0; s--) {
+            REAL *dg = dgh + s * BH;
+            for (int64_t b = 0; b < B; b++) {
+                int64_t t = fr_time_index(s, b, T, lengths, reverse);
+                REAL *dgb = dg + (size_t)b * H;
+                if (t < 0) {
+                    memset(dgb + j0, 0, sizeof(REAL) * hs);
+                    continue;
+                }
+                const REAL *hb = states + (s + 1) * BH + (size_t)b * H;
+                const REAL *dob = d_out + ((size_t)t * B + b) * H;
+                REAL *dxb = dgx + ((size_t)t * B + b) * H;
+                REAL *dhb = dh + (size_t)b * H;
+                if (relu)
+                    SFX(rnn_relu_grad_row)(dgb, dxb, dhb, hb, dob, j0, hs);
+                else
+                    SFX(rnn_tanh_grad_row)(dgb, dxb, dhb, hb, dob, j0, hs);
+                SFX(add_to)(db_hh, dgb, j0, hs);
+                SFX(add_to)(db_ih, dgb, j0, hs);
+            }
+            fr_barrier_wait(&bar, &phase);
+            SFX(slice_product)(&sl, 0, B, dg, H);
+            for (int64_t b = 0; b < B; b++) {
+                if (fr_time_index(s, b, T, lengths, reverse) < 0) continue;   /* idle: dh passes (0 * w may be NaN) */
+                for (int64_t u = 0; u < hs; u++) dh[(size_t)b * H + j0 + u] += sl.S[(size_t)b * sl.np1 + u];
+            }
+        }
+#pragma omp barrier
+        if (!gemm && !failed)
+            SFX(weight_gradients_par)(dx, dw_ih, dw_hh, dgh, dgx, xg, sg, NULL, 0, w_ih, T * B, I, H, H, H, sl.PB);
+        fr_ftz_restore(csr);
+    }
+    int rc = failed ? FR_ENOMEM : FR_OK;
+    if (!rc && gemm) rc = SFX(weight_gradients)(dx, dw_ih, dw_hh, dgh, dgx, xg, sg, NULL, 0, w_ih, T * B, I, H, H, H, gemm);
+    return SFX(backward_end)(rc, copies, dx, lengths, T, B, I);
+}
