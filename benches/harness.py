@@ -251,8 +251,13 @@ class FastRNN:
         if self.backend is not None and self.backend not in available:
             raise ImportError(f"fastrnn backend {self.backend!r} not built (have {available})")
         fastrnn.set_num_threads(threads)
-        return {"fastrnn": fastrnn.__version__, "backend": self.backend or available[0],
+        info = {"fastrnn": fastrnn.__version__, "backend": self.backend or available[0],
                 "threads": fastrnn.get_num_threads()}
+        if "c" in available:
+            from fastrnn import _ckernels
+
+            info["simd"] = _ckernels.simd_levels()[0]
+        return info
 
     def build(self, w, inputs):
         import fastrnn

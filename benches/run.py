@@ -9,6 +9,13 @@ native kernel (SPEC §4):
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m benches.run --shapes small,gnmt --cells gru --threads 1
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m benches.run --shapes 1x1x256x256 --passes step,step-train \
         --contenders fastrnn,torch,gemm --threads 1      # the single-step cells, one call each
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m benches.run --simd avx2   # as an AVX2-only CPU would
+
+--simd LEVEL runs fastrnn's kernels at that instruction-set level (FASTRNN_SIMD) and holds the peers
+to it as far as they allow: for avx2, OpenBLAS's Haswell kernel (the GEMM-bound worker and the NumPy
+reference; OPENBLAS_CORETYPE=Haswell), torch's ATen kernels, MKL and oneDNN at AVX2
+(ATEN_CPU_CAPABILITY, MKL_ENABLE_INSTRUCTIONS, ONEDNN_MAX_CPU_ISA); ONNX Runtime has no such switch
+and runs its widest kernels. The table's header names the CPU and the level.
 
 For each cell (RNN, GRU), shape and pass ("fwd": forward; "train": forward + backward) it prints the
 median time in ms of every contender (fastrnn = the fastest backend built, reference = the NumPy
@@ -62,6 +69,15 @@ from . import harness
 
 _BLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
+# --simd: the environment that holds every worker to an instruction-set level (see the docstring)
+SIMD_ENV = {
+    "avx512": {"FASTRNN_SIMD": "avx512"},
+    "avx2": {"FASTRNN_SIMD": "avx2", "OPENBLAS_CORETYPE": "Haswell", "ATEN_CPU_CAPABILITY": "avx2",
+             "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+    "baseline": {"FASTRNN_SIMD": "baseline", "OPENBLAS_CORETYPE": "Nehalem", "ATEN_CPU_CAPABILITY": "default",
+                 "MKL_ENABLE_INSTRUCTIONS": "SSE4_2", "ONEDNN_MAX_CPU_ISA": "SSE41"},
+}
+
 
 def _positive(kind):
     def parse(text):
@@ -100,6 +116,8 @@ def parse_args(argv=None):
     p.add_argument("--reference-max-gflop", type=float, default=harness.REFERENCE_MAX_GFLOP,
                    help="skip the NumPy reference above this much GEMM work per call; 0: skip it "
                         "everywhere (default %(default)s)")
+    p.add_argument("--simd", choices=list(SIMD_ENV), help="run fastrnn (and, as far as they allow, the peers) at "
+                   "this instruction-set level (default: each library's widest)")
     p.add_argument("--json", metavar="PATH", help="also write the results and machine info as JSON")
     p.add_argument("--markdown", action="store_true", help="print GitHub markdown tables")
     p.add_argument("--memory", action="store_true",
@@ -199,6 +217,7 @@ def machine_info(args, results, load):
         "fastrnn_backend": results.info.get(harness.SUBJECT, {}).get("backend"),
         "load_average_before": round(load, 2),
         "blas_env": {var: os.environ.get(var) for var in _BLAS_OVERRIDES},
+        "simd": results.info.get(harness.SUBJECT, {}).get("simd"), "simd_env": SIMD_ENV.get(args.simd),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
 
@@ -320,7 +339,9 @@ def main(argv=None):
     if args.memory:
         return main_memory(args)
     set_vars = [var for var in _BLAS_OVERRIDES if var in os.environ]
-    if set_vars:
+    if args.simd:
+        os.environ.update(SIMD_ENV[args.simd])        # the workers inherit it (harness.worker_env)
+    elif set_vars:
         print(f"warning: {', '.join(set_vars)} set: BLAS may not run its native kernel; run with "
               f"env {' '.join('-u ' + v for v in set_vars)} python -m benches.run ...", file=sys.stderr)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
@@ -339,8 +360,10 @@ def main(argv=None):
 
     rows = collect_rows(results, ws, args.contenders)
     machine = machine_info(args, results, load)
-    print(f"\nfastrnn benchmarks: {machine['cpu']}, {args.threads} thread{'s' * (args.threads > 1)}, {args.dtype}, "
-          f"median of {args.rounds} rounds, {machine['date']}")
+    simd = results.info.get(harness.SUBJECT, {}).get("simd", "?")
+    peers = "peers at their widest" if not args.simd or args.simd == "avx512" else f"peers held to {args.simd} (--simd)"
+    print(f"\nfastrnn benchmarks: {machine['cpu']}, fastrnn SIMD level {simd}, {peers}, {args.threads} "
+          f"thread{'s' * (args.threads > 1)}, {args.dtype}, median of {args.rounds} rounds, {machine['date']}")
     for cell in args.cells:
         cell_rows = [r for r in rows if r["cell"] == cell]
         print(f"\n{'### ' if args.markdown else ''}{cell.upper()}\n")

@@ -93,6 +93,9 @@ def _select_simd(name):
     if rc == FR_OK:
         return
     built, cpu = fr_simd_built().decode(), fr_simd_cpu().decode()
+    if not name:
+        raise SimdError(f"fastrnn: this CPU runs none of the SIMD levels built ({built}): a FASTRNN_NATIVE=1 "
+                        "build for another CPU; build again without FASTRNN_NATIVE")
     why = {FR_EUNKNOWN: f"not a level (expected one of {SIMD_LEVELS})",
            FR_ENOTBUILT: f"this build has only {built}",
            FR_EUNSUPPORTED: f"this CPU cannot run it; it runs {cpu or 'none of the levels built'}"}[rc]
