@@ -50,7 +50,6 @@ int SFX(gemm_rm)(GEMM_T gemm, int ta, int tb, int64_t M, int64_t N, int64_t K, R
 #else
 #define FR_MR_LOOP FR_MR
 #endif
-#define FR_KC 384 /* rows of B packed at a time by par_gemm */
 
 /* Bmat[k][c] = src[colbase(c) + k * kstride], with colbase(c) = (c / hs) * gstride + (j0 + c % hs) * cstride:
  * `ngroups` groups of `hs` columns (gates of one hidden slice), zero-padded up to np columns. */
@@ -179,31 +178,6 @@ __attribute__((noinline)) void SFX(packed_gemm)(int64_t M, int64_t Np, int64_t K
         }
     }
 }
-
-/* A row block of a big product: C[rows, 0..N) (+)= A[rows, 0..K) P, A with strides (rs, cs). */
-__attribute__((noinline)) static void SFX(gemm_rows)(int64_t mr, int64_t N, int64_t K, const REAL *A, size_t rs, size_t cs,
-                                                    const REAL *P, REAL *C, size_t ldc, int acc)
-{
-    REAL Ap[FR_MR * FR_KC];
-    if (cs != 1 && K <= FR_KC) {
-        /* A transposed (the weight gradients: rows of A are columns of dgh): copy the block once into
-           k-major order, instead of striding through memory (a power-of-two stride that maps every
-           k to the same few cache sets) for each of the N / NR panels */
-        for (int64_t k = 0; k < K; k++)
-            for (int64_t i = 0; i < mr; i++) Ap[k * FR_MR + i] = A[(size_t)i * rs + (size_t)k * cs];
-        A = Ap;
-        rs = 1;
-        cs = FR_MR;
-    }
-    for (int64_t p = 0; p * NR < N; p++) {
-        int64_t nc = N - p * NR < NR ? N - p * NR : NR;
-        if (cs == 1)
-            SFX(ukernel_mr)(mr, nc, K, A, rs, 1, P + (size_t)p * K * NR, C + (size_t)p * NR, ldc, acc);
-        else
-            SFX(ukernel_mr)(mr, nc, K, A, rs, cs, P + (size_t)p * K * NR, C + (size_t)p * NR, ldc, acc);
-    }
-}
-
 
 /* The lanes of v added pairwise: halves added as vectors down to 16 bytes, then the lanes in a tree
  * ((l0 + l2) + (l1 + l3) for four floats). The same order for every call. */
@@ -376,49 +350,199 @@ static void SFX(direct_gemm)(int64_t M, int64_t N, int64_t K, const REAL *A, siz
 
 /* The big products (input projection, dx, weight gradients), shared by all threads of a parallel
  * region, who must all call it:  C[M, N] = (acc ? C : 0) + A B  with A(i, k) = A[i*ars + k*acs],
- * B(k, j) = Bm[k*brs + j*bcs]. Each thread owns a contiguous share of the blocks of FR_MR rows; it packs
- * B, FR_KC x NC at a time (about half an L2), into its own buffer P (pack_size() elements) and
- * multiplies its rows by it: no thread waits for another (no barrier inside; the caller puts one
- * where a result is read by other threads). Every element is summed in the same order whatever the
- * thread count. */
-#define FR_PACK_BYTES (384 * 1024)
-enum { NC0 = FR_PACK_BYTES / (FR_KC * (int)sizeof(REAL)) / NR * NR };
-#define FR_NC_TRANSPOSED 4   /* A transposed (weight gradients): B blocks this many times wider, so that
-                                the strided copy of each A block (gemm_rows) is made fewer times */
-size_t SFX(pack_size)(void) { return (size_t)FR_KC * NC0 * FR_NC_TRANSPOSED; }
+ * B(k, j) = Bm[k*brs + j*bcs]. The loops of GotoBLAS / BLIS, each thread on its own data: a thread owns
+ * a contiguous share of the blocks of BMR rows (the same blocks whatever the thread count); it packs
+ * B, FR_BKC x FR_BNC at a time, into panels of BNR columns in its buffer P, then BMC of its rows of A
+ * at a time into micro-panels of BMR rows (k-major, zero-padded), and multiplies each micro-panel of
+ * A by each panel of B, in the order below. No thread waits for another (no barrier inside; the caller puts one where a result is read by other
+ * threads). Every element of C is, for each block of FR_BKC terms in k order, one chain of fused
+ * multiply-adds from 0 that is then added to C: the same order whatever the thread count.
+ * Per level (sizes for float; NC scaled down for double so the blocks keep their bytes):
+ *  - AVX-512 (32 registers): 12 x 2 vectors (24 accumulators), so that a panel of B (the vector
+ *    operand, 128 bytes a term) is read once per 12 rows rather than 6: the micro-panel of A
+ *    (12 x FR_BKC) stays in L1 and the panels of B (a block of FR_BKC x FR_BNC, 1 MiB, in L2) stream
+ *    past it (FR_BLOOP_A: for each micro-panel of A, all the panels of B).
+ *  - AVX2 and SSE2 (16 registers): 6 x 2 vectors (12 accumulators, 2 panel vectors, 1 broadcast);
+ *    the order of GotoBLAS: for each panel of B (FR_BKC x BNR, 16 KiB, in L1), all the micro-panels of
+ *    a block of FR_BMC rows of A (144 KiB, in L2; the AMD Zen 3 L2 is 512 KiB). */
+#if FR_VBYTES >= 64
+#define FR_BMR 12
+#define FR_BLOOP_A 1
+#define FR_BNC (1024 * 4 / (int)sizeof(REAL))
+#else
+#define FR_BMR 6
+#define FR_BLOOP_A 0
+#define FR_BNC (2048 * 4 / (int)sizeof(REAL))
+#endif
+#define FR_BKC 256                /* terms of a packed block */
+#define FR_BMC 144                /* rows of A packed at a time (a multiple of FR_BMR) */
+enum { BNV = 2, BNR = BNV * VL }; /* vectors, columns of the register block */
+enum { BNC = FR_BNC / BNR * BNR, BMC = FR_BMC / FR_BMR * FR_BMR };
+size_t SFX(pack_size)(void) { return (size_t)FR_BKC * BNC + (size_t)BMC * FR_BKC; }
+
+/* The register block: C[0..mr, 0..nc) (+)= Ap Bp over kc terms, Ap a micro-panel (Ap[k*BMR + i]),
+ * Bp a panel (Bp[k*BNR + j]); `add` adds into C. */
+static inline __attribute__((always_inline)) void SFX(bkernel)(int64_t kc, const REAL *restrict Ap,
+                                                              const REAL *restrict Bp, REAL *restrict C,
+                                                              size_t ldc, int64_t mr, int64_t nc, int add)
+{
+    typedef VEC V;
+    V c[FR_BMR][BNV];
+    /* the block of C is read and written after the k loop: fetch it now, in the loop's shadow */
+    for (int i = 0; i < FR_BMR; i++)
+        if (i < mr)
+            for (int j = 0; j < BNR * (int)sizeof(REAL); j += 64) __builtin_prefetch((const char *)(C + (size_t)i * ldc) + j, 1, 3);
+    for (int i = 0; i < FR_BMR; i++)
+        for (int v = 0; v < BNV; v++) c[i][v] = (V){0};
+#pragma GCC unroll 4
+    for (int64_t k = 0; k < kc; k++) {
+        V b[BNV];
+        for (int v = 0; v < BNV; v++) b[v] = *(const V *)(Bp + (size_t)k * BNR + v * VL);
+        for (int i = 0; i < FR_BMR; i++) {
+            const REAL av = Ap[(size_t)k * FR_BMR + i];
+            for (int v = 0; v < BNV; v++) c[i][v] += av * b[v];
+        }
+    }
+    if (mr == FR_BMR && nc == BNR) {
+        for (int i = 0; i < FR_BMR; i++)
+            for (int v = 0; v < BNV; v++) {
+                V t = c[i][v];
+                REAL *p = C + (size_t)i * ldc + v * VL;
+                if (add) {
+                    V o;
+                    memcpy(&o, p, sizeof o);
+                    t = o + t;
+                }
+                memcpy(p, &t, sizeof t);
+            }
+        return;
+    }
+    for (int i = 0; i < FR_BMR; i++) {
+        if (i >= mr) break;
+        REAL tmp[BNR];
+        memcpy(tmp, c[i], sizeof tmp);
+        REAL *p = C + (size_t)i * ldc;
+        if (add)
+            for (int64_t j = 0; j < nc; j++) p[j] += tmp[j];
+        else
+            memcpy(p, tmp, sizeof(REAL) * nc);
+    }
+}
+
+typedef REAL SFX(v4) __attribute__((vector_size(4 * sizeof(REAL))));
+#if FR_DOUBLE
+typedef int64_t SFX(m4) __attribute__((vector_size(32)));
+#else
+typedef int32_t SFX(m4) __attribute__((vector_size(16)));
+#endif
+
+/* A[0..mr, 0..kc) (strides rs, cs) into a micro-panel Ap[k*BMR + i], rows mr..BMR zero. */
+static void SFX(pack_a)(REAL *restrict Ap, const REAL *A, size_t rs, size_t cs, int64_t mr, int64_t kc)
+{
+    if (rs == 1 && mr == FR_BMR) {          /* A transposed: each k a run of BMR contiguous elements */
+        for (int64_t k = 0; k < kc; k++) memcpy(Ap + (size_t)k * FR_BMR, A + (size_t)k * cs, sizeof(REAL) * FR_BMR);
+        return;
+    }
+    if (mr < FR_BMR)
+        for (int64_t k = 0; k < kc; k++)
+            for (int64_t i = mr; i < FR_BMR; i++) Ap[(size_t)k * FR_BMR + i] = 0;
+    int64_t i = 0;
+    if (cs == 1)             /* A's rows contiguous: 4 x 4 tiles transposed in registers */
+        for (; i + 4 <= mr; i += 4) {
+            const REAL *a = A + (size_t)i * rs;
+            int64_t k = 0;
+            for (; k + 4 <= kc; k += 4) {
+                SFX(v4) r0, r1, r2, r3;
+                memcpy(&r0, a + k, sizeof r0);
+                memcpy(&r1, a + rs + k, sizeof r1);
+                memcpy(&r2, a + 2 * rs + k, sizeof r2);
+                memcpy(&r3, a + 3 * rs + k, sizeof r3);
+                const SFX(m4) lo = {0, 4, 1, 5}, hi = {2, 6, 3, 7}, l2 = {0, 1, 4, 5}, h2 = {2, 3, 6, 7};
+                SFX(v4) t0 = __builtin_shuffle(r0, r1, lo), t1 = __builtin_shuffle(r0, r1, hi);
+                SFX(v4) t2 = __builtin_shuffle(r2, r3, lo), t3 = __builtin_shuffle(r2, r3, hi);
+                SFX(v4) c0 = __builtin_shuffle(t0, t2, l2), c1 = __builtin_shuffle(t0, t2, h2);
+                SFX(v4) c2 = __builtin_shuffle(t1, t3, l2), c3 = __builtin_shuffle(t1, t3, h2);
+                REAL *d = Ap + (size_t)k * FR_BMR + i;
+                memcpy(d, &c0, sizeof c0);
+                memcpy(d + FR_BMR, &c1, sizeof c1);
+                memcpy(d + 2 * FR_BMR, &c2, sizeof c2);
+                memcpy(d + 3 * FR_BMR, &c3, sizeof c3);
+            }
+            for (; k < kc; k++)
+                for (int64_t u = 0; u < 4; u++) Ap[(size_t)k * FR_BMR + i + u] = a[(size_t)u * rs + k];
+        }
+    for (; i < mr; i++)
+        for (int64_t k = 0; k < kc; k++) Ap[(size_t)k * FR_BMR + i] = A[(size_t)i * rs + (size_t)k * cs];
+}
+
+/* B[0..kc, 0..nc) (strides brs, bcs) into panels of BNR columns, P[(p*kc + k)*BNR + c], zero-padded. */
+static void SFX(pack_b)(REAL *restrict P, const REAL *Bm, size_t brs, size_t bcs, int64_t kc, int64_t nc)
+{
+    const int64_t npanels = (nc + BNR - 1) / BNR;
+    for (int64_t p = 0; p < npanels; p++) {
+        REAL *dst = P + (size_t)p * kc * BNR;
+        const int64_t w = nc - p * BNR < BNR ? nc - p * BNR : BNR;
+        const REAL *src = Bm + (size_t)(p * BNR) * bcs;
+        if (w < BNR)
+            for (int64_t k = 0; k < kc; k++) memset(dst + (size_t)k * BNR + w, 0, sizeof(REAL) * (BNR - w));
+        if (bcs == 1) {      /* B's rows contiguous */
+            if (w == BNR)
+                for (int64_t k = 0; k < kc; k++) memcpy(dst + (size_t)k * BNR, src + (size_t)k * brs, sizeof(REAL) * BNR);
+            else
+                for (int64_t k = 0; k < kc; k++) memcpy(dst + (size_t)k * BNR, src + (size_t)k * brs, sizeof(REAL) * w);
+        } else               /* B's columns contiguous (brs == 1 here) */
+            for (int64_t c = 0; c < w; c++)
+                for (int64_t k = 0; k < kc; k++) dst[(size_t)k * BNR + c] = src[(size_t)c * bcs + (size_t)k * brs];
+    }
+}
 
 void SFX(par_gemm)(int64_t M, int64_t N, int64_t K, const REAL *A, size_t ars, size_t acs, const REAL *Bm, size_t brs,
                    size_t bcs, REAL *C, size_t ldc, int acc, REAL *P)
 {
-    const int64_t NC = NC0 * (acs != 1 ? FR_NC_TRANSPOSED : 1);
     if (M <= 0 || N <= 0) return;
     if (M <= FR_DIRECT || K <= FR_DIRECT) {
         SFX(direct_gemm)(M, N, K, A, ars, acs, Bm, brs, bcs, C, ldc, acc);
         return;
     }
     /* this thread's row blocks: a contiguous share, the same at every block of B */
-    const int64_t nrows = (M + FR_MR - 1) / FR_MR, nt = omp_get_num_threads(), tid = omp_get_thread_num();
+    const int64_t nrows = (M + FR_BMR - 1) / FR_BMR, nt = omp_get_num_threads(), tid = omp_get_thread_num();
     const int64_t r0 = (int64_t)((int64_t)nrows * tid / nt), r1 = (int64_t)((int64_t)nrows * (tid + 1) / nt);
-    for (int64_t jc = 0; jc < N && r0 < r1; jc += NC) {
-        const int64_t nc = N - jc < NC ? N - jc : NC, npanels = (nc + NR - 1) / NR;
-        for (int64_t k0 = 0; k0 < K; k0 += FR_KC) {
-            const int64_t kc = K - k0 < FR_KC ? K - k0 : FR_KC;
-            for (int64_t p = 0; p < npanels; p++) {          /* B[k0 .. k0+kc, jc .. jc+nc) into panels */
-                REAL *dst = P + (size_t)p * kc * NR;
-                int64_t w = nc - p * NR < NR ? nc - p * NR : NR;
-                const REAL *src = Bm + (size_t)k0 * brs + (size_t)(jc + p * NR) * bcs;
-                if (w < NR)
-                    for (int64_t k = 0; k < kc; k++) memset(dst + (size_t)k * NR + w, 0, sizeof(REAL) * (NR - w));
-                if (bcs == 1)        /* B's rows contiguous */
-                    for (int64_t k = 0; k < kc; k++) memcpy(dst + (size_t)k * NR, src + (size_t)k * brs, sizeof(REAL) * w);
-                else                 /* B's columns contiguous (brs == 1 here) */
-                    for (int64_t c = 0; c < w; c++)
-                        for (int64_t k = 0; k < kc; k++) dst[(size_t)k * NR + c] = src[(size_t)c * bcs + (size_t)k * brs];
-            }
-            for (int64_t r = r0; r < r1; r++) {
-                int64_t i0 = r * FR_MR, mr = M - i0 < FR_MR ? M - i0 : FR_MR;
-                SFX(gemm_rows)(mr, nc, kc, A + (size_t)i0 * ars + (size_t)k0 * acs, ars, acs, P,
-                               C + (size_t)i0 * ldc + jc, ldc, acc || k0 > 0);
+    if (r0 >= r1) return;
+    const int64_t i_lo = r0 * FR_BMR, i_hi = r1 * FR_BMR < M ? r1 * FR_BMR : M;
+    REAL *Ap = P + (size_t)FR_BKC * BNC;
+    for (int64_t jc = 0; jc < N; jc += BNC) {
+        const int64_t nc = N - jc < BNC ? N - jc : BNC, npanels = (nc + BNR - 1) / BNR;
+        for (int64_t k0 = 0; k0 < K; k0 += FR_BKC) {
+            const int64_t kc = K - k0 < FR_BKC ? K - k0 : FR_BKC;
+            const int add = acc || k0 > 0;
+            SFX(pack_b)(P, Bm + (size_t)k0 * brs + (size_t)jc * bcs, brs, bcs, kc, nc);
+            for (int64_t ic = i_lo; ic < i_hi; ic += BMC) {
+                const int64_t mc = i_hi - ic < BMC ? i_hi - ic : BMC, nmp = (mc + FR_BMR - 1) / FR_BMR;
+                for (int64_t q = 0; q < nmp; q++) {
+                    const int64_t mr = mc - q * FR_BMR < FR_BMR ? mc - q * FR_BMR : FR_BMR;
+                    SFX(pack_a)(Ap + (size_t)q * kc * FR_BMR, A + (size_t)(ic + q * FR_BMR) * ars + (size_t)k0 * acs,
+                                ars, acs, mr, kc);
+                }
+#if !FR_BLOOP_A
+                for (int64_t p = 0; p < npanels; p++) {
+                    const int64_t w = nc - p * BNR < BNR ? nc - p * BNR : BNR;
+                    const REAL *Bp = P + (size_t)p * kc * BNR;
+                    for (int64_t q = 0; q < nmp; q++) {
+                        const int64_t mr = mc - q * FR_BMR < FR_BMR ? mc - q * FR_BMR : FR_BMR;
+                        SFX(bkernel)(kc, Ap + (size_t)q * kc * FR_BMR, Bp,
+                                     C + (size_t)(ic + q * FR_BMR) * ldc + jc + p * BNR, ldc, mr, w, add);
+                    }
+                }
+#else
+                for (int64_t q = 0; q < nmp; q++) {
+                    const int64_t mr = mc - q * FR_BMR < FR_BMR ? mc - q * FR_BMR : FR_BMR;
+                    for (int64_t p = 0; p < npanels; p++) {
+                        const int64_t w = nc - p * BNR < BNR ? nc - p * BNR : BNR;
+                        SFX(bkernel)(kc, Ap + (size_t)q * kc * FR_BMR, P + (size_t)p * kc * BNR,
+                                     C + (size_t)(ic + q * FR_BMR) * ldc + jc + p * BNR, ldc, mr, w, add);
+                    }
+                }
+#endif
             }
         }
     }
