@@ -128,10 +128,15 @@ static int SFX(slice_alloc)(SFX(slice_t) *sl, int nt, int direct, int pack, int6
     return sl->P1 && sl->P2 && sl->S && (sl->PB || !pack);
 }
 
+/* A single step reads the weights in place (dots / row_updates) up to this batch; past it, packing
+ * them for the register-blocked kernel pays even for one step. Measured (GRU forward, T = 1,
+ * I = H = 256, 2 threads, AVX-512): B = 16 in place 0.31-0.33 ms, packed 0.34; B = 32 0.37 / 0.36;
+ * B = 64 0.51 / 0.45-0.47; B = 1000 5.0 / 2.85. */
+#define FR_DIRECT_BATCH 16
 int SFX(loop_begin)(SFX(slice_t) *sl, fr_barrier_t *bar, int *failed, int nt, int pack, int64_t T, int64_t H,
                     int64_t B, int64_t K1, int64_t g1, int64_t K2, int64_t g2)
 {
-    int ok = SFX(slice_alloc)(sl, nt, T == 1, pack, H, B, K1, g1, K2, g2);
+    int ok = SFX(slice_alloc)(sl, nt, T == 1 && B <= FR_DIRECT_BATCH, pack, H, B, K1, g1, K2, g2);
     if (!ok) {
 #pragma omp atomic write
         *failed = 1;

@@ -31,7 +31,8 @@ typedef struct {
  * of the H units among `nt` threads (none when its number is nt or more) and its buffers: P1 for
  * product 0 (K1 x g1 groups), P2 for product 1 (K2 x g2 groups, may be empty), S (B rows), and with
  * `pack` the big products' buffer; thread 0 sizes the per-step barrier. Returns 0 (and raises
- * *failed for everyone) when out of memory. T == 1: no packing (slice_weights keeps views). */
+ * *failed for everyone) when out of memory. A single step of a small batch (T == 1, B <= FR_DIRECT_BATCH): no packing (slice_weights
+ * keeps views). */
 int SFX(loop_begin)(SFX(slice_t) *sl, fr_barrier_t *bar, int *failed, int nt, int pack, int64_t T, int64_t H,
                     int64_t B, int64_t K1, int64_t g1, int64_t K2, int64_t g2);
 
