@@ -70,11 +70,12 @@ static inline void SFX(gru_before_n_row)(REAL *hb, REAL *ob, REAL *g, const REAL
 }
 
 /* ---- and their gradients: d = dh + d_out of the row; dgb (recurrent) and dxb (input) get the
- * pre-activation gradients of rows r, z, n; dh of the row becomes the part that passes through z
- * (the next product adds the rest). */
+ * pre-activation gradients of rows r, z, n, and are added into the bias gradients db_hh and db_ih
+ * (here, in the same pass: in step order, row by row); dh of the row becomes the part that passes
+ * through z (the next product adds the rest). */
 
-static inline void SFX(gru_after_grad_row)(REAL *dgb, REAL *dxb, REAL *dhb, const REAL *g, const REAL *hp,
-                                           const REAL *dob, int64_t j0, int64_t hs, int64_t H)
+static inline void SFX(gru_after_grad_row)(REAL *dgb, REAL *dxb, REAL *dhb, REAL *db_ih, REAL *db_hh, const REAL *g,
+                                           const REAL *hp, const REAL *dob, int64_t j0, int64_t hs, int64_t H)
 {
 #pragma omp simd
     for (int64_t u = 0; u < hs; u++) {
@@ -91,6 +92,12 @@ static inline void SFX(gru_after_grad_row)(REAL *dgb, REAL *dxb, REAL *dhb, cons
         dxb[H + j] = dz;
         dxb[2 * H + j] = dn;
         dhb[j] = d * z;
+        db_hh[j] += dr;
+        db_hh[H + j] += dz;
+        db_hh[2 * H + j] += dn * r;
+        db_ih[j] += dr;
+        db_ih[H + j] += dz;
+        db_ih[2 * H + j] += dn;
     }
 }
 
@@ -113,18 +120,26 @@ static inline void SFX(gru_before_zn_grad_row)(REAL *dgb, REAL *dxb, REAL *dhb, 
     }
 }
 
-/* Reset before, second half: r from S = d(r * h) = dn W_hn, and the r * d(r * h) path to dh. */
-static inline void SFX(gru_before_r_grad_row)(REAL *dgb, REAL *dxb, REAL *dhb, const REAL *g, const REAL *hp,
-                                              const REAL *S, int64_t j0, int64_t hs)
+/* Reset before, second half: r from S = d(r * h) = dn W_hn, and the r * d(r * h) path to dh; then
+ * the row's r, z, n gradients into both bias gradients (they agree in this variant). */
+static inline void SFX(gru_before_r_grad_row)(REAL *dgb, REAL *dxb, REAL *dhb, REAL *db_ih, REAL *db_hh, const REAL *g,
+                                              const REAL *hp, const REAL *S, int64_t j0, int64_t hs, int64_t H)
 {
 #pragma omp simd
     for (int64_t u = 0; u < hs; u++) {
         int64_t j = j0 + u;
         REAL r = g[j], drh = S[u];
         REAL dr = drh * hp[j] * r * (1 - r);
+        REAL dz = dgb[H + j], dn = dgb[2 * H + j];
         dgb[j] = dr;
         dxb[j] = dr;
         dhb[j] += drh * r;
+        db_hh[j] += dr;
+        db_hh[H + j] += dz;
+        db_hh[2 * H + j] += dn;
+        db_ih[j] += dr;
+        db_ih[H + j] += dz;
+        db_ih[2 * H + j] += dn;
     }
 }
 
@@ -266,15 +281,10 @@ int SFX(fr_gru_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
                 const REAL *hpb = hp + (size_t)b * H, *g = gs + (size_t)b * 4 * H;
                 const REAL *dob = d_out + ((size_t)t * B + b) * H;
                 REAL *dxb = dgx + ((size_t)t * B + b) * GH;
-                if (reset_after) {
-                    SFX(gru_after_grad_row)(dgb, dxb, dh + (size_t)b * H, g, hpb, dob, j0, hs, H);
-                    for (int64_t k = 0; k < 3; k++) {
-                        SFX(add_to)(db_hh + k * H, dgb + k * H, j0, hs);
-                        SFX(add_to)(db_ih + k * H, dxb + k * H, j0, hs);
-                    }
-                } else {
+                if (reset_after)
+                    SFX(gru_after_grad_row)(dgb, dxb, dh + (size_t)b * H, db_ih, db_hh, g, hpb, dob, j0, hs, H);
+                else
                     SFX(gru_before_zn_grad_row)(dgb, dxb, dh + (size_t)b * H, g, hpb, dob, j0, hs, H);
-                }
             }
             fr_barrier_wait(&bar, &phase);
             if (!reset_after) {
@@ -283,14 +293,9 @@ int SFX(fr_gru_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
                 for (int64_t b = 0; b < B; b++) {
                     int64_t t = fr_time_index(s, b, T, lengths, reverse);
                     if (t < 0) continue;
-                    REAL *dgb = dg + (size_t)b * GH;
-                    SFX(gru_before_r_grad_row)(dgb, dgx + ((size_t)t * B + b) * GH, dh + (size_t)b * H,
-                                               gs + (size_t)b * 4 * H, hp + (size_t)b * H, sl.S + (size_t)b * sl.np2, j0,
-                                               hs);
-                    for (int64_t k = 0; k < 3; k++) {   /* reset before: input and recurrent bias gradients agree */
-                        SFX(add_to)(db_hh + k * H, dgb + k * H, j0, hs);
-                        SFX(add_to)(db_ih + k * H, dgb + k * H, j0, hs);
-                    }
+                    SFX(gru_before_r_grad_row)(dg + (size_t)b * GH, dgx + ((size_t)t * B + b) * GH, dh + (size_t)b * H,
+                                               db_ih, db_hh, gs + (size_t)b * 4 * H, hp + (size_t)b * H,
+                                               sl.S + (size_t)b * sl.np2, j0, hs, H);
                 }
                 fr_barrier_wait(&bar, &phase);
             }

@@ -81,13 +81,6 @@ static inline REAL *SFX(state_at)(REAL *states, REAL *pair, size_t BH, int64_t s
 }
 REAL *SFX(state_pair)(REAL *states, size_t BH);
 
-/* db[j] += v[j] over a thread's units: bias gradients summed in the loop, in step order. */
-static inline void SFX(add_to)(REAL *db, const REAL *v, int64_t j0, int64_t hs)
-{
-#pragma omp simd
-    for (int64_t j = j0; j < j0 + hs; j++) db[j] += v[j];
-}
-
 /* Idle rows (sequence b at index i >= len_b) of the weight gradients' operands: x (time-ordered rows)
  * and the states each step starts from (step-ordered). Their gradient rows are zero, but 0 * NaN or
  * 0 * Inf is NaN, so a non-finite value there (padding, or the state of a sequence with no valid step)

@@ -39,10 +39,11 @@ static inline void SFX(rnn_relu_row)(REAL *hb, REAL *ob, const REAL *xp, const R
 }
 
 /* ... and its gradient: da = (dh + d_out) g'(a), written to the recurrent (dgb) and input (dxb)
- * pre-activation gradients; dh of the row is then consumed (0), the next product adds into it. */
+ * pre-activation gradients and added into both bias gradients (in step order, row by row); dh of
+ * the row is then consumed (0), the next product adds into it. */
 
-static inline void SFX(rnn_tanh_grad_row)(REAL *dgb, REAL *dxb, REAL *dhb, const REAL *hb, const REAL *dob, int64_t j0,
-                                          int64_t hs)
+static inline void SFX(rnn_tanh_grad_row)(REAL *dgb, REAL *dxb, REAL *dhb, REAL *db_ih, REAL *db_hh,
+                                          const REAL *hb, const REAL *dob, int64_t j0, int64_t hs)
 {
 #pragma omp simd
     for (int64_t u = 0; u < hs; u++) {
@@ -52,11 +53,13 @@ static inline void SFX(rnn_tanh_grad_row)(REAL *dgb, REAL *dxb, REAL *dhb, const
         dgb[j] = da;
         dxb[j] = da;
         dhb[j] = 0;
+        db_ih[j] += da;
+        db_hh[j] += da;
     }
 }
 
-static inline void SFX(rnn_relu_grad_row)(REAL *dgb, REAL *dxb, REAL *dhb, const REAL *hb, const REAL *dob, int64_t j0,
-                                          int64_t hs)
+static inline void SFX(rnn_relu_grad_row)(REAL *dgb, REAL *dxb, REAL *dhb, REAL *db_ih, REAL *db_hh,
+                                          const REAL *hb, const REAL *dob, int64_t j0, int64_t hs)
 {
 #pragma omp simd
     for (int64_t u = 0; u < hs; u++) {
@@ -65,6 +68,8 @@ static inline void SFX(rnn_relu_grad_row)(REAL *dgb, REAL *dxb, REAL *dhb, const
         dgb[j] = da;
         dxb[j] = da;
         dhb[j] = 0;
+        db_ih[j] += da;
+        db_hh[j] += da;
     }
 }
 
@@ -176,11 +181,9 @@ int SFX(fr_rnn_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
                 REAL *dxb = dgx + ((size_t)t * B + b) * H;
                 REAL *dhb = dh + (size_t)b * H;
                 if (relu)
-                    SFX(rnn_relu_grad_row)(dgb, dxb, dhb, hb, dob, j0, hs);
+                    SFX(rnn_relu_grad_row)(dgb, dxb, dhb, db_ih, db_hh, hb, dob, j0, hs);
                 else
-                    SFX(rnn_tanh_grad_row)(dgb, dxb, dhb, hb, dob, j0, hs);
-                SFX(add_to)(db_hh, dgb, j0, hs);
-                SFX(add_to)(db_ih, dgb, j0, hs);
+                    SFX(rnn_tanh_grad_row)(dgb, dxb, dhb, db_ih, db_hh, hb, dob, j0, hs);
             }
             fr_barrier_wait(&bar, &phase);
             SFX(slice_product)(&sl, 0, B, dg, H);
