@@ -45,7 +45,10 @@ static double now(void)
         __asm__ volatile("" ::"x"(sink));                                                              \
         return 2.0 * W * NCHAIN * (double)iters / dt;                                                  \
     }
+PEAK_KERNEL(4)
+#if defined(__AVX__)
 PEAK_KERNEL(8)
+#endif
 #if defined(__AVX512F__)
 PEAK_KERNEL(16)
 #endif
@@ -61,7 +64,10 @@ static double peak_all(int threads, int width)
 #if defined(__AVX512F__)
             if (width == 16) f = peak_16(20000000);
 #endif
+#if defined(__AVX__)
             if (width == 8) f = peak_8(20000000);
+#endif
+            if (width == 4) f = peak_4(20000000);
             if (f > best) best = f;
         }
         total += best;
@@ -81,7 +87,10 @@ int main(int argc, char **argv)
 {
     if (argc >= 3 && !strcmp(argv[1], "peak")) {
         int threads = atoi(argv[2]);
-        printf("{\"threads\": %d, \"avx2_gflops\": %.2f", threads, peak_all(threads, 8) / 1e9);
+        printf("{\"threads\": %d, \"sse_gflops\": %.2f", threads, peak_all(threads, 4) / 1e9);
+#if defined(__AVX__)
+        printf(", \"avx2_gflops\": %.2f", peak_all(threads, 8) / 1e9);
+#endif
 #if defined(__AVX512F__)
         printf(", \"avx512_gflops\": %.2f", peak_all(threads, 16) / 1e9);
 #endif

@@ -157,9 +157,8 @@ def main(argv=None):
         exe = build(tmp, level)
         for n in counts:
             peaks = [run_c(exe, "peak", n) for _ in range(args.rounds)]
-            wide = [p.get("avx512_gflops") for p in peaks]
-            report["peak"][n] = {"avx2": max(p["avx2_gflops"] for p in peaks),
-                                 "avx512": None if None in wide else max(wide)}
+            widths = {w: [p.get(f"{w}_gflops") for p in peaks] for w in ("sse", "avx2", "avx512")}
+            report["peak"][n] = {w: None if None in v else max(v) for w, v in widths.items()}
             ours = [float("inf")] * len(rows)
             blas = [float("inf")] * len(rows)
             for r in range(args.rounds):
@@ -183,11 +182,11 @@ def print_report(report):
     print(f"fastrnn's GEMM at level {report['simd']}; OpenBLAS with OPENBLAS_CORETYPE="
           f"{report.get('blas_coretype') or '(its own choice)'}")
     print()
-    print("| threads | FMA peak, 256-bit (GFLOPS) | FMA peak, 512-bit (GFLOPS) |")
-    print("|---|---|---|")
+    print("| threads | FMA peak, 128-bit (GFLOPS) | 256-bit | 512-bit |")
+    print("|---|---|---|---|")
     for n, p in report["peak"].items():
-        wide = "—" if p["avx512"] is None else f"{p['avx512']:.0f}"
-        print(f"| {n} | {p['avx2']:.0f} | {wide} |")
+        cell = lambda v: "—" if v is None else f"{v:.0f}"
+        print(f"| {n} | {cell(p.get('sse'))} | {cell(p.get('avx2'))} | {cell(p.get('avx512'))} |")
     print()
     print("| threads | cell | shape | product | M × N × K | fastrnn GFLOPS (% of peak) | OpenBLAS GFLOPS (% of peak) |")
     print("|---|---|---|---|---|---|---|")

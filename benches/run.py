@@ -217,7 +217,7 @@ def machine_info(args, results, load):
         "fastrnn_backend": results.info.get(harness.SUBJECT, {}).get("backend"),
         "load_average_before": round(load, 2),
         "blas_env": {var: os.environ.get(var) for var in _BLAS_OVERRIDES},
-        "simd": results.info.get(harness.SUBJECT, {}).get("simd"), "simd_env": SIMD_ENV.get(args.simd),
+        "simd": results.info.get(harness.SUBJECT, {}).get("simd"), "simd_env": SIMD_ENV.get(getattr(args, "simd", None)),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
 
