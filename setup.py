@@ -74,7 +74,8 @@ _X86_LEVELS = [("avx512", ["-mavx512f", "-mavx512vl", "-mavx512bw", "-mavx512dq"
 # The kernels' own flag: gcc may evaluate both sides of a select in the gate math (x >= 0 ? d : e * d)
 # only if an operation in one of them cannot trap; without it the activation loops stay scalar below
 # AVX-512 (whose masked instructions need no speculation): measured, the AVX2 GRU forward took 2.5x its
-# AVX-512 time. It changes no result (fastrnn never unmasks floating-point traps), unlike -ffast-math.
+# AVX-512 time. It changes no result (fastrnn never unmasks floating-point traps), unlike the fast-math
+# options, which are not used.
 _KERNEL_FLAGS = ["-fno-trapping-math"]
 # Compiled per level and type; level.c once per level (what the level needs of the CPU).
 _KERNEL_SOURCES = ["csrc/gemm.c", "csrc/loop.c", "csrc/rnn.c", "csrc/gru.c"]

@@ -112,15 +112,18 @@ static const fr_level *fr_active;
 static pthread_once_t fr_default_once = PTHREAD_ONCE_INIT;
 
 /* The widest level this CPU runs (the baseline always does: it needs nothing past x86-64). */
+static const fr_level *fr_widest(void)
+{
+    for (int i = 0; i < FR_NLEVELS; i++)
+        if (fr_runs_here(&fr_levels[i])) return &fr_levels[i];
+    return NULL;                  /* a native-only build on another CPU */
+}
+
+/* Without a select (the binding always makes one, and refuses to load when it fails): the widest. */
 static void fr_pick_default(void)
 {
-    if (fr_active) return;
-    for (int i = 0; i < FR_NLEVELS; i++)
-        if (fr_runs_here(&fr_levels[i])) {
-            fr_active = &fr_levels[i];
-            return;
-        }
-    fr_active = &fr_levels[FR_NLEVELS - 1];   /* a native-only build on another CPU: select refused it */
+    const fr_level *lv = fr_widest();
+    if (!fr_active) fr_active = lv ? lv : &fr_levels[FR_NLEVELS - 1];
 }
 
 static const fr_level *fr_level_now(void)
@@ -133,12 +136,10 @@ int fr_simd_select(const char *name)
 {
     static const char *const known[] = {"baseline", "avx2", "avx512", "native"};
     if (!name || !*name) {
-        for (int i = 0; i < FR_NLEVELS; i++)
-            if (fr_runs_here(&fr_levels[i])) {
-                fr_active = &fr_levels[i];
-                return FR_OK;
-            }
-        return FR_EUNSUPPORTED;
+        const fr_level *lv = fr_widest();
+        if (!lv) return FR_EUNSUPPORTED;
+        fr_active = lv;
+        return FR_OK;
     }
     for (int i = 0; i < FR_NLEVELS; i++)
         if (!strcmp(fr_levels[i].name, name)) {
@@ -153,7 +154,7 @@ int fr_simd_select(const char *name)
 
 const char *fr_simd(void) { return fr_level_now()->name; }
 
-/* "name name ..." of the levels for which keep(level) holds, in a static buffer of its own. */
+/* "name name ..." of the levels built (only_runnable: those this CPU runs), written into buf. */
 static const char *fr_level_list(char *buf, size_t size, int only_runnable)
 {
     buf[0] = 0;

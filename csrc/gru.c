@@ -166,7 +166,7 @@ int SFX(fr_gru_forward)(REAL *out, REAL *h_n, REAL *states, REAL *gates, REAL *x
         int failed = 0;
         fr_barrier_t bar = {0};
         const int nloop = fr_loop_threads(L->nthreads, T, B, H, H, 3, UNITS);
-#pragma omp parallel num_threads(fr_team(gemm ? nloop : fr_team_threads(L->nthreads, nloop, T, B, I, GH)))
+#pragma omp parallel num_threads(fr_team_threads(L->nthreads, nloop, gemm != NULL, T, B, I, GH))
         {
             unsigned csr = fr_ftz_on();
             SFX(slice_t) sl;
@@ -256,7 +256,7 @@ int SFX(fr_gru_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
        reset before: P1 = rows r, z (K = 2H) for dh; P2 = rows n (K = H) for d(r * h) */
     const int64_t K1 = reset_after ? GH : 2 * H, K2 = reset_after ? 0 : H;
     const int nloop = fr_loop_threads(L->nthreads, T, B, H, H, 3, UNITS);
-#pragma omp parallel num_threads(fr_team(gemm ? nloop : fr_team_threads(L->nthreads, nloop, T, B, I, GH)))
+#pragma omp parallel num_threads(fr_team_threads(L->nthreads, nloop, gemm != NULL, T, B, I, GH))
     {
         unsigned csr = fr_ftz_on();
         SFX(slice_t) sl;
@@ -300,10 +300,7 @@ int SFX(fr_gru_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
                 fr_barrier_wait(&bar, &phase);
             }
             SFX(slice_product)(&sl, 0, B, dg, GH);
-            for (int64_t b = 0; b < B; b++) {
-                if (fr_time_index(s, b, T, lengths, reverse) < 0) continue;   /* idle: dh passes (0 * w may be NaN) */
-                for (int64_t u = 0; u < hs; u++) dh[(size_t)b * H + j0 + u] += sl.S[(size_t)b * sl.np1 + u];
-            }
+            SFX(add_product)(dh, &sl, s, T, B, H, lengths, reverse);
         }
 #pragma omp barrier
         if (!gemm && !failed)

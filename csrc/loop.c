@@ -109,6 +109,17 @@ void SFX(slice_product)(SFX(slice_t) *sl, int which, int64_t B, const REAL *A, s
     }
 }
 
+void SFX(add_product)(REAL *dh, const SFX(slice_t) *sl, int64_t s, int64_t T, int64_t B, int64_t H,
+                      const int64_t *lengths, int reverse)
+{
+    for (int64_t b = 0; b < B; b++) {
+        if (fr_time_index(s, b, T, lengths, reverse) < 0) continue;
+        REAL *d = dh + (size_t)b * H + sl->j0;
+        const REAL *p = sl->S + (size_t)b * sl->np1;
+        for (int64_t u = 0; u < sl->hs; u++) d[u] += p[u];
+    }
+}
+
 static int SFX(slice_alloc)(SFX(slice_t) *sl, int nt, int direct, int pack, int64_t H, int64_t B, int64_t K1, int64_t g1, int64_t K2,
                            int64_t g2)
 {

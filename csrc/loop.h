@@ -45,6 +45,11 @@ void SFX(slice_weights)(SFX(slice_t) *sl, int which, const REAL *src, int64_t K,
  * stride np1 or np2). */
 void SFX(slice_product)(SFX(slice_t) *sl, int which, int64_t B, const REAL *A, size_t lda);
 
+/* After a backward step's product 0 (into sl->S): dh[b, my units] += S[b] for the rows active at step
+ * s (an idle row's dh passes unchanged: its product, 0 * w, may be NaN). */
+void SFX(add_product)(REAL *dh, const SFX(slice_t) *sl, int64_t s, int64_t T, int64_t B, int64_t H,
+                      const int64_t *lengths, int reverse);
+
 /* The bias added to the input projection: b_ih + b_hh, except on rows [hh_from, hh_to) (GRU reset
  * after: the n rows, whose b_hh stays inside r * (W_hn h + b_hn)). A per-thread buffer; NULL when out
  * of memory. */

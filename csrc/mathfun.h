@@ -3,7 +3,7 @@
  * float:  exp, sigmoid and tanh by Cephes-style range reduction and minimax polynomials (about 1-2 ulp),
  *         branch-free (selects instead of branches), so a loop over hidden units becomes SIMD code.
  * double: the C library's exp and tanh, exactly as accurate as the NumPy reference.
- * Both propagate NaN, and map +-inf to the right limits. No -ffast-math is needed or wanted.
+ * Both propagate NaN, and map +-inf to the right limits. No fast-math option is needed or wanted.
  */
 #ifndef FASTRNN_MATHFUN_H
 #define FASTRNN_MATHFUN_H

@@ -92,7 +92,7 @@ int SFX(fr_rnn_forward)(REAL *out, REAL *h_n, REAL *states, REAL *xproj, const R
         int failed = 0;
         fr_barrier_t bar = {0};
         const int nloop = fr_loop_threads(L->nthreads, T, B, H, H, 1, UNITS);
-#pragma omp parallel num_threads(fr_team(gemm ? nloop : fr_team_threads(L->nthreads, nloop, T, B, I, H)))
+#pragma omp parallel num_threads(fr_team_threads(L->nthreads, nloop, gemm != NULL, T, B, I, H))
         {
             unsigned csr = fr_ftz_on();
             SFX(slice_t) sl;
@@ -157,7 +157,7 @@ int SFX(fr_rnn_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
     int failed = 0;
     fr_barrier_t bar = {0};
     const int nloop = fr_loop_threads(L->nthreads, T, B, H, H, 1, UNITS);
-#pragma omp parallel num_threads(fr_team(gemm ? nloop : fr_team_threads(L->nthreads, nloop, T, B, I, H)))
+#pragma omp parallel num_threads(fr_team_threads(L->nthreads, nloop, gemm != NULL, T, B, I, H))
     {
         unsigned csr = fr_ftz_on();
         SFX(slice_t) sl;
@@ -187,10 +187,7 @@ int SFX(fr_rnn_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
             }
             fr_barrier_wait(&bar, &phase);
             SFX(slice_product)(&sl, 0, B, dg, H);
-            for (int64_t b = 0; b < B; b++) {
-                if (fr_time_index(s, b, T, lengths, reverse) < 0) continue;   /* idle: dh passes (0 * w may be NaN) */
-                for (int64_t u = 0; u < hs; u++) dh[(size_t)b * H + j0 + u] += sl.S[(size_t)b * sl.np1 + u];
-            }
+            SFX(add_product)(dh, &sl, s, T, B, H, lengths, reverse);
         }
 #pragma omp barrier
         if (!gemm && !failed)

@@ -161,16 +161,17 @@ int fr_loop_threads(int nthreads, int64_t T, int64_t B, int64_t H, int64_t K, in
     return n < 1 ? 1 : n;
 }
 
-/* Threads for the whole call: those of the time loop, or more when the big products (2 T B GH I flops)
- * give each at least FR_MIN_FLOPS_PER_GEMM_THREAD of work. */
+/* Threads for the whole call: those of the time loop, or, when the region also runs the big products
+ * (no BLAS), more where those (2 T B GH I flops) give each at least FR_MIN_FLOPS_PER_GEMM_THREAD of
+ * work; remembered by fr_team. */
 #define FR_MIN_FLOPS_PER_GEMM_THREAD 2e6
-int fr_team_threads(int nthreads, int nloop, int64_t T, int64_t B, int64_t I, int64_t GH)
+int fr_team_threads(int nthreads, int nloop, int blas, int64_t T, int64_t B, int64_t I, int64_t GH)
 {
     double flops = 2.0 * (double)T * (double)B * (double)GH * (double)I;
     double by_work = flops / FR_MIN_FLOPS_PER_GEMM_THREAD;
     int n = nthreads;
     if (n > by_work) n = (int)by_work;
-    return n > nloop ? n : nloop;
+    return fr_team(blas || n < nloop ? nloop : n);
 }
 
 #if defined(__SSE__) || defined(__x86_64__) || defined(_M_X64)

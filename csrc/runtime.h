@@ -61,9 +61,10 @@ void fr_slice(int64_t H, int nt, int tid, int64_t vl, int64_t *j0, int64_t *hs);
  * and enough recurrent work per step (2 B G H K flops) for each to outweigh a barrier. */
 int fr_loop_threads(int nthreads, int64_t T, int64_t B, int64_t H, int64_t K, int64_t G, int64_t vl);
 
-/* Threads for the whole call: those of the time loop, or more when the big products (2 T B GH I
- * flops) give each enough work. */
-int fr_team_threads(int nthreads, int nloop, int64_t T, int64_t B, int64_t I, int64_t GH);
+/* Threads for the whole call's parallel region (passed through fr_team): those of the time loop, or
+ * more when the region also runs the big products (`blas` 0) and those (2 T B GH I flops) give each
+ * enough work. */
+int fr_team_threads(int nthreads, int nloop, int blas, int64_t T, int64_t B, int64_t I, int64_t GH);
 
 /* Flush denormals to zero in the calling thread (x86 MXCSR FTZ and DAZ; nothing elsewhere); returns
  * the previous state for fr_ftz_restore. */

@@ -47,7 +47,8 @@ def test_default_is_the_widest_level_the_cpu_runs():
 
 
 def test_show_config_names_the_level():
-    info = fastrnn.show_config(file=open(os.devnull, "w"))
+    with open(os.devnull, "w") as devnull:
+        info = fastrnn.show_config(file=devnull)
     now, built, cpu = levels()
     assert info["simd"].startswith(now + " ("), info["simd"]
     assert f"built: {' '.join(built)}" in info["simd"] and f"this CPU runs: {' '.join(cpu)}" in info["simd"]
