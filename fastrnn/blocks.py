@@ -17,73 +17,25 @@ They share the recurrent layers' protocol: `parameters()` (PyTorch names: "weigh
 from `fastrnn.optim` updates a Dense, an Embedding and a GRU alike.
 """
 import math
-from collections import OrderedDict
 
 import numpy as np
 
-from ._threads import PerThread
-from .layers import (IncompatibleKeys, StateDictError, _check_shape, _float_dtype, _positive_int, _real_array,
-                     _to_numpy)
+from ._activations import ACTIVATIONS
+from ._params import Parameters
+from ._validation import check, check_shape, real_array, to_numpy
 
 __all__ = ["Block", "Dense", "Embedding", "DotAttention"]
 
 
-class Block(PerThread):
-    """What every block shares: named parameters and their gradients, modes, state dicts."""
+class Block(Parameters):
+    """What every block shares: named parameters and their gradients, modes, state dicts
+    (fastrnn._params.Parameters), and the forward's context for the backward."""
+
+    _what = "block"
 
     def __init__(self, dtype=np.float32):
-        self.dtype = _float_dtype(dtype)
-        self._params = OrderedDict()
-        self.grads = OrderedDict()
-        self.training = True
+        self._init_params(dtype)
         self._ctx = None
-
-    def _add_param(self, name, value):
-        self._params[name] = np.ascontiguousarray(value, dtype=self.dtype)
-        self.grads[name] = np.zeros_like(self._params[name])
-
-    def parameters(self):
-        """Dict of names -> the live parameter arrays (update them in place to train)."""
-        return OrderedDict(self._params)
-
-    def named_parameters(self):
-        return list(self._params.items())
-
-    def zero_grad(self):
-        """Set every accumulated gradient to zero, in place."""
-        for g in self.grads.values():
-            g.fill(0)
-
-    def train(self, mode=True):
-        self.training = bool(mode)
-        return self
-
-    def eval(self):
-        return self.train(False)
-
-    def state_dict(self):
-        """Copies of the parameters."""
-        return OrderedDict((k, v.copy()) for k, v in self._params.items())
-
-    def load_state_dict(self, state_dict, strict=True):
-        """Copy `state_dict` (NumPy arrays or torch tensors) into the parameters; as the layers do."""
-        if not hasattr(state_dict, "keys"):
-            raise TypeError(f"state_dict: expected a mapping of names to arrays, got {type(state_dict).__name__}")
-        missing = [k for k in self._params if k not in state_dict]
-        unexpected = [k for k in state_dict.keys() if k not in self._params]
-        if strict and (missing or unexpected):
-            parts = ([f"missing keys {missing}"] if missing else []) + \
-                    ([f"unexpected keys {unexpected}"] if unexpected else [])
-            raise StateDictError(f"load_state_dict for {type(self).__name__}: " + "; ".join(parts))
-        new = {}
-        for k in self._params:
-            if k in state_dict:
-                arr = _real_array(k, state_dict[k], self.dtype)
-                _check_shape(k, arr, self._params[k].shape, "for this block")
-                new[k] = arr
-        for k, arr in new.items():
-            self._params[k][...] = arr
-        return IncompatibleKeys(missing, unexpected)
 
     def _need_forward(self):
         if self._ctx is None:
@@ -96,9 +48,6 @@ class Block(PerThread):
 
 # ---- Dense --------------------------------------------------------------------------------------
 
-_ACTIVATIONS = (None, "tanh", "relu", "sigmoid")
-
-
 class Dense(Block):
     """y = g(x W^T + b), applied to the last axis (so at every time step of a (T, B, in) array).
 
@@ -110,10 +59,10 @@ class Dense(Block):
 
     def __init__(self, in_features, out_features, bias=True, activation=None, dtype=np.float32, seed=None):
         super().__init__(dtype)
-        self.in_features = _positive_int("in_features", in_features)
-        self.out_features = _positive_int("out_features", out_features)
-        if activation not in _ACTIVATIONS:
-            raise ValueError(f"activation: expected one of {list(_ACTIVATIONS)}, got {activation!r}")
+        self.in_features = check("in_features", in_features)
+        self.out_features = check("out_features", out_features)
+        if not (activation is None or isinstance(activation, str)) or activation not in ACTIVATIONS:
+            raise ValueError(f"activation: expected one of {list(ACTIVATIONS)}, got {activation!r}")
         self.activation = activation
         self.bias = bool(bias)
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
@@ -123,34 +72,25 @@ class Dense(Block):
             self._add_param("bias", rng.uniform(-bound, bound, self.out_features))
 
     def forward(self, x):
-        x = _real_array("x", x, self.dtype)
+        x = real_array("x", x, self.dtype)
         if x.ndim < 1 or x.shape[-1] != self.in_features:
             raise ValueError(f"x: expected shape (..., {self.in_features}) (in_features last), got {x.shape}")
         x2 = x.reshape(-1, self.in_features)
         y = x2 @ self._params["weight"].T
         if self.bias:
             y += self._params["bias"]
-        if self.activation == "tanh":
-            np.tanh(y, out=y)
-        elif self.activation == "relu":
-            np.maximum(y, 0, out=y)
-        elif self.activation == "sigmoid":
-            y = _sigmoid(y)
+        y = ACTIVATIONS[self.activation].forward(y)
         self._ctx = (x2, y if self.activation else None, x.shape)
         return y.reshape(x.shape[:-1] + (self.out_features,))
 
     def backward(self, dy):
         """dx = dense.backward(dy); dy has the forward output's shape. Gradients accumulate."""
         x2, y, shape = self._need_forward()
-        dy = _real_array("dy", dy, self.dtype)
-        _check_shape("dy", dy, shape[:-1] + (self.out_features,), "(the forward output's shape)")
+        dy = real_array("dy", dy, self.dtype)
+        check_shape("dy", dy, shape[:-1] + (self.out_features,), "(the forward output's shape)")
         d = dy.reshape(-1, self.out_features)
-        if self.activation == "tanh":
-            d = d * (1 - y * y)
-        elif self.activation == "relu":
-            d = d * (y > 0)
-        elif self.activation == "sigmoid":
-            d = d * y * (1 - y)
+        if self.activation is not None:
+            d = ACTIVATIONS[self.activation].backward(d, y)
         dw = d.T @ x2
         db = d.sum(axis=0) if self.bias else None
         with self._grads_lock:
@@ -165,18 +105,12 @@ class Dense(Block):
         return f"Dense({self.in_features}, {self.out_features}{extra})"
 
 
-def _sigmoid(a):
-    """Logistic function without overflow warnings (the exponent is always <= 0)."""
-    e = np.exp(-np.abs(a))
-    return np.where(a >= 0, 1 / (1 + e), e / (1 + e)).astype(a.dtype, copy=False)
-
-
 # ---- Embedding ----------------------------------------------------------------------------------
 
 def check_ids(name, ids, n):
     """`ids` as an int64 array with every value in [0, n): TypeError for non-integers, ValueError
     naming the offending value otherwise."""
-    ids = np.asarray(_to_numpy(ids))
+    ids = np.asarray(to_numpy(ids))
     if ids.dtype == np.bool_ or ids.dtype.kind not in "iu":
         if ids.dtype.kind == "f" and ids.size and np.all(np.isfinite(ids)) and np.all(ids == np.round(ids)):
             ids = ids.astype(np.int64)
@@ -199,8 +133,8 @@ class Embedding(Block):
 
     def __init__(self, num_embeddings, embedding_dim, dtype=np.float32, seed=None):
         super().__init__(dtype)
-        self.num_embeddings = _positive_int("num_embeddings", num_embeddings)
-        self.embedding_dim = _positive_int("embedding_dim", embedding_dim)
+        self.num_embeddings = check("num_embeddings", num_embeddings)
+        self.embedding_dim = check("embedding_dim", embedding_dim)
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         self._add_param("weight", rng.standard_normal((self.num_embeddings, self.embedding_dim)))
 
@@ -212,8 +146,8 @@ class Embedding(Block):
     def backward(self, d_out):
         """Scatter-add d_out (ids.shape + (embedding_dim,)) into grads["weight"]; returns None."""
         ids = self._need_forward()
-        d_out = _real_array("d_out", d_out, self.dtype)
-        _check_shape("d_out", d_out, ids.shape + (self.embedding_dim,), "(the forward output's shape)")
+        d_out = real_array("d_out", d_out, self.dtype)
+        check_shape("d_out", d_out, ids.shape + (self.embedding_dim,), "(the forward output's shape)")
         flat = ids.ravel()
         d2 = d_out.reshape(-1, self.embedding_dim)
         if flat.size > 4 * self.num_embeddings:

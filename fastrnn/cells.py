@@ -32,64 +32,50 @@ The tape is per thread: threads sharing a cell each unroll and backpropagate the
 their gradients add up in `grads` (under a lock).
 """
 import math
-from collections import OrderedDict
 
 import numpy as np
 
 from . import _backends
 from . import functional as F
-from ._threads import PerThread
-from .layers import _RecurrentLayer, _float_dtype, _check_shape, _flag, _positive_int, _real_array
+from ._params import Parameters
+from ._validation import check, check_shape, real_array
 
 __all__ = ["RNNCell", "GRUCell"]
 
 
-class _Cell(PerThread):
+class _Cell(Parameters):
     """What RNNCell and GRUCell share; a subclass sets `_gates` (G), `_forward_kernel`, `_backward_kernel`."""
 
     _gates = None
+    _what = "layer"
 
     def __init__(self, input_size, hidden_size, bias=True, dtype=np.float32, seed=None, backend=None):
-        self.input_size = _positive_int("input_size", input_size)
-        self.hidden_size = _positive_int("hidden_size", hidden_size)
-        self.bias = _flag("bias", bias)
-        self.dtype = _float_dtype(dtype)
+        self.input_size = check("input_size", input_size)
+        self.hidden_size = check("hidden_size", hidden_size)
+        self.bias = check("bias", bias)
+        self._init_params(dtype)
         if backend is not None:
             _backends.get(backend)  # ValueError for an unknown or unbuilt backend
         self.backend = backend
         self.seed = seed
-        self.training = True
 
         # The same draws, in the same order, as a one-layer fastrnn.RNN / fastrnn.GRU with this seed.
         self._rng = np.random.default_rng(seed)
         G, H, I = self._gates, self.hidden_size, self.input_size
-        bound = 1.0 / math.sqrt(H)
         shapes = [("weight_ih", (G * H, I)), ("weight_hh", (G * H, H))]
         if self.bias:
             shapes += [("bias_ih", (G * H,)), ("bias_hh", (G * H,))]
-        self._params = OrderedDict(
-            (name, self._rng.uniform(-bound, bound, size=shape).astype(self.dtype)) for name, shape in shapes)
-        self.grads = OrderedDict((k, np.zeros_like(v)) for k, v in self._params.items())
+        self._add_uniform(self._rng, 1.0 / math.sqrt(H), shapes)
 
-    # ---- modes and parameters: the layers' own methods (they only use _params, grads, dtype) ----
-
-    parameters = _RecurrentLayer.parameters
-    named_parameters = _RecurrentLayer.named_parameters
-    zero_grad = _RecurrentLayer.zero_grad
-    state_dict = _RecurrentLayer.state_dict
-    load_state_dict = _RecurrentLayer.load_state_dict
+    # ---- modes (parameters, state dicts: fastrnn._params.Parameters) -----------------------------
 
     def train(self, mode=True):
         """Training mode (every forward step is recorded for backward) or, with mode=False, evaluation
         mode (only the last step is kept); returns self."""
-        self.training = _flag("mode", mode)
+        super().train(mode)
         if not self.training:
             del self._tape[:-1]
         return self
-
-    def eval(self):
-        """Evaluation mode: forward keeps only its last step for backward; returns self."""
-        return self.train(False)
 
     @property
     def _tape(self):
@@ -114,7 +100,7 @@ class _Cell(PerThread):
     def forward(self, x, h=None):
         """h_next = cell(x, h=None): x (B, input_size) and h (B, hidden_size), or unbatched x
         (input_size,) and h (hidden_size,); h None means zeros. Returns h_next shaped like h."""
-        x = _real_array("x", x, self.dtype)
+        x = real_array("x", x, self.dtype)
         I, H = self.input_size, self.hidden_size
         if x.ndim == 2:
             unbatched = False
@@ -131,8 +117,8 @@ class _Cell(PerThread):
             raise ValueError(f"x: expected 2 dimensions (batch, input_size={I}) or 1 (input_size,), "
                              f"got shape {x.shape}")
         if h is not None:
-            h = _real_array("h", h, self.dtype)
-            _check_shape("h", h, hshape, "(batch, hidden_size)" if not unbatched
+            h = real_array("h", h, self.dtype)
+            check_shape("h", h, hshape, "(batch, hidden_size)" if not unbatched
                          else "(hidden_size,) for an unbatched input")
             if unbatched:
                 h = h[None]
@@ -158,11 +144,11 @@ class _Cell(PerThread):
                                "fastrnn.no_grad() are not recorded)")
         cache, unbatched = self._tape[-1]
         _, B, _, H = cache.shape
-        d = _real_array("d_h_next", d_h_next, self.dtype)
+        d = real_array("d_h_next", d_h_next, self.dtype)
         if unbatched:
-            _check_shape("d_h_next", d, (H,), "(the shape of the forward output)")
+            check_shape("d_h_next", d, (H,), "(the shape of the forward output)")
         else:
-            _check_shape("d_h_next", d, (B, H), "(the shape of the forward output)")
+            check_shape("d_h_next", d, (B, H), "(the shape of the forward output)")
         # The kernel adds into grads itself (no new arrays to allocate, fault in and add: most of a
         # small step's backward); it fails before adding anything, which leaves grads and the tape
         # untouched. Grads replaced by arrays it cannot add into take the slower path.
@@ -211,9 +197,7 @@ class RNNCell(_Cell):
 
     def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", dtype=np.float32,
                  seed=None, backend=None):
-        if not isinstance(nonlinearity, str) or nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
-        self.nonlinearity = nonlinearity
+        self.nonlinearity = check("nonlinearity", nonlinearity)
         super().__init__(input_size, hidden_size, bias, dtype, seed, backend)
 
     def _forward_kernel(self, x, h0, w_ih, w_hh, b_ih, b_hh):
@@ -235,7 +219,7 @@ class GRUCell(_Cell):
 
     def __init__(self, input_size, hidden_size, bias=True, reset_after=True, dtype=np.float32,
                  seed=None, backend=None):
-        self.reset_after = _flag("reset_after", reset_after)
+        self.reset_after = check("reset_after", reset_after)
         super().__init__(input_size, hidden_size, bias, dtype, seed, backend)
 
     def _forward_kernel(self, x, h0, w_ih, w_hh, b_ih, b_hh):

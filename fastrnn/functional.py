@@ -28,11 +28,9 @@ import numpy as np
 from . import _backends
 from ._config import is_grad_enabled
 from ._guard import Snapshot
+from ._validation import NONLINEARITIES, check_shape, float_array, lengths as checked_lengths, option
 
 __all__ = ["rnn_forward", "rnn_backward", "gru_forward", "gru_backward"]
-
-_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
-
 
 class Cache:
     """What a forward pass keeps for its backward: the backend that made it and that backend's data."""
@@ -51,88 +49,36 @@ class Cache:
         return f"<fastrnn {self.kind} cache: backend={self.backend!r} T={T} B={B} I={I} H={H} {self.dtype}>"
 
 
-def _array(name, a, dtype=None):
-    """`a` as an ndarray of float32/float64 (TypeError otherwise) matching `dtype` when given."""
-    if type(a) is np.ndarray and (a.dtype is _FLOATS[0] or a.dtype is _FLOATS[1]) and (
-            dtype is None or a.dtype is dtype):
-        return a                  # the common case, without the checks below (a cell's step notices them)
-    try:
-        a = np.asarray(a)
-    except Exception as exc:
-        raise TypeError(f"{name}: cannot be converted to an array ({exc})") from None
-    if a.dtype.kind == "f" and not a.dtype.isnative and a.dtype.newbyteorder("=") in _FLOATS:
-        a = a.astype(a.dtype.newbyteorder("="))          # big-endian data: same values, native order
-    if a.dtype not in _FLOATS:
-        raise TypeError(f"{name}: expected a float32 or float64 array, got dtype {a.dtype}")
-    if dtype is not None and a.dtype != dtype:
-        raise TypeError(f"{name}: dtype {a.dtype} does not match the weights' dtype {dtype}")
-    return a
-
-
-def _shape(name, a, expected):
-    """Check `a.shape` against `expected` (a tuple of ints); ValueError naming both."""
-    if a.shape != tuple(expected):
-        raise ValueError(f"{name}: expected shape {tuple(expected)}, got {a.shape}")
-
-
-def _lengths(lengths, T, B):
-    """A private int64 copy of `lengths`, validated after it is taken (nothing another thread does to
-    the caller's array can then change what the kernel reads)."""
-    if lengths is None:
-        return None
-    try:
-        arr = np.array(lengths)
-    except Exception as exc:
-        raise ValueError(f"lengths: cannot be converted to an array ({exc})") from None
-    if arr.dtype == np.bool_ or not (np.issubdtype(arr.dtype, np.integer)):
-        raise ValueError(f"lengths: expected an integer array of shape ({B},), got dtype {arr.dtype}")
-    if arr.shape != (B,):
-        raise ValueError(f"lengths: expected shape ({B},), got {arr.shape}")
-    if arr.size and (arr.min() < 0 or arr.max() > T):
-        raise ValueError(f"lengths: every length must lie in [0, T={T}], got min {arr.min()} max {arr.max()}")
-    return arr.astype(np.int64)
-
-
-def _option(name, value, allowed):
-    """`value` if it is one of `allowed` (NumPy bools and strings count as Python ones)."""
-    if isinstance(value, (np.bool_, np.str_)):
-        value = value.item()
-    for a in allowed:
-        if type(value) is type(a) and value == a:
-            return value
-    raise ValueError(f"{name}: expected one of {list(allowed)}, got {value!r}")
-
-
 def _prepare(G, x, h0, w_ih, w_hh, b_ih, b_hh, lengths):
     """Validate one layer's inputs; returns contiguous arrays of one dtype and the sizes."""
-    w_hh = _array("w_hh", w_hh)
+    w_hh = float_array("w_hh", w_hh)
     dtype = w_hh.dtype
     if w_hh.ndim != 2:
         raise ValueError(f"w_hh: expected 2 dimensions (G*H, H), got shape {w_hh.shape}")
     H = w_hh.shape[1]
-    _shape("w_hh", w_hh, (G * H, H))
-    x = _array("x", x, dtype)
+    check_shape("w_hh", w_hh, (G * H, H))
+    x = float_array("x", x, dtype)
     if x.ndim != 3:
         raise ValueError(f"x: expected 3 dimensions (T, B, I), got shape {x.shape}")
     T, B, I = x.shape
-    w_ih = _array("w_ih", w_ih, dtype)
-    _shape("w_ih", w_ih, (G * H, I))
+    w_ih = float_array("w_ih", w_ih, dtype)
+    check_shape("w_ih", w_ih, (G * H, I))
     if (b_ih is None) != (b_hh is None):
         raise ValueError("b_ih, b_hh: give both biases or neither")
     has_bias = b_ih is not None
     if has_bias:
-        b_ih = _array("b_ih", b_ih, dtype)
-        _shape("b_ih", b_ih, (G * H,))
-        b_hh = _array("b_hh", b_hh, dtype)
-        _shape("b_hh", b_hh, (G * H,))
+        b_ih = float_array("b_ih", b_ih, dtype)
+        check_shape("b_ih", b_ih, (G * H,))
+        b_hh = float_array("b_hh", b_hh, dtype)
+        check_shape("b_hh", b_hh, (G * H,))
     else:
         b_ih = b_hh = np.zeros(G * H, dtype)
     if h0 is None:
         h0 = np.zeros((B, H), dtype)
     else:
-        h0 = _array("h0", h0, dtype)
-        _shape("h0", h0, (B, H))
-    lengths = _lengths(lengths, T, B)
+        h0 = float_array("h0", h0, dtype)
+        check_shape("h0", h0, (B, H))
+    lengths = checked_lengths(lengths, T, B)
 
     def own(a):                 # contiguous, and a view of our own: the caller's `a.shape = ...` can't reach it
         return np.ascontiguousarray(a).view()
@@ -146,13 +92,13 @@ def _backward_inputs(d_out, d_hn, cache):
     if not isinstance(cache, Cache):
         raise TypeError(f"cache: expected the cache returned by a forward call, got {type(cache).__name__}")
     T, B, I, H = cache.shape
-    d_out = _array("d_out", d_out, cache.dtype)
-    _shape("d_out", d_out, (T, B, H))
+    d_out = float_array("d_out", d_out, cache.dtype)
+    check_shape("d_out", d_out, (T, B, H))
     if d_hn is None:
         d_hn = np.zeros((B, H), cache.dtype)
     else:
-        d_hn = _array("d_hn", d_hn, cache.dtype)
-        _shape("d_hn", d_hn, (B, H))
+        d_hn = float_array("d_hn", d_hn, cache.dtype)
+        check_shape("d_hn", d_hn, (B, H))
     return np.ascontiguousarray(d_out), np.ascontiguousarray(d_hn)
 
 
@@ -213,8 +159,8 @@ def _cache(name, kind, data, shape, dtype, has_bias, args):
 def rnn_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity="tanh", reverse=False,
                 lengths=None, backend=None):
     """Vanilla RNN layer, one direction: h_t = g(w_ih x_t + b_ih + w_hh h_{t-1} + b_hh)."""
-    nonlinearity = _option("nonlinearity", nonlinearity, ("tanh", "relu"))
-    reverse = _option("reverse", reverse, (True, False))
+    nonlinearity = option("nonlinearity", nonlinearity, NONLINEARITIES)
+    reverse = option("reverse", reverse, (True, False))
     name, impl = _backends.get(backend)
     args, shape, dtype, has_bias = _prepare(1, x, h0, w_ih, w_hh, b_ih, b_hh, lengths)
     need_cache = is_grad_enabled()
@@ -231,8 +177,8 @@ def rnn_backward(d_out, d_hn, cache, *, grads=None):
 def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, reset_after=True, reverse=False,
                 lengths=None, backend=None):
     """GRU layer, one direction, PyTorch gate order (r, z, n); reset_after=False is Cho et al. 2014."""
-    reset_after = _option("reset_after", reset_after, (True, False))
-    reverse = _option("reverse", reverse, (True, False))
+    reset_after = option("reset_after", reset_after, (True, False))
+    reverse = option("reverse", reverse, (True, False))
     name, impl = _backends.get(backend)
     args, shape, dtype, has_bias = _prepare(3, x, h0, w_ih, w_hh, b_ih, b_hh, lengths)
     need_cache = is_grad_enabled()

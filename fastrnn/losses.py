@@ -24,8 +24,8 @@ fine there); invalid targets elsewhere raise ValueError naming them.
 import numpy as np
 
 from ._threads import PerThread
-from .blocks import _sigmoid
-from .layers import _real_array, _to_numpy
+from ._activations import sigmoid as _sigmoid
+from ._validation import real_array, to_numpy
 
 __all__ = ["Loss", "SoftmaxCrossEntropy", "BinaryCrossEntropy", "MeanSquaredError",
            "softmax", "log_softmax", "sigmoid", "step_weights"]
@@ -56,7 +56,7 @@ def step_weights(lead_shape, lengths=None, mask=None, batch_first=False):
         return None
     w = np.ones(lead_shape, dtype=np.float64)
     if lengths is not None:
-        lengths = np.asarray(_to_numpy(lengths))
+        lengths = np.asarray(to_numpy(lengths))
         if lengths.dtype == np.bool_ or lengths.dtype.kind not in "iu":
             raise ValueError(f"lengths: expected integers, got dtype {lengths.dtype}")
         if len(lead_shape) == 1:
@@ -72,7 +72,7 @@ def step_weights(lead_shape, lengths=None, mask=None, batch_first=False):
         valid = np.arange(T)[:, None] < lengths[None, :]          # (T, B)
         w *= valid.T if batch_first else valid
     if mask is not None:
-        m = np.asarray(_to_numpy(mask))
+        m = np.asarray(to_numpy(mask))
         if m.shape != tuple(lead_shape):
             raise ValueError(f"mask: expected shape {tuple(lead_shape)} (the input without its last axis), "
                              f"got {m.shape}")
@@ -96,9 +96,9 @@ class Loss(PerThread):
         return self.forward(input, target, lengths=lengths, mask=mask)
 
     def _input(self, input):
-        x = np.asarray(_to_numpy(input))
+        x = np.asarray(to_numpy(input))
         if x.dtype.kind != "f":
-            x = _real_array("input", x, np.float64)
+            x = real_array("input", x, np.float64)
         if x.ndim not in (2, 3):
             raise ValueError(f"input: expected shape (B, C) or (T, B, C) ({'(B, T, C)' if self.batch_first else ''}"
                              f" with batch_first), got {x.shape}")
@@ -108,7 +108,7 @@ class Loss(PerThread):
         """Input z and a target y of the same shape, the leading (step) shape, the width K, the step
         weights w (None: all steps count) and the mask of steps that count."""
         z = self._input(input)
-        y = _real_array("target", target, z.dtype)
+        y = real_array("target", target, z.dtype)
         if y.shape != z.shape:
             raise ValueError(f"target: expected shape {z.shape} (the input's), got {y.shape}")
         lead, K = z.shape[:-1], z.shape[-1]
@@ -139,7 +139,7 @@ class SoftmaxCrossEntropy(Loss):
         z = self._input(input)
         lead = z.shape[:-1]
         C = z.shape[-1]
-        y = np.asarray(_to_numpy(target))
+        y = np.asarray(to_numpy(target))
         if y.shape != lead:
             raise ValueError(f"target: expected shape {lead} (the input without its class axis), got {y.shape}")
         if y.dtype == np.bool_ or y.dtype.kind not in "iu":

@@ -27,18 +27,15 @@ the backward pass needs.
 """
 import numpy as np
 
+from ._activations import ACTIVATIONS, sigmoid  # noqa: F401  (reference.sigmoid: the one sigmoid)
+from ._validation import NONLINEARITIES
+
 __all__ = ["rnn_forward", "rnn_backward", "gru_forward", "gru_backward"]
 
 
 # --------------------------------------------------------------------------------------------------
 # Helpers shared by both kernels
 # --------------------------------------------------------------------------------------------------
-
-def sigmoid(a):
-    """σ(a) = 1 / (1 + exp(−a)); exp overflows to inf for very negative a, which correctly gives 0."""
-    with np.errstate(over="ignore"):
-        return 1.0 / (1.0 + np.exp(-a))
-
 
 def _defaults(x, h0, w_hh, b_ih, b_hh):
     """Zeros for the optional arguments a direct caller may leave as None."""
@@ -84,8 +81,8 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh", reverse=Fals
     after each sequence's last active step, and the cache for `rnn_backward` (None when need_cache
     is False: inference).
     """
-    if nonlinearity not in ("tanh", "relu"):
-        raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
+    if nonlinearity not in NONLINEARITIES:
+        raise ValueError(f"nonlinearity: expected one of {list(NONLINEARITIES)}, got {nonlinearity!r}")
     h0, b_ih, b_hh = _defaults(x, h0, w_hh, b_ih, b_hh)
     T, B, _ = x.shape
     H = w_hh.shape[1]
@@ -100,7 +97,7 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh", reverse=Fals
         rows = active[t]
         h_prev[t] = h
         a = x[t, rows] @ w_ih.T + b_ih + h[rows] @ w_hh.T + b_hh
-        h_new = np.tanh(a) if nonlinearity == "tanh" else np.maximum(a, 0)
+        h_new = ACTIVATIONS[nonlinearity].forward(a)
         pre[t, rows] = a
         act[t, rows] = h_new
         out[t, rows] = h_new
@@ -152,10 +149,7 @@ def rnn_backward(d_out, d_hn, cache, grads=None):
     for t in reversed(time_steps(T, cache["reverse"], B)):
         rows = active[t]
         g = dh[rows] + d_out[t, rows]
-        if cache["nonlinearity"] == "tanh":
-            da = g * (1 - act[t, rows] ** 2)
-        else:
-            da = np.where(act[t, rows] <= 0, 0, g)    # torch's relu': NaN passes the gradient
+        da = ACTIVATIONS[cache["nonlinearity"]].backward(g, act[t, rows])   # relu': NaN passes, as torch
         dx[t, rows] = da @ w_ih
         dw_ih += da.T @ x[t, rows]
         dw_hh += da.T @ h_prev[t, rows]

@@ -50,6 +50,7 @@ import torch
 
 from .. import _backends, _config
 from .. import functional as F
+from .._validation import NONLINEARITIES, option
 
 __all__ = ["gru_forward", "gru_backward", "rnn_forward", "rnn_backward", "gru", "rnn"]
 
@@ -205,7 +206,7 @@ def _rnn_forward(x: torch.Tensor, h0: torch.Tensor | None, w_ih: torch.Tensor, w
                  b_ih: torch.Tensor | None, b_hh: torch.Tensor | None, lengths: torch.Tensor | None,
                  nonlinearity: str, reverse: bool, need_cache: bool
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    nonlinearity = F._option("nonlinearity", nonlinearity, ("tanh", "relu"))
+    nonlinearity = option("nonlinearity", nonlinearity, NONLINEARITIES)
     args = _prepare(1, x, h0, w_ih, w_hh, b_ih, b_hh, lengths)
     out, h_n, data = _c().rnn_forward(*args[:6], nonlinearity, bool(reverse), args[6],
                                       need_cache=bool(need_cache), nthreads=_nthreads())
@@ -220,7 +221,7 @@ def _rnn_backward(d_out: torch.Tensor, d_hn: torch.Tensor, x: torch.Tensor, w_ih
     H = w_hh.shape[1]
     if states.shape != (T + 1, B, H):
         raise _no_cache("rnn_backward")
-    nonlinearity = F._option("nonlinearity", nonlinearity, ("tanh", "relu"))
+    nonlinearity = option("nonlinearity", nonlinearity, NONLINEARITIES)
     data = _backward_data(x, w_ih, w_hh, states, lengths, T, B, I, H, relu=nonlinearity == "relu",
                           reverse=bool(reverse))
     d_out, d_hn = _grad_outputs(d_out, d_hn, data["x"].dtype)

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from . import _ops
+from .._validation import check
 from .modules import ArgumentError, check_constructor, check_tensor, on_fast_path, reset_parameters
 
 __all__ = ["GRUCell", "RNNCell"]
@@ -91,9 +92,7 @@ class GRUCell(_CellBase):
     _gates = 3
 
     def __init__(self, input_size, hidden_size, bias=True, device=None, dtype=None, reset_after=True):
-        if not isinstance(reset_after, bool):
-            raise TypeError(f"reset_after: expected True or False, got {reset_after!r}")
-        self.reset_after = reset_after
+        self.reset_after = check("reset_after", reset_after)
         super().__init__(input_size, hidden_size, bias, device, dtype)
 
     def _step(self, x, hx, w_ih, w_hh, b_ih, b_hh, need_cache):
@@ -115,9 +114,7 @@ class RNNCell(_CellBase):
     _gates = 1
 
     def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", device=None, dtype=None):
-        if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
-        self.nonlinearity = nonlinearity
+        self.nonlinearity = check("nonlinearity", nonlinearity)
         super().__init__(input_size, hidden_size, bias, device, dtype)
 
     def _step(self, x, hx, w_ih, w_hh, b_ih, b_hh, need_cache):

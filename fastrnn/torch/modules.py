@@ -29,6 +29,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from . import _ops
+from .._validation import check
 
 __all__ = ["GRU", "RNN", "ArgumentError", "DtypeError"]
 
@@ -70,10 +71,7 @@ def on_fast_path(module, w):
 def check_constructor(sizes, dtype):
     """The size arguments of a constructor (positive ints) and its dtype (floating point or None)."""
     for name, value in sizes:
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            raise TypeError(f"{name}: expected an int, got {value!r} ({type(value).__name__})")
-        if value < 1:
-            raise ValueError(f"{name}: expected a positive int, got {value!r}")
+        check(name, value)
     if dtype is not None and not torch.empty(0, dtype=dtype).dtype.is_floating_point:
         raise TypeError(f"dtype: expected a floating-point dtype, got {dtype}")
 
@@ -247,9 +245,7 @@ class GRU(_RNNBase):
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
                  bidirectional=False, device=None, dtype=None, reset_after=True):
-        if not isinstance(reset_after, bool):
-            raise TypeError(f"reset_after: expected True or False, got {reset_after!r}")
-        self.reset_after = reset_after
+        self.reset_after = check("reset_after", reset_after)
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
                          device, dtype)
 
@@ -268,9 +264,7 @@ class RNN(_RNNBase):
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False, device=None, dtype=None):
-        if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
-        self.nonlinearity = nonlinearity
+        self.nonlinearity = check("nonlinearity", nonlinearity)
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
                          device, dtype)
 
