@@ -16,22 +16,13 @@ by fastrnn.functional (a bias entry may be None): the backward adds the weight a
 into them and returns them (a None entry: a new array).
 """
 import importlib
-import os
-import sys
 import warnings
 
 from ._config import SimdError, simd_request
 
-# The kernels' time loop syncs its threads with its own spin-then-yield barrier; between calls the
-# OpenMP workers should sleep rather than spin, or they steal the cores from the BLAS threads of the
-# big GEMMs that come next (SPEC §4). libgomp reads this once, when it is first loaded: respect any
-# setting of the user's and leave it alone when another module has loaded an OpenMP runtime already.
-if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ and "fastrnn._ckernels" not in sys.modules:
-    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-
 # name -> module path, fastest first; `backend=None` picks the first one that imports.
 _CANDIDATES = {
-    "c": "fastrnn._ckernels",
+    "c": "fastrnn._cbackend",
     "c-blas": "fastrnn._cblas",
     "numpy": "fastrnn.reference",
 }
@@ -41,8 +32,8 @@ _warned = []
 
 
 def check_simd_request():
-    """At import: with FASTRNN_SIMD set, check it now (SimdError for an unknown name, or a level that
-    was not built or that this CPU cannot run), by loading the compiled kernels that apply it."""
+    """With FASTRNN_SIMD set, check it now (SimdError for an unknown name, or a level that was not
+    built or that this CPU cannot run), by loading the compiled kernels that apply it."""
     if simd_request() is not None:
         _load("c")
 

@@ -3,10 +3,10 @@ done by OpenBLAS (scipy.linalg.cython_blas) instead of fastrnn's own packed GEMM
 two: OpenBLAS runs its own thread pool beside the kernels' OpenMP threads."""
 from functools import partial
 
-from . import _ckernels
+from . import _cbackend
 
-rnn_forward = partial(_ckernels.rnn_forward, use_blas=True)
-gru_forward = partial(_ckernels.gru_forward, use_blas=True)
-rnn_backward = _ckernels.rnn_backward   # the cache remembers use_blas
-gru_backward = _ckernels.gru_backward
-build_info = _ckernels.build_info
+rnn_forward = partial(_cbackend.rnn_forward, use_blas=True)
+gru_forward = partial(_cbackend.gru_forward, use_blas=True)
+rnn_backward = _cbackend.rnn_backward   # the cache remembers use_blas
+gru_backward = _cbackend.gru_backward
+build_info = _cbackend.build_info

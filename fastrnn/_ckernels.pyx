@@ -143,8 +143,7 @@ def fingerprints(tuple arrays):
 
 
 def release_buffers():
-    """Free the work buffers of the calling thread and of the OpenMP workers it started."""
-    _scratch_by_thread.__dict__.clear()
+    """Free the C work buffers of the calling thread and of the OpenMP workers it started."""
     with nogil:
         fr_release_buffers()
 
@@ -314,105 +313,3 @@ def _gru_bwd(tuple arrays, lengths, int64_t T, int64_t B, int64_t I, int64_t H, 
           (T * B * I, B * H, 3 * H * I, 3 * H * H, 3 * H, 3 * H, T * B * 3 * H, T * B * 3 * H, T * B * H, B * H,
            T * B * I, (T + 1) * B * H, T * B * 4 * H, 3 * H * I, 3 * H * H), 8, 10, lengths, T, B, I, H,
           reset_after, reverse, nt, use_blas)
-
-
-# The backend contract (fastrnn/_backends.py): arrays validated and contiguous by fastrnn.functional.
-# The cache keeps the sizes of its forward; its backward takes them from there, never from the arrays.
-
-_scratch_by_thread = threading.local()
-
-
-def _scratch(dt, *shapes):
-    """Scratch arrays of the given shapes, carved from one buffer that this Python thread reuses from
-    call to call (large fresh allocations cost page faults on every call)."""
-    sizes = [math.prod(s) for s in shapes]      # (math.prod: np.prod costs microseconds, a cell's step ~20)
-    total = sum(sizes)
-    key = dt.char
-    buf = getattr(_scratch_by_thread, key, None)
-    if buf is None or buf.shape[0] < total:
-        buf = np.empty(total, dt)
-        setattr(_scratch_by_thread, key, buf)
-    out, start = [], 0
-    for shape, n in zip(shapes, sizes):
-        out.append(buf[start:start + n].reshape(shape))
-        start += n
-    return out
-
-
-def _grads(dt, G_H, I, H, grads):
-    """The weight and bias gradients the kernels add into: the caller's `grads` (validated by
-    fastrnn.functional; a None bias gradient gets a zeroed scratch), or zeroed new arrays."""
-    if grads is None:
-        return (np.zeros((G_H, I), dt), np.zeros((G_H, H), dt), np.zeros(G_H, dt), np.zeros(G_H, dt))
-    dw_ih, dw_hh, db_ih, db_hh = grads
-    return (dw_ih, dw_hh, np.zeros(G_H, dt) if db_ih is None else db_ih, np.zeros(G_H, dt) if db_hh is None else db_hh)
-
-
-def _kept(dt, shape, need_cache):
-    """A buffer the backward needs, or an empty one (a NULL pointer: the kernels' inference mode)."""
-    return np.empty(shape if need_cache else 0, dt)
-
-
-def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh", reverse=False, lengths=None,
-                need_cache=True, use_blas=False, nthreads=None):
-    T, B, I = x.shape
-    H = w_hh.shape[1]
-    dt = x.dtype
-    out, h_n = np.empty((T, B, H), dt), np.empty((B, H), dt)
-    states = _kept(dt, (T + 1, B, H), need_cache)
-    xproj, = _scratch(dt, (T, B, H))
-    relu = nonlinearity == "relu"
-    _rnn_fwd((out, h_n, states, xproj, x, h0, w_ih, w_hh, b_ih, b_hh), lengths, T, B, I, H,
-             relu, reverse, nthreads or get_num_threads(), use_blas)
-    if not need_cache:
-        return out, h_n, None
-    cache = {"sizes": (T, B, I, H), "x": x, "states": states, "w_ih": w_ih, "w_hh": w_hh, "lengths": lengths,
-             "relu": relu, "reverse": reverse, "use_blas": use_blas}
-    return out, h_n, cache
-
-
-def rnn_backward(d_out, d_hn, cache, grads=None, nthreads=None):
-    x, states, w_ih, w_hh, lengths = (cache[k] for k in ("x", "states", "w_ih", "w_hh", "lengths"))
-    T, B, I, H = cache["sizes"]
-    dt = x.dtype
-    dx, dh0 = np.empty((T, B, I), dt), np.empty((B, H), dt)
-    dw_ih, dw_hh, db_ih, db_hh = _grads(dt, H, I, H, grads)
-    # input and recurrent pre-activation gradients coincide when steps and times do
-    if lengths is None and not cache["reverse"]:
-        dgh, = _scratch(dt, (T, B, H))
-        dgx = dgh
-    else:
-        dgh, dgx = _scratch(dt, (T, B, H), (T, B, H))
-    _rnn_bwd((dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dgh, dgx, d_out, d_hn, x, states, w_ih, w_hh),
-             lengths, T, B, I, H, cache["relu"], cache["reverse"], nthreads or get_num_threads(), cache["use_blas"])
-    return dx, dh0, dw_ih, dw_hh, db_ih, db_hh
-
-
-def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reset_after=True, reverse=False, lengths=None,
-                need_cache=True, use_blas=False, nthreads=None):
-    T, B, I = x.shape
-    H = w_hh.shape[1]
-    dt = x.dtype
-    out, h_n = np.empty((T, B, H), dt), np.empty((B, H), dt)
-    states, gates = _kept(dt, (T + 1, B, H), need_cache), _kept(dt, (T, B, 4 * H), need_cache)
-    xproj, = _scratch(dt, (T, B, 3 * H))
-    _gru_fwd((out, h_n, states, gates, xproj, x, h0, w_ih, w_hh, b_ih, b_hh), lengths, T, B, I, H,
-             reset_after, reverse, nthreads or get_num_threads(), use_blas)
-    if not need_cache:
-        return out, h_n, None
-    cache = {"sizes": (T, B, I, H), "x": x, "states": states, "gates": gates, "w_ih": w_ih, "w_hh": w_hh,
-             "lengths": lengths, "reset_after": reset_after, "reverse": reverse, "use_blas": use_blas}
-    return out, h_n, cache
-
-
-def gru_backward(d_out, d_hn, cache, grads=None, nthreads=None):
-    x, states, gates, w_ih, w_hh, lengths = (cache[k] for k in ("x", "states", "gates", "w_ih", "w_hh",
-                                                                 "lengths"))
-    T, B, I, H = cache["sizes"]
-    dt = x.dtype
-    dx, dh0 = np.empty((T, B, I), dt), np.empty((B, H), dt)
-    dw_ih, dw_hh, db_ih, db_hh = _grads(dt, 3 * H, I, H, grads)
-    dgh, dgx = _scratch(dt, (T, B, 3 * H), (T, B, 3 * H))
-    _gru_bwd((dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dgh, dgx, d_out, d_hn, x, states, gates, w_ih, w_hh),
-             lengths, T, B, I, H, cache["reset_after"], cache["reverse"], nthreads or get_num_threads(), cache["use_blas"])
-    return dx, dh0, dw_ih, dw_hh, db_ih, db_hh

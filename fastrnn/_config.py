@@ -1,7 +1,9 @@
-"""Thread count, instruction-set level, build information and the gradient mode."""
+"""Thread count, instruction-set level, build information, the gradient mode, and the one place
+where importing fastrnn changes the process (`on_import`)."""
 import contextlib
 import operator
 import os
+import sys
 import threading
 
 import numpy as np
@@ -56,6 +58,37 @@ def chosen_num_threads():
     kernels run on the default (then fastrnn.torch follows torch.get_num_threads())."""
     get_num_threads()           # reads FASTRNN_NUM_THREADS the first time, which sets "chosen"
     return _state["threads"] if _state["chosen"] else None
+
+
+# ---- what importing fastrnn does to the process --------------------------------------------------
+
+def set_omp_wait_policy():
+    """OMP_WAIT_POLICY=PASSIVE in os.environ, unless the user set it (or GOMP_SPINCOUNT), or the
+    compiled kernels, and with them an OpenMP runtime, are loaded already.
+
+    Why: the kernels' time loop syncs its threads with its own spin-then-yield barrier; between calls
+    the OpenMP workers should sleep rather than spin, or they steal the cores from the BLAS threads
+    of the big GEMMs that come next (SPEC §4). libgomp reads this once, when it is first loaded."""
+    if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ and \
+            "fastrnn._ckernels" not in sys.modules:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+
+
+def on_import():
+    """Everything `import fastrnn` does beyond defining names, in the order it happens (called at the
+    top of fastrnn/__init__.py, before anything can load the compiled kernels):
+
+    1. set_omp_wait_policy() (above).
+    2. With FASTRNN_SIMD set, the kernels are loaded at once, so that a level that does not exist, was
+       not built or cannot run on this CPU is a SimdError at import (_backends.check_simd_request),
+       never a silent fallback. Without it nothing is loaded until the first call.
+
+    Nothing else: the thread count is read from FASTRNN_NUM_THREADS on first use (get_num_threads),
+    and BLAS threads change only when set_num_threads is called."""
+    set_omp_wait_policy()
+    from . import _backends
+
+    _backends.check_simd_request()
 
 
 # ---- instruction-set level of the compiled kernels ---------------------------------------------
