@@ -44,9 +44,9 @@ __all__ = ["RNNCell", "GRUCell"]
 
 
 class _Cell(Parameters):
-    """What RNNCell and GRUCell share; a subclass sets `_gates` (G), `_forward_kernel`, `_backward_kernel`."""
+    """What RNNCell and GRUCell share; a subclass sets `_kind` (fastrnn.functional.KINDS) and stores its option."""
 
-    _gates = None
+    _kind = None
     _what = "layer"
 
     def __init__(self, input_size, hidden_size, bias=True, dtype=np.float32, seed=None, backend=None):
@@ -61,7 +61,7 @@ class _Cell(Parameters):
 
         # The same draws, in the same order, as a one-layer fastrnn.RNN / fastrnn.GRU with this seed.
         self._rng = np.random.default_rng(seed)
-        G, H, I = self._gates, self.hidden_size, self.input_size
+        G, H, I = F.KINDS[self._kind].gates, self.hidden_size, self.input_size
         shapes = [("weight_ih", (G * H, I)), ("weight_hh", (G * H, H))]
         if self.bias:
             shapes += [("bias_ih", (G * H,)), ("bias_hh", (G * H,))]
@@ -172,10 +172,20 @@ class _Cell(Parameters):
         dx = dx[0]
         return (dx[0], dh[0]) if unbatched else (dx, dh)
 
+    def _forward_kernel(self, x, h0, w_ih, w_hh, b_ih, b_hh):
+        kind = F.KINDS[self._kind]
+        return kind.forward(x, h0, w_ih, w_hh, b_ih, b_hh, backend=self.backend,
+                            **{kind.option: getattr(self, kind.option)})
+
+    def _backward_kernel(self, d_out, d_hn, cache, grads=None):
+        return F.KINDS[self._kind].backward(d_out, d_hn, cache, grads=grads)
+
     # ---- printing ------------------------------------------------------------------------------
 
     def _extra_options(self):
-        return ""
+        kind = F.KINDS[self._kind]
+        value = getattr(self, kind.option)
+        return "" if value == kind.default else f", {kind.option}={value!r}"
 
     def __repr__(self):
         s = f"{self.input_size}, {self.hidden_size}"
@@ -193,41 +203,21 @@ class RNNCell(_Cell):
     """One step of the Elman RNN, h' = g(w_ih x + b_ih + w_hh h + b_hh), g = tanh or relu; as
     torch.nn.RNNCell."""
 
-    _gates = 1
+    _kind = "rnn"
 
     def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", dtype=np.float32,
                  seed=None, backend=None):
         self.nonlinearity = check("nonlinearity", nonlinearity)
         super().__init__(input_size, hidden_size, bias, dtype, seed, backend)
 
-    def _forward_kernel(self, x, h0, w_ih, w_hh, b_ih, b_hh):
-        return F.rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity=self.nonlinearity,
-                             backend=self.backend)
-
-    def _backward_kernel(self, d_out, d_hn, cache, grads=None):
-        return F.rnn_backward(d_out, d_hn, cache, grads=grads)
-
-    def _extra_options(self):
-        return "" if self.nonlinearity == "tanh" else f", nonlinearity={self.nonlinearity!r}"
-
 
 class GRUCell(_Cell):
     """One step of the GRU, PyTorch gate order (r, z, n); reset_after=False is Cho et al. 2014;
     as torch.nn.GRUCell."""
 
-    _gates = 3
+    _kind = "gru"
 
     def __init__(self, input_size, hidden_size, bias=True, reset_after=True, dtype=np.float32,
                  seed=None, backend=None):
         self.reset_after = check("reset_after", reset_after)
         super().__init__(input_size, hidden_size, bias, dtype, seed, backend)
-
-    def _forward_kernel(self, x, h0, w_ih, w_hh, b_ih, b_hh):
-        return F.gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reset_after=self.reset_after,
-                             backend=self.backend)
-
-    def _backward_kernel(self, d_out, d_hn, cache, grads=None):
-        return F.gru_backward(d_out, d_hn, cache, grads=grads)
-
-    def _extra_options(self):
-        return "" if self.reset_after else ", reset_after=False"

@@ -23,6 +23,8 @@ Shapes: x (T, B, I), h0 (B, H) or None, w_ih (G*H, I), w_hh (G*H, H), b_ih and b
 (no bias: their gradients come back as None), lengths (B,) integers in [0, T] or None.
 out (T, B, H), h_n (B, H). G = 1 for the RNN, 3 for the GRU (rows r, z, n).
 """
+from collections import namedtuple
+
 import numpy as np
 
 from . import _backends
@@ -190,3 +192,12 @@ def gru_backward(d_out, d_hn, cache, *, grads=None):
     """Gradients of gru_forward: dx, dh0, dw_ih, dw_hh, db_ih, db_hh (biases None without bias);
     with grads=, the weight and bias gradients are added into those arrays (module doc)."""
     return _backward("gru", d_out, d_hn, cache, grads)
+
+
+# The two cells, named in one place for the layers and the cells built on these kernels: the gate
+# count G, the forward and backward, and the one option of each (its keyword and default).
+Kind = namedtuple("Kind", "gates forward backward option default")
+KINDS = {
+    "rnn": Kind(1, rnn_forward, rnn_backward, "nonlinearity", "tanh"),
+    "gru": Kind(3, gru_forward, gru_backward, "reset_after", True),
+}

@@ -30,9 +30,9 @@ __all__ = ["RNN", "GRU", "StateDictError"]
 
 
 class _RecurrentLayer(Parameters):
-    """What RNN and GRU share; a subclass sets `_gates` (G) and the two kernels."""
+    """What RNN and GRU share; a subclass sets `_kind` (fastrnn.functional.KINDS) and stores its option."""
 
-    _gates = None
+    _kind = None
     _what = "layer"
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
@@ -56,7 +56,7 @@ class _RecurrentLayer(Parameters):
         self.num_directions = 2 if self.bidirectional else 1
 
         self._rng = np.random.default_rng(seed)
-        G, H = self._gates, self.hidden_size
+        G, H = F.KINDS[self._kind].gates, self.hidden_size
         for layer in range(self.num_layers):
             in_size = self.input_size if layer == 0 else H * self.num_directions
             for direction in range(self.num_directions):
@@ -84,10 +84,12 @@ class _RecurrentLayer(Parameters):
     # ---- forward and backward ------------------------------------------------------------------
 
     def _forward_kernel(self, x, h0, w_ih, w_hh, b_ih, b_hh, reverse, lengths):
-        raise NotImplementedError
+        kind = F.KINDS[self._kind]
+        return kind.forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse=reverse, lengths=lengths, backend=self.backend,
+                            **{kind.option: getattr(self, kind.option)})
 
     def _backward_kernel(self, d_out, d_hn, cache):
-        raise NotImplementedError
+        return F.KINDS[self._kind].backward(d_out, d_hn, cache)
 
     def forward(self, x, h0=None, lengths=None):
         """out, h_n = layer(x, h0=None, lengths=None); see the module docstring."""
@@ -213,7 +215,9 @@ class _RecurrentLayer(Parameters):
         return s
 
     def _extra_options(self):
-        return ""
+        kind = F.KINDS[self._kind]
+        value = getattr(self, kind.option)
+        return "" if value == kind.default else f", {kind.option}={value!r}"
 
     def __repr__(self):
         return f"{type(self).__name__}({self._extra_repr()})"
@@ -222,7 +226,7 @@ class _RecurrentLayer(Parameters):
 class RNN(_RecurrentLayer):
     """Elman RNN, h_t = g(w_ih x_t + b_ih + w_hh h_{t-1} + b_hh), g = tanh or relu; as torch.nn.RNN."""
 
-    _gates = 1
+    _kind = "rnn"
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False, dtype=np.float32, seed=None,
@@ -231,21 +235,11 @@ class RNN(_RecurrentLayer):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, dtype, seed, backend)
 
-    def _forward_kernel(self, x, h0, w_ih, w_hh, b_ih, b_hh, reverse, lengths):
-        return F.rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity=self.nonlinearity,
-                             reverse=reverse, lengths=lengths, backend=self.backend)
-
-    def _backward_kernel(self, d_out, d_hn, cache):
-        return F.rnn_backward(d_out, d_hn, cache)
-
-    def _extra_options(self):
-        return "" if self.nonlinearity == "tanh" else f", nonlinearity={self.nonlinearity!r}"
-
 
 class GRU(_RecurrentLayer):
     """Gated recurrent unit, PyTorch gate order (r, z, n); reset_after=False is Cho et al. 2014."""
 
-    _gates = 3
+    _kind = "gru"
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, reset_after=True, dtype=np.float32, seed=None,
@@ -253,13 +247,3 @@ class GRU(_RecurrentLayer):
         self.reset_after = check("reset_after", reset_after)
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, dtype, seed, backend)
-
-    def _forward_kernel(self, x, h0, w_ih, w_hh, b_ih, b_hh, reverse, lengths):
-        return F.gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reset_after=self.reset_after,
-                             reverse=reverse, lengths=lengths, backend=self.backend)
-
-    def _backward_kernel(self, d_out, d_hn, cache):
-        return F.gru_backward(d_out, d_hn, cache)
-
-    def _extra_options(self):
-        return "" if self.reset_after else ", reset_after=False"

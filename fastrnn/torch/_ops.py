@@ -120,9 +120,34 @@ def _backward_data(x, w_ih, w_hh, states, lengths, T, B, I, H, **extra):
             "lengths": None if lengths is None else lengths.astype(np.int64), "use_blas": False, **extra}
 
 
-def _grad_outputs(d_out, d_hn, dtype):
-    c = np.ascontiguousarray
-    return c(_np("d_out", d_out), dtype=dtype), c(_np("d_hn", d_hn), dtype=dtype)
+def _run_backward(name, d_out, d_hn, data):
+    """The C backend's backward `name` on the rebuilt cache `data`: dx, dh0, dw_ih, dw_hh, db_ih, db_hh."""
+    c, dtype = np.ascontiguousarray, data["x"].dtype
+    d_out, d_hn = c(_np("d_out", d_out), dtype=dtype), c(_np("d_hn", d_hn), dtype=dtype)
+    return tuple(_t(a) for a in getattr(_c(), name)(d_out, d_hn, data, nthreads=_nthreads()))
+
+
+def _fake_outputs(x, w_hh):
+    """The fake tensors of out (T, B, H) and h_n (B, H), and T, B, H."""
+    T, B, _ = x.shape
+    H = w_hh.shape[1]
+    return x.new_empty((T, B, H)), x.new_empty((B, H)), T, B, H
+
+
+def _fake_grads(d_out, d_hn, x, w_ih, w_hh, *_):
+    """The fake tensors of a backward's dx, dh0, dw_ih, dw_hh, db_ih, db_hh (from its first arguments)."""
+    GH = w_hh.shape[0]
+    return (x.new_empty(x.shape), d_hn.new_empty(d_hn.shape), w_ih.new_empty(w_ih.shape),
+            w_hh.new_empty(w_hh.shape), w_hh.new_empty((GH,)), w_hh.new_empty((GH,)))
+
+
+def _custom_ops(kind, forward, backward):
+    """The operators fastrnn::<kind>_forward and fastrnn::<kind>_backward, the backward's fake
+    registered (the forward's fake and the autograd formula follow each forward)."""
+    ops = (torch.library.custom_op(f"fastrnn::{kind}_forward", forward, mutates_args=()),
+           torch.library.custom_op(f"fastrnn::{kind}_backward", backward, mutates_args=()))
+    ops[1].register_fake(_fake_grads)
+    return ops
 
 
 def _no_cache(name):
@@ -153,28 +178,18 @@ def _gru_backward(d_out: torch.Tensor, d_hn: torch.Tensor, x: torch.Tensor, w_ih
         raise _no_cache("gru_backward")
     data = _backward_data(x, w_ih, w_hh, states, lengths, T, B, I, H, gates=np.ascontiguousarray(_np("gates", gates)),
                           reset_after=bool(reset_after), reverse=bool(reverse))
-    d_out, d_hn = _grad_outputs(d_out, d_hn, data["x"].dtype)
-    return tuple(_t(a) for a in _c().gru_backward(d_out, d_hn, data, nthreads=_nthreads()))
+    return _run_backward("gru_backward", d_out, d_hn, data)
 
 
-gru_forward = torch.library.custom_op("fastrnn::gru_forward", _gru_forward, mutates_args=())
-gru_backward = torch.library.custom_op("fastrnn::gru_backward", _gru_backward, mutates_args=())
+gru_forward, gru_backward = _custom_ops("gru", _gru_forward, _gru_backward)
 
 
 @gru_forward.register_fake
 def _(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reset_after, reverse, need_cache):
-    T, B, _ = x.shape
-    H = w_hh.shape[1]
+    out, h_n, T, B, H = _fake_outputs(x, w_hh)
     if not need_cache:
-        return x.new_empty((T, B, H)), x.new_empty((B, H)), _empty(x), _empty(x)
-    return x.new_empty((T, B, H)), x.new_empty((B, H)), x.new_empty((T + 1, B, H)), x.new_empty((T, B, 4 * H))
-
-
-@gru_backward.register_fake
-def _(d_out, d_hn, x, w_ih, w_hh, states, gates, lengths, reset_after, reverse):
-    GH = w_hh.shape[0]
-    return (x.new_empty(x.shape), d_hn.new_empty(d_hn.shape), w_ih.new_empty(w_ih.shape),
-            w_hh.new_empty(w_hh.shape), w_hh.new_empty((GH,)), w_hh.new_empty((GH,)))
+        return out, h_n, _empty(x), _empty(x)
+    return out, h_n, x.new_empty((T + 1, B, H)), x.new_empty((T, B, 4 * H))
 
 
 def _gru_setup(ctx, inputs, output):
@@ -224,27 +239,16 @@ def _rnn_backward(d_out: torch.Tensor, d_hn: torch.Tensor, x: torch.Tensor, w_ih
     nonlinearity = option("nonlinearity", nonlinearity, NONLINEARITIES)
     data = _backward_data(x, w_ih, w_hh, states, lengths, T, B, I, H, relu=nonlinearity == "relu",
                           reverse=bool(reverse))
-    d_out, d_hn = _grad_outputs(d_out, d_hn, data["x"].dtype)
-    return tuple(_t(a) for a in _c().rnn_backward(d_out, d_hn, data, nthreads=_nthreads()))
+    return _run_backward("rnn_backward", d_out, d_hn, data)
 
 
-rnn_forward = torch.library.custom_op("fastrnn::rnn_forward", _rnn_forward, mutates_args=())
-rnn_backward = torch.library.custom_op("fastrnn::rnn_backward", _rnn_backward, mutates_args=())
+rnn_forward, rnn_backward = _custom_ops("rnn", _rnn_forward, _rnn_backward)
 
 
 @rnn_forward.register_fake
 def _(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity, reverse, need_cache):
-    T, B, _ = x.shape
-    H = w_hh.shape[1]
-    states = x.new_empty((T + 1, B, H)) if need_cache else _empty(x)
-    return x.new_empty((T, B, H)), x.new_empty((B, H)), states
-
-
-@rnn_backward.register_fake
-def _(d_out, d_hn, x, w_ih, w_hh, states, lengths, nonlinearity, reverse):
-    H = w_hh.shape[0]
-    return (x.new_empty(x.shape), d_hn.new_empty(d_hn.shape), w_ih.new_empty(w_ih.shape),
-            w_hh.new_empty(w_hh.shape), w_hh.new_empty((H,)), w_hh.new_empty((H,)))
+    out, h_n, T, B, H = _fake_outputs(x, w_hh)
+    return out, h_n, x.new_empty((T + 1, B, H)) if need_cache else _empty(x)
 
 
 def _rnn_setup(ctx, inputs, output):
