@@ -6,7 +6,7 @@ backward; 5 a layer shared by threads (tests/test_thread_stress.py); 6-7 set_num
 8 per-thread buffers (here: release_buffers; growth in tests/test_thread_stress.py); 9 empty results
 of huge sizes; 10 grads= sharing memory with an input; 11 empty sizes (clean under UBSan: the
 sanitizer job of .ci/run); 12 NaN through the float32 exp; 13 estimator files
-(tests/test_model_files.py); 14 relu' at NaN. Plus the binding's own checks of the buffers it is given.
+(tests/test_models_files.py); 14 relu' at NaN. Plus the binding's own checks of the buffers it is given.
 """
 import threading
 
