@@ -136,7 +136,7 @@ def float_dtype(name, value):
     """numpy.float32 or numpy.float64 (as a NumPy dtype); TypeError for anything else."""
     try:
         dt = np.dtype(value)
-    except TypeError:
+    except (TypeError, ValueError):
         raise TypeError(f"{name}: expected numpy.float32 or numpy.float64, got {value!r}") from None
     if dt not in FLOAT_DTYPES:
         raise TypeError(f"{name}: expected numpy.float32 or numpy.float64, got {dt}")
@@ -167,3 +167,63 @@ CONSTRAINTS = {
 def check(name, value):
     """`value` checked against the rule CONSTRAINTS states for the parameter `name`."""
     return CONSTRAINTS[name](name, value)
+
+
+# ---- estimators' hyper-parameters (fastrnn.models) ----------------------------------------------
+# As scikit-learn's: each estimator class states `_parameter_constraints`, hyper-parameter -> rule,
+# and fit checks them all (validate_params). An estimator's constructor only stores its arguments,
+# so a bad one is found at fit (or when a saved model is loaded) and is a ValueError naming it, as
+# scikit-learn's InvalidParameterError; the CONSTRAINTS rules above (such as dtype's TypeError) can
+# stand in such a table too.
+
+class Choice:
+    """One of the given values."""
+
+    def __init__(self, *allowed):
+        self.allowed = allowed
+
+    def __call__(self, name, value):
+        if not any(type(value) is type(a) and value == a for a in self.allowed):
+            raise ValueError(f"{name}: expected {' or '.join(map(repr, self.allowed))}, got {value!r}")
+        return value
+
+
+class Int:
+    """An int >= lo (bools refused)."""
+
+    def __init__(self, lo):
+        self.lo = lo
+
+    def __call__(self, name, value):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < self.lo:
+            raise ValueError(f"{name}: expected an int >= {self.lo}, got {value!r}")
+        return value
+
+
+class Real:
+    """A real number in [lo, hi] ((lo, hi] with lo_open; None too with none_ok)."""
+
+    def __init__(self, lo, hi=float("inf"), lo_open=False, none_ok=False):
+        self.lo, self.hi, self.lo_open, self.none_ok = lo, hi, lo_open, none_ok
+
+    def __call__(self, name, value):
+        if value is None and self.none_ok:
+            return value
+        lo, hi = self.lo, self.hi
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or \
+                not (lo < value if self.lo_open else lo <= value) or not value <= hi:
+            raise ValueError(f"{name}: expected a number in {'(' if self.lo_open else '['}{lo}, {hi}], got {value!r}")
+        return value
+
+
+def boolean(name, value):
+    """True or False (NumPy bools too); a ValueError otherwise (an estimator's rule)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name}: expected True or False, got {value!r}")
+    return value
+
+
+def validate_params(constraints, obj):
+    """Check every attribute of `obj` named in `constraints` (in the table's order) by its rule."""
+    for name, rule in constraints.items():
+        rule(name, getattr(obj, name))

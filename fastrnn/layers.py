@@ -24,7 +24,6 @@ from . import _backends
 from . import functional as F
 from ._params import Parameters, StateDictError
 from ._validation import check, check_shape, lengths as checked_lengths, real_array
-from ._validation import to_numpy as _to_numpy  # noqa: F401  TEMPORARY while models.py moves
 
 __all__ = ["RNN", "GRU", "StateDictError"]
 
