@@ -1,17 +1,12 @@
-"""The "c" backend: Cython bindings of the C kernels in csrc/ (see csrc/fastrnn.h for every buffer).
+"""Cython bindings of the C kernels in csrc/ (see csrc/fastrnn.h for every buffer): the raw calls
+_rnn_fwd / _rnn_bwd / _gru_fwd / _gru_bwd on tuples of arrays, plus the SIMD level, build
+information, fingerprints and the C work buffers.
 
-Same contract as fastrnn.reference (see fastrnn/_backends.py). With use_blas=True (the "c-blas"
-backend, fastrnn/_cblas.py) the big products before and after the time loop are OpenBLAS GEMMs through
-scipy.linalg.cython_blas instead of fastrnn's own packed GEMM inside the loop's parallel region. Outputs and the backward's cache are
-NumPy arrays allocated here; the kernels run without the GIL; BLAS comes from scipy.linalg.cython_blas.
-Every forward / backward takes `nthreads=None`: the kernels' thread count for this call (None: get_num_threads();
-fastrnn.torch passes its own, see fastrnn/torch/_ops.py).
+The backend built on them (outputs, caches, scratch arrays: the contract of fastrnn/_backends.py)
+is fastrnn/_cbackend.py. Every array handed in is checked here before the kernel runs without the
+GIL (_pointers); with use_blas=True (the "c-blas" backend) the big products before and after the time
+loop are OpenBLAS GEMMs through scipy.linalg.cython_blas instead of fastrnn's own packed GEMM.
 """
-import math
-import threading
-
-import numpy as np
-
 cimport numpy as cnp
 from libc.stdint cimport int64_t, uint64_t
 from scipy.linalg.cython_blas cimport dgemm, sgemm
