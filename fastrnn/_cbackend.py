@@ -1,3 +1,4 @@
+# cython: wraparound=True, boundscheck=True
 """The "c" backend (and, with use_blas=True, "c-blas": fastrnn/_cblas.py): the contract of
 fastrnn/_backends.py on the C kernels, whose raw bindings are fastrnn/_ckernels.pyx.
 
