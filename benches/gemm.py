@@ -27,7 +27,7 @@ import sysconfig
 import tempfile
 import time
 
-from . import harness
+from . import workloads
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FLAGS = ["-O3", "-std=gnu11", "-fno-wrapv"]
@@ -74,7 +74,7 @@ def build(outdir, level):
 def products(cell, dims):
     """(name, M, N, K, A transposed) of the big products of one training step."""
     T, B, I, H = dims
-    GH = harness.GATES[cell] * H
+    GH = workloads.GATES[cell] * H
     return [("input projection", T * B, GH, I, 0), ("weight gradient", GH, H, T * B, 1), ("dx", T * B, I, GH, 0)]
 
 
@@ -126,8 +126,8 @@ def _ints(text):
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(prog="python -m benches.gemm", description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=_ints, default=None, help="thread counts (default: 1 and all usable cores)")
-    ap.add_argument("--shapes", default="gnmt,large", type=harness.parse_shapes)
-    ap.add_argument("--cells", default="gru", type=lambda t: harness.parse_choices("cell", t, harness.CELLS))
+    ap.add_argument("--shapes", default="gnmt,large", type=workloads.parse_shapes)
+    ap.add_argument("--cells", default="gru", type=lambda t: workloads.parse_choices("cell", t, workloads.CELLS))
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--simd", default=None, help="instruction-set level of fastrnn's GEMM (default: the installed "
@@ -144,7 +144,7 @@ def main(argv=None):
         job = json.loads(args.worker)
         print(json.dumps(numpy_worker(job["threads"], [tuple(s) for s in job["specs"]], job["reps"])))
         return
-    usable = harness.default_threads()
+    usable = workloads.default_threads()
     counts = [n for n in (args.threads or sorted({1, usable})) if n <= usable]
     if not counts:
         raise SystemExit(f"none of the thread counts fits the {usable} usable cores")

@@ -26,14 +26,14 @@ as a multiple of the GEMM-bound time (fastrnn / gemm: 1 would be the bound itsel
 contender that is not installed, has no such workload (ONNX Runtime: the RNN, training), failed (the
 reason is printed under the table) or was skipped: the NumPy reference is skipped where one call
 does more than --reference-max-gflop GFLOP of GEMM work. How the times are taken is described in
-benches/harness.py.
+benches/orchestrate.py (and benches/timing.py, benches/contenders/).
 
 Memory (--memory, instead of the times):
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m benches.run --memory --shapes small,stream-256
 
 For each cell and shape, the memory of one training step (forward + backward), in KiB per time step
-(bytes / T), each measured in a fresh worker process (harness.memory_step, harness.measure_memory):
+(bytes / T), each measured in a fresh worker process (memory.memory_step, orchestrate.measure_memory):
 
     min          what the backward needs from the forward at the least. GRU: the states h_t (B·H
                  values per step) and the gates r, z, n and W_hn h_{t-1} + b_hn (reset_after;
@@ -65,7 +65,12 @@ import sys
 
 import numpy as np
 
-from . import harness
+from .contenders import BOUND, CONTENDERS, REFERENCE_MAX_GFLOP, SUBJECT, too_slow
+from .memory import min_bytes_per_step
+from .orchestrate import measure, measure_memory
+from .tables import fixed, print_notes, shape_columns, table as render_table
+from .workloads import (CELLS, DTYPES, PASSES, QUICK_SHAPES, SHAPES, STEP_PASSES, default_threads, parse_choices,
+                        parse_shapes, workloads)
 
 _BLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
@@ -96,24 +101,24 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(
         prog="python -m benches.run", description=__doc__.split("\n\n")[0],
         epilog="Run as: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m benches.run --quick "
-               "(see benches/run.py and benches/harness.py)")
+               "(see benches/run.py and benches/orchestrate.py)")
     p.add_argument("--quick", action="store_true",
-                   help=f"shapes {','.join(harness.QUICK_SHAPES)} only, 2 rounds of 0.2 s (what the README runs)")
-    p.add_argument("--shapes", help=f"comma-separated: {', '.join(harness.SHAPES)}, all, or TxBxIxH "
+                   help=f"shapes {','.join(QUICK_SHAPES)} only, 2 rounds of 0.2 s (what the README runs)")
+    p.add_argument("--shapes", help=f"comma-separated: {', '.join(SHAPES)}, all, or TxBxIxH "
                                     "(default: all)")
     p.add_argument("--cells", default="rnn,gru", help="comma-separated: rnn, gru (default: rnn,gru)")
     p.add_argument("--passes", default="fwd,train",
                    help="comma-separated: fwd, train, step, step-train (default: fwd,train); the step "
                         "passes time one call of the single-step cells (fastrnn.GRUCell vs torch.nn.GRUCell)")
-    p.add_argument("--dtype", default="float32", choices=harness.DTYPES)
-    p.add_argument("--threads", type=_positive(int), default=harness.default_threads(),
+    p.add_argument("--dtype", default="float32", choices=DTYPES)
+    p.add_argument("--threads", type=_positive(int), default=default_threads(),
                    help="threads for every contender (default: the usable cores, %(default)s)")
     p.add_argument("--rounds", type=_positive(int), help="worker rounds per contender (default 3, --quick 2)")
     p.add_argument("--min-time", type=_positive(float),
                    help="seconds of calls per workload and round (default 0.3, --quick 0.2)")
-    p.add_argument("--contenders", default=",".join(harness.CONTENDERS),
+    p.add_argument("--contenders", default=",".join(CONTENDERS),
                    help="comma-separated, from %(default)s")
-    p.add_argument("--reference-max-gflop", type=float, default=harness.REFERENCE_MAX_GFLOP,
+    p.add_argument("--reference-max-gflop", type=float, default=REFERENCE_MAX_GFLOP,
                    help="skip the NumPy reference above this much GEMM work per call; 0: skip it "
                         "everywhere (default %(default)s)")
     p.add_argument("--simd", choices=list(SIMD_ENV), help="run fastrnn (and, as far as they allow, the peers) at "
@@ -124,11 +129,11 @@ def parse_args(argv=None):
                    help="report the memory of one training step (KiB per time step) instead of times")
     args = p.parse_args(argv)
     try:
-        args.shapes = harness.parse_shapes(args.shapes or ",".join(harness.QUICK_SHAPES if args.quick
-                                                                  else harness.SHAPES))
-        args.cells = harness.parse_choices("cell", args.cells, harness.CELLS)
-        args.passes = harness.parse_choices("pass", args.passes, harness.PASSES + harness.STEP_PASSES)
-        args.contenders = harness.parse_choices("contender", args.contenders, list(harness.CONTENDERS))
+        args.shapes = parse_shapes(args.shapes or ",".join(QUICK_SHAPES if args.quick
+                                                                  else SHAPES))
+        args.cells = parse_choices("cell", args.cells, CELLS)
+        args.passes = parse_choices("pass", args.passes, PASSES + STEP_PASSES)
+        args.contenders = parse_choices("contender", args.contenders, list(CONTENDERS))
     except ValueError as exc:
         p.error(str(exc))
     args.rounds = args.rounds or (2 if args.quick else 3)
@@ -142,62 +147,41 @@ def _ratio(num, den):
 
 def collect_rows(results, ws, names):
     """One dict per workload: times in ms per contender, speedups over the peers, multiple of the bound."""
-    peers = [n for n in names if n not in (harness.SUBJECT, harness.BOUND)]
+    peers = [n for n in names if n not in (SUBJECT, BOUND)]
     rows = []
     for w in ws:
         seconds = {n: results.time(n, w) for n in names}
-        subject = seconds.get(harness.SUBJECT)
+        subject = seconds.get(SUBJECT)
         rows.append({
             "cell": w.cell, "shape": w.shape, **w.dims._asdict(), "pass": w.phase, "dtype": w.dtype,
             "gflop": round(w.gflop, 4),
             "ms": {n: None if s is None else s * 1e3 for n, s in seconds.items()},
             "rounds_ms": {n: [s * 1e3 for s in results.rounds.get(n, {}).get(w.key, [])] for n in names},
             "speedup": {p: _ratio(seconds[p], subject) for p in peers},
-            "gemm_multiple": _ratio(subject, seconds.get(harness.BOUND)),
+            "gemm_multiple": _ratio(subject, seconds.get(BOUND)),
         })
     return rows
 
 
-def _fixed(value, suffix=""):
-    """About 3 significant digits, never an exponent: 0.123, 1.23, 12.3, 123, 1234; None -> "—"."""
-    if value is None:
-        return "—"
-    decimals = 0 if value >= 100 else 1 if value >= 10 else 2 if value >= 1 else 3
-    return f"{value:.{decimals}f}{suffix}"
-
-
 def columns(names):
     """(header, row -> text) for each column of the table, for the contenders `names`."""
-    S, BOUND = harness.SUBJECT, harness.BOUND
-    cols = [("shape", lambda r: r["shape"]),
-            ("T×B×I×H", lambda r: f"{r['T']}×{r['B']}×{r['I']}×{r['H']}"),
-            ("pass", lambda r: r["pass"])]
-    cols += [(f"{n} ms", lambda r, n=n: _fixed(r["ms"][n])) for n in names]
+    S = SUBJECT
+    cols = shape_columns() + [("pass", lambda r: r["pass"])]
+    cols += [(f"{n} ms", lambda r, n=n: fixed(r["ms"][n])) for n in names]
     if S in names:
-        cols += [(f"{p}/{S}", lambda r, p=p: _fixed(r["speedup"][p], "×")) for p in names if p not in (S, BOUND)]
+        cols += [(f"{p}/{S}", lambda r, p=p: fixed(r["speedup"][p], "×")) for p in names if p not in (S, BOUND)]
         if BOUND in names:
-            cols.append((f"{S}/{BOUND}", lambda r: _fixed(r["gemm_multiple"], "×")))
+            cols.append((f"{S}/{BOUND}", lambda r: fixed(r["gemm_multiple"], "×")))
     return cols
 
 
 def table(rows, names, markdown=False):
     """The rows of one cell as aligned text columns or as a GitHub markdown table."""
-    cols = columns(names)
-    header = [h for h, _ in cols]
-    lines = [[text(r) for _, text in cols] for r in rows]
-    if markdown:
-        align = ["---" if i < 3 else "---:" for i in range(len(cols))]
-        return "\n".join("| " + " | ".join(line) + " |" for line in [header, align] + lines)
-    widths = [max(len(line[i]) for line in [header] + lines) for i in range(len(cols))]
-
-    def fmt(line):
-        return "  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
-
-    return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(line) for line in lines])
+    return render_table(rows, columns(names), 3, markdown)
 
 
-LEGEND = (f"peer/{harness.SUBJECT}: peer time / {harness.SUBJECT} time (above 1: {harness.SUBJECT} is faster); "
-          f"{harness.SUBJECT}/{harness.BOUND}: {harness.SUBJECT}'s time as a multiple of the GEMM-bound time")
+LEGEND = (f"peer/{SUBJECT}: peer time / {SUBJECT} time (above 1: {SUBJECT} is faster); "
+          f"{SUBJECT}/{BOUND}: {SUBJECT}'s time as a multiple of the GEMM-bound time")
 
 
 def machine_info(args, results, load):
@@ -212,12 +196,12 @@ def machine_info(args, results, load):
         versions.update({lib: info[lib] for lib in ("fastrnn", "torch", "onnxruntime") if lib in info})
     return {
         "cpu": cpu or platform.processor() or platform.machine(),
-        "logical_cpus": os.cpu_count(), "usable_cpus": harness.default_threads(), "threads": args.threads,
+        "logical_cpus": os.cpu_count(), "usable_cpus": default_threads(), "threads": args.threads,
         "platform": platform.platform(), **versions,
-        "fastrnn_backend": results.info.get(harness.SUBJECT, {}).get("backend"),
+        "fastrnn_backend": results.info.get(SUBJECT, {}).get("backend"),
         "load_average_before": round(load, 2),
         "blas_env": {var: os.environ.get(var) for var in _BLAS_OVERRIDES},
-        "simd": results.info.get(harness.SUBJECT, {}).get("simd"), "simd_env": SIMD_ENV.get(getattr(args, "simd", None)),
+        "simd": results.info.get(SUBJECT, {}).get("simd"), "simd_env": SIMD_ENV.get(getattr(args, "simd", None)),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
 
@@ -226,8 +210,7 @@ NOISY_SPREAD = 1.5  # rounds whose slowest/fastest exceeds this are listed under
 
 
 def notes(args, rows, results, skipped):
-    out = [LEGEND]
-    out += [f"{name}: " + ", ".join(f"{k} {v}" for k, v in info.items()) for name, info in results.info.items()]
+    out = [LEGEND] + info_notes(results.info)
     noisy = [f"{name} {r['cell']}:{r['shape']}:{r['pass']}" for r in rows for name, t in r["rounds_ms"].items()
              if len(t) > 1 and max(t) > NOISY_SPREAD * min(t)]
     if noisy:
@@ -239,10 +222,27 @@ def notes(args, rows, results, skipped):
         if keys:
             out.append(f"{name}: skipped above {args.reference_max_gflop:g} GFLOP per call "
                        f"(--reference-max-gflop): {', '.join(keys)}")
-    for name, problems in results.problems.items():
-        for key, message in problems.items():
-            out.append(f"{name}{'' if key is None else ' ' + key}: {message}")
-    return out
+    return out + problem_notes(results.problems)
+
+
+def info_notes(info):
+    """One footnote per contender: what its setup reported (versions, threads...)."""
+    return [f"{name}: " + ", ".join(f"{k} {v}" for k, v in i.items()) for name, i in info.items()]
+
+
+def problem_notes(problems):
+    """One footnote per problem, {contender: {key or None: message}}."""
+    return [f"{name}{'' if key is None else ' ' + key}: {message}"
+            for name, per_key in problems.items() for key, message in per_key.items()]
+
+
+def write_json(path, data):
+    """Write data to path as JSON (through path.tmp, so that a failed run leaves no half file)."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1)
+    os.replace(tmp, path)
+    print(f"wrote {path}", file=sys.stderr)
 
 
 def memory_rows(results, ws, names):
@@ -253,10 +253,10 @@ def memory_rows(results, ws, names):
         T = w.dims.T
         per_step = lambda b: None if b is None else b / T
         rec = {n: results.memory.get(n, {}).get(w.key, {}) for n in names}
-        subject = rec.get(harness.SUBJECT, {})
+        subject = rec.get(SUBJECT, {})
         rows.append({
             "cell": w.cell, "shape": w.shape, **w.dims._asdict(), "dtype": w.dtype,
-            "min": per_step(harness.min_bytes_per_step(w) * T),
+            "min": per_step(min_bytes_per_step(w) * T),
             "cache": per_step(subject.get("cache")),
             "traced_peak": per_step(subject.get("traced_peak")),
             "rss_peak": {n: per_step(rec[n].get("rss_peak")) for n in names},
@@ -267,11 +267,9 @@ def memory_rows(results, ws, names):
 
 
 def memory_columns(names):
-    S = harness.SUBJECT
-    kib = lambda v: _fixed(None if v is None else v / 1024)
-    cols = [("shape", lambda r: r["shape"]),
-            ("T×B×I×H", lambda r: f"{r['T']}×{r['B']}×{r['I']}×{r['H']}"),
-            ("min", lambda r: kib(r["min"]))]
+    S = SUBJECT
+    kib = lambda v: fixed(None if v is None else v / 1024)
+    cols = shape_columns() + [("min", lambda r: kib(r["min"]))]
     if S in names:
         cols += [(f"{S} cache", lambda r: kib(r["cache"])),
                  (f"{S} NumPy peak", lambda r: kib(r["traced_peak"]))]
@@ -279,34 +277,24 @@ def memory_columns(names):
         cols += [(f"{n} RSS peak", lambda r, n=n: kib(r["rss_peak"][n])),
                  (f"{n} RSS kept", lambda r, n=n: kib(r["rss_retained"][n]))]
     if S in names:
-        cols += [(f"{p}/{S} peak", lambda r, p=p: _fixed(_ratio(r["rss_peak"][p], r["rss_peak"][S]), "×"))
+        cols += [(f"{p}/{S} peak", lambda r, p=p: fixed(_ratio(r["rss_peak"][p], r["rss_peak"][S]), "×"))
                  for p in names if p != S]
     return cols
 
 
 def memory_table(rows, names, markdown=False):
-    cols = memory_columns(names)
-    header = [h for h, _ in cols]
-    lines = [[text(r) for _, text in cols] for r in rows]
-    if markdown:
-        align = ["---" if i < 2 else "---:" for i in range(len(cols))]
-        return "\n".join("| " + " | ".join(line) + " |" for line in [header, align] + lines)
-    widths = [max(len(line[i]) for line in [header] + lines) for i in range(len(cols))]
-
-    def fmt(line):
-        return "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
-
-    return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(line) for line in lines])
+    """The memory rows of one cell, as table() lays them out."""
+    return render_table(rows, memory_columns(names), 2, markdown)
 
 
 def main_memory(args):
     """--memory: one training step of every cell and shape, in fresh worker processes."""
-    names = [n for n in args.contenders if getattr(harness.CONTENDERS[n], "memory", True)]
-    ws = harness.workloads(args.cells, args.shapes, phases=("train",), dtype=args.dtype)
-    jobs = {n: [w for w in ws if not harness.too_slow(harness.CONTENDERS[n], w, args.reference_max_gflop)]
+    names = [n for n in args.contenders if getattr(CONTENDERS[n], "memory", True)]
+    ws = workloads(args.cells, args.shapes, phases=("train",), dtype=args.dtype)
+    jobs = {n: [w for w in ws if not too_slow(CONTENDERS[n], w, args.reference_max_gflop)]
             for n in names}
     progress = lambda msg: print(msg, file=sys.stderr, flush=True)
-    results = harness.measure_memory(jobs, threads=args.threads, progress=progress)
+    results = measure_memory(jobs, threads=args.threads, progress=progress)
     rows = memory_rows(results, ws, names)
     print(f"\nfastrnn memory of one training step (forward + backward), KiB per time step: "
           f"{args.threads} thread{'s' * (args.threads > 1)}, {args.dtype}")
@@ -315,23 +303,14 @@ def main_memory(args):
         print(memory_table([r for r in rows if r["cell"] == cell], names, markdown=args.markdown))
     print()
     footnotes = ["min: what the backward needs (GRU 5·B·H values per step, RNN B·H); cache: what "
-                 f"{harness.SUBJECT}'s forward cache keeps; NumPy peak: tracemalloc; RSS peak / kept: "
+                 f"{SUBJECT}'s forward cache keeps; NumPy peak: tracemalloc; RSS peak / kept: "
                  "resident memory during / after the step (see benches/run.py)"]
-    footnotes += [f"{name}: " + ", ".join(f"{k} {v}" for k, v in info.items()) for name, info in results.info.items()]
-    for name, problems in results.problems.items():
-        for key, message in problems.items():
-            footnotes.append(f"{name}{'' if key is None else ' ' + key}: {message}")
-    for line in footnotes:
-        print(f"- {line}" if args.markdown else f"  {line}")
+    footnotes += info_notes(results.info) + problem_notes(results.problems)
+    print_notes(footnotes, args.markdown)
     if args.json:
-        data = {"settings": {"dtype": args.dtype, "threads": args.threads,
-                             "shapes": {k: list(v) for k, v in args.shapes.items()}},
-                "contenders": results.info, "memory": rows, "notes": footnotes}
-        tmp = args.json + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=1)
-        os.replace(tmp, args.json)
-        print(f"wrote {args.json}", file=sys.stderr)
+        write_json(args.json, {"settings": {"dtype": args.dtype, "threads": args.threads,
+                                            "shapes": {k: list(v) for k, v in args.shapes.items()}},
+                               "contenders": results.info, "memory": rows, "notes": footnotes})
 
 
 def main(argv=None):
@@ -340,27 +319,27 @@ def main(argv=None):
         return main_memory(args)
     set_vars = [var for var in _BLAS_OVERRIDES if var in os.environ]
     if args.simd:
-        os.environ.update(SIMD_ENV[args.simd])        # the workers inherit it (harness.worker_env)
+        os.environ.update(SIMD_ENV[args.simd])        # the workers inherit it (orchestrate.worker_env)
     elif set_vars:
         print(f"warning: {', '.join(set_vars)} set: BLAS may not run its native kernel; run with "
               f"env {' '.join('-u ' + v for v in set_vars)} python -m benches.run ...", file=sys.stderr)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    if load > 0.5 * harness.default_threads():
-        print(f"warning: load average {load:.1f} on {harness.default_threads()} usable CPUs: other processes "
+    if load > 0.5 * default_threads():
+        print(f"warning: load average {load:.1f} on {default_threads()} usable CPUs: other processes "
               f"are running and the times will be noisy", file=sys.stderr)
-    ws = harness.workloads(args.cells, args.shapes, phases=args.passes, dtype=args.dtype)
+    ws = workloads(args.cells, args.shapes, phases=args.passes, dtype=args.dtype)
     jobs, skipped = {}, {}
     for name in args.contenders:
-        slow = [harness.too_slow(harness.CONTENDERS[name], w, args.reference_max_gflop) for w in ws]
+        slow = [too_slow(CONTENDERS[name], w, args.reference_max_gflop) for w in ws]
         jobs[name] = [w for w, s in zip(ws, slow) if not s]
         skipped[name] = [w.key for w, s in zip(ws, slow) if s]
     progress = lambda msg: print(msg, file=sys.stderr, flush=True)
-    results = harness.measure(jobs, threads=args.threads, rounds=args.rounds, min_time=args.min_time,
-                              progress=progress)
+    results = measure(jobs, threads=args.threads, rounds=args.rounds, min_time=args.min_time,
+                      progress=progress)
 
     rows = collect_rows(results, ws, args.contenders)
     machine = machine_info(args, results, load)
-    simd = results.info.get(harness.SUBJECT, {}).get("simd", "?")
+    simd = results.info.get(SUBJECT, {}).get("simd", "?")
     peers = "peers at their widest" if not args.simd or args.simd == "avx512" else f"peers held to {args.simd} (--simd)"
     print(f"\nfastrnn benchmarks: {machine['cpu']}, fastrnn SIMD level {simd}, {peers}, {args.threads} "
           f"thread{'s' * (args.threads > 1)}, {args.dtype}, median of {args.rounds} rounds, {machine['date']}")
@@ -370,8 +349,7 @@ def main(argv=None):
         print(table(cell_rows, args.contenders, markdown=args.markdown))
     print()
     footnotes = notes(args, rows, results, skipped)
-    for line in footnotes:
-        print(f"- {line}" if args.markdown else f"  {line}")
+    print_notes(footnotes, args.markdown)
 
     if args.json:
         data = {"machine": machine,
@@ -379,11 +357,7 @@ def main(argv=None):
                              "min_time_s": args.min_time, "reference_max_gflop": args.reference_max_gflop,
                              "shapes": {k: list(v) for k, v in args.shapes.items()}},
                 "contenders": results.info, "results": rows, "notes": footnotes}
-        tmp = args.json + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=1)
-        os.replace(tmp, args.json)
-        print(f"wrote {args.json}", file=sys.stderr)
+        write_json(args.json, data)
 
 
 if __name__ == "__main__":

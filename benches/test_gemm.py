@@ -54,9 +54,9 @@ def test_bad_arguments_exit_2(exe, args):
 
 
 def test_products_are_the_training_step_shapes():
-    names = [p[0] for p in gemm.products("gru", gemm.harness.SHAPES["gnmt"])]
+    names = [p[0] for p in gemm.products("gru", gemm.workloads.SHAPES["gnmt"])]
     assert names == ["input projection", "weight gradient", "dx"]
-    assert gemm.products("gru", gemm.harness.SHAPES["gnmt"])[0][1:] == (3200, 1536, 512, 0)
+    assert gemm.products("gru", gemm.workloads.SHAPES["gnmt"])[0][1:] == (3200, 1536, 512, 0)
 
 
 def test_numpy_worker_times_every_shape():

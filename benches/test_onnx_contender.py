@@ -1,8 +1,8 @@
-"""The ONNX Runtime contender of benches.harness computes what fastrnn's GRU forward computes.
+"""The ONNX Runtime contender of benches.contenders computes what fastrnn's GRU forward computes.
 
     pytest benches/test_onnx_contender.py
 
-Same weights and inputs (harness.make_inputs, plus a random h0 so that initial_h is checked too):
+Same weights and inputs (workloads.make_inputs, plus a random h0 so that initial_h is checked too):
 Y and Y_h against fastrnn.functional.gru_forward's out and h_n, float32 relative tolerance 1e-4
 (SPEC §5). The RNN, training and float64 are Unsupported (gaps in the table).
 """
@@ -13,7 +13,7 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 from fastrnn import functional as F  # noqa: E402
-from benches import harness  # noqa: E402
+from benches import contenders, orchestrate, workloads  # noqa: E402
 
 TOL = 1e-4
 
@@ -25,7 +25,7 @@ def rel_err(a, b):
 
 @pytest.fixture(scope="module")
 def ort_contender():
-    contender = harness.CONTENDERS["onnxruntime"]
+    contender = contenders.CONTENDERS["onnxruntime"]
     info = contender.setup(2)
     assert "onnxruntime" in info
     return contender
@@ -34,8 +34,8 @@ def ort_contender():
 @pytest.mark.parametrize("shape", ["tiny", "7x3x5x6", "4x1x9x16"])
 @pytest.mark.parametrize("random_h0", [False, True], ids=["h0=0", "h0=random"])
 def test_gru_forward_matches_fastrnn(ort_contender, shape, random_h0):
-    w = harness.Workload("gru", shape, "fwd", "float32")
-    inputs = harness.make_inputs(w, seed=4)
+    w = workloads.Workload("gru", shape, "fwd", "float32")
+    inputs = workloads.make_inputs(w, seed=4)
     if random_h0:
         inputs = inputs._replace(h0=np.random.default_rng(5).standard_normal(inputs.h0.shape).astype(np.float32))
     y, y_h = ort_contender.build(w, inputs)()
@@ -49,8 +49,8 @@ def test_gru_forward_matches_fastrnn(ort_contender, shape, random_h0):
 
 def test_gate_order_matters(ort_contender):
     """Without the r, z, n -> z, r, h permutation the result would differ: the test can fail."""
-    w = harness.Workload("gru", "tiny", "fwd", "float32")
-    inputs = harness.make_inputs(w, seed=4)
+    w = workloads.Workload("gru", "tiny", "fwd", "float32")
+    inputs = workloads.make_inputs(w, seed=4)
     out, _, _ = F.gru_forward(*inputs[:6])
     H = w.dims.H
     swap = np.r_[H:2 * H, 0:H, 2 * H:3 * H]
@@ -63,16 +63,16 @@ def test_gate_order_matters(ort_contender):
 @pytest.mark.parametrize("key,dtype", [("rnn:tiny:fwd", "float32"), ("gru:tiny:train", "float32"),
                                        ("rnn:tiny:train", "float32"), ("gru:tiny:fwd", "float64")])
 def test_unsupported(ort_contender, key, dtype):
-    w = harness.Workload.from_key(key, dtype)
-    with pytest.raises(harness.Unsupported):
-        ort_contender.build(w, harness.make_inputs(w))
+    w = workloads.Workload.from_key(key, dtype)
+    with pytest.raises(contenders.Unsupported):
+        ort_contender.build(w, workloads.make_inputs(w))
 
 
 def test_worker_reports_gaps_not_errors():
     """Through the worker process, as benches.run uses it: GRU fwd timed, the rest unsupported."""
-    results = harness.measure({"onnxruntime": [harness.Workload("gru", "tiny", "fwd"),
-                                               harness.Workload("rnn", "tiny", "train")]},
-                              threads=1, rounds=1, min_time=0.01)
-    assert results.time("onnxruntime", harness.Workload("gru", "tiny", "fwd")) > 0
-    assert results.time("onnxruntime", harness.Workload("rnn", "tiny", "train")) is None
+    results = orchestrate.measure({"onnxruntime": [workloads.Workload("gru", "tiny", "fwd"),
+                                                   workloads.Workload("rnn", "tiny", "train")]},
+                                  threads=1, rounds=1, min_time=0.01)
+    assert results.time("onnxruntime", workloads.Workload("gru", "tiny", "fwd")) > 0
+    assert results.time("onnxruntime", workloads.Workload("rnn", "tiny", "train")) is None
     assert not results.problems

@@ -2,7 +2,7 @@
 
     pytest benches/test_torch_bench.py
 
-The "fastrnn.torch" contender of benches.harness (benches/contender_torch_modules.py) computes what
+The "fastrnn.torch" contender of benches.contenders (benches/contenders/torch_modules.py) computes what
 fastrnn.functional computes from the same weights (forward output; dx, dh0 and the weight gradients of
 its training calls, seeded either way, and of the cells' step-train), runs through a worker process as benches.run uses it, and shows in benches.run's
 table; benches.torch_train's workers report positive step times and agreeing losses, and a loss
@@ -15,15 +15,15 @@ torch = pytest.importorskip("torch")
 
 import fastrnn.torch as ft  # noqa: E402
 from fastrnn import functional as F  # noqa: E402
-from benches import harness, run, torch_train  # noqa: E402
-from benches.contender_torch_modules import TorchModules  # noqa: E402
+from benches import contenders, orchestrate, run, torch_train, workloads  # noqa: E402
+from benches.contenders.torch_modules import TorchModules  # noqa: E402
 
 CELLS = {"rnn": "RNNCell", "gru": "GRUCell"}
 
 
 @pytest.fixture(scope="module")
 def contender():
-    contender = harness.CONTENDERS["fastrnn.torch"]
+    contender = contenders.CONTENDERS["fastrnn.torch"]
     info = contender.setup(1)
     assert info["torch"] == torch.__version__
     return contender
@@ -34,10 +34,10 @@ def close(a, b, tol=1e-4):
     return np.linalg.norm(a - b) <= tol * np.linalg.norm(b)
 
 
-@pytest.mark.parametrize("cell", harness.CELLS)
+@pytest.mark.parametrize("cell", workloads.CELLS)
 def test_fwd_matches_functional(contender, cell):
-    w = harness.Workload(cell, "tiny", "fwd")
-    inputs = harness.make_inputs(w)
+    w = workloads.Workload(cell, "tiny", "fwd")
+    inputs = workloads.make_inputs(w)
     out = contender.build(w, inputs)()
     forward = {"rnn": F.rnn_forward, "gru": F.gru_forward}[cell]
     assert close(out.numpy(), forward(*inputs[:6])[0])
@@ -58,10 +58,10 @@ def check_grads(train, inputs, cell, step):
 
 
 @pytest.mark.parametrize("like_torch", [False, True], ids=["backward(d_out)", "sum(out*d_out)"])
-@pytest.mark.parametrize("cell", harness.CELLS)
+@pytest.mark.parametrize("cell", workloads.CELLS)
 def test_train_matches_functional(contender, cell, like_torch):
-    w = harness.Workload(cell, "tiny", "train")
-    inputs = harness.make_inputs(w)
+    w = workloads.Workload(cell, "tiny", "train")
+    inputs = workloads.make_inputs(w)
     if like_torch:
         contender = TorchModules(like_torch=True)
     train = contender.build(w, inputs)
@@ -70,13 +70,13 @@ def test_train_matches_functional(contender, cell, like_torch):
     check_grads(train, inputs, cell, step=False)
 
 
-@pytest.mark.parametrize("phase", harness.STEP_PASSES)
-@pytest.mark.parametrize("cell", harness.CELLS)
+@pytest.mark.parametrize("phase", workloads.STEP_PASSES)
+@pytest.mark.parametrize("cell", workloads.CELLS)
 def test_step_passes(contender, cell, phase):
-    w = harness.Workload(cell, "tiny", phase)
-    inputs = harness.make_inputs(w)
+    w = workloads.Workload(cell, "tiny", phase)
+    inputs = workloads.make_inputs(w)
     if not hasattr(ft, CELLS[cell]):
-        with pytest.raises(harness.Unsupported):
+        with pytest.raises(contenders.Unsupported):
             contender.build(w, inputs)
         return
     fn = contender.build(w, inputs)
@@ -90,10 +90,10 @@ def test_step_passes(contender, cell, phase):
 
 
 def test_through_a_worker():
-    """As benches.run runs it: `python -m benches.harness --worker fastrnn.torch` (a step pass is timed
+    """As benches.run runs it: `python -m benches.worker --worker fastrnn.torch` (a step pass is timed
     once the cells exist, a gap before: never an error)."""
-    ws = [harness.Workload("gru", "tiny", p) for p in ("fwd", "train", "step")]
-    results = harness.measure({"fastrnn.torch": ws}, threads=1, rounds=1, min_time=0.01)
+    ws = [workloads.Workload("gru", "tiny", p) for p in ("fwd", "train", "step")]
+    results = orchestrate.measure({"fastrnn.torch": ws}, threads=1, rounds=1, min_time=0.01)
     assert not results.problems
     assert results.time("fastrnn.torch", ws[0]) > 0 and results.time("fastrnn.torch", ws[1]) > 0
     step = results.time("fastrnn.torch", ws[2])
@@ -108,14 +108,14 @@ def test_run_table_has_the_column():
 
 def test_train_step_same_loss_in_process():
     """The converted model really is fastrnn.torch's and trains as torch's does, step by step."""
-    steps = {name: torch_train.build(name, harness.parse_shape("tiny"))[0] for name in torch_train.CONTENDERS}
+    steps = {name: torch_train.build(name, workloads.parse_shape("tiny"))[0] for name in torch_train.CONTENDERS}
     for _ in range(3):
         a, b = (steps[name]().item() for name in torch_train.CONTENDERS)
         assert abs(a - b) <= torch_train.LOSS_RTOL["float32"] * abs(a)
 
 
 def test_train_step_through_workers():
-    shapes = harness.parse_shapes("tiny")
+    shapes = workloads.parse_shapes("tiny")
     result = torch_train.measure(shapes, threads=1, rounds=1, min_time=0.01)
     assert not result["problems"]
     (row,) = torch_train.rows(shapes, result)

@@ -7,7 +7,7 @@ Run it from the repository root, with OpenBLAS's core-type overrides unset (SPEC
         --markdown --json torch_train.json
     python -m benches.torch_train --worker fastrnn.torch --shape tiny      # one worker by hand: JSON lines
 
-The model, at each shape's T, B, I, H (harness.SHAPES, "tiny", or TxBxIxH), vocabulary V = --vocab (1000):
+The model, at each shape's T, B, I, H (workloads.SHAPES, "tiny", or TxBxIxH), vocabulary V = --vocab (1000):
     nn.Embedding(V, I) -> nn.GRU(I, H) (one layer, batch_first=False) -> nn.Linear(H, V)
     -> cross-entropy of every time step's logits (T·B of them, the mean) against the next token.
 Its weights: torch.manual_seed(0), then each module's own initialisation, so that every worker starts
@@ -19,10 +19,10 @@ fastrnn.torch.convert shares the Parameters, so that optimizer updates what the 
     torch          the model as built (torch.nn.GRU)
     fastrnn.torch  fastrnn.torch.convert(model): its GRU is fastrnn.torch.GRU (checked), the rest torch's
 
-The protocol is harness.measure's: each contender runs in its own worker process (the environment of
-harness.worker_env(threads); torch.set_num_threads, torch.set_flush_denormal and
+The protocol is orchestrate.measure's: each contender runs in its own worker process (the environment of
+orchestrate.worker_env(threads); torch.set_num_threads, torch.set_flush_denormal and
 fastrnn.set_num_threads in it), the rounds alternate the contenders' order, a worker times the step
-with harness.time_call (warm-up, then the median of the calls), and the result is the median of the
+with timing.time_call (warm-up, then the median of the calls), and the result is the median of the
 rounds. Before timing, each worker runs CHECK_STEPS steps from the seed-built weights and reports
 their losses: the first checks the forward, the second the gradients (Adam's first update moves
 every parameter by about lr·sign(gradient)). The parent requires the two contenders' losses to agree
@@ -38,12 +38,14 @@ import statistics
 import subprocess
 import sys
 import time
-from types import SimpleNamespace
 
 import numpy as np
 
-from . import harness
-from .run import NOISY_SPREAD, _fixed, _positive, machine_info
+from .orchestrate import WORKER_TIMEOUT_S, Results, worker_env
+from .run import NOISY_SPREAD, _positive, info_notes, machine_info, write_json
+from .tables import fixed, print_notes, shape_columns, table as render_table
+from .timing import time_call
+from .workloads import DTYPES, SHAPES, default_threads, parse_shape, parse_shapes
 
 CONTENDERS = ("torch", "fastrnn.torch")
 VOCAB = 1000
@@ -119,23 +121,23 @@ def worker(name, shapes, threads, dtype="float32", min_time=1.0, vocab=VOCAB, ou
     for shape in shapes:
         record = {"shape": shape}
         try:
-            step, _ = build(name, harness.parse_shape(shape), vocab, dtype)
+            step, _ = build(name, parse_shape(shape), vocab, dtype)
             record["losses"] = [step().item() for _ in range(CHECK_STEPS)]
-            record["time_s"], record["runs"] = harness.time_call(step, min_time)
+            record["time_s"], record["runs"] = time_call(step, min_time)
         except Exception as exc:  # reported; the other shapes still run
             record["error"] = f"{type(exc).__name__}: {exc}"
         step = None
         emit(record)
 
 
-def run_worker(name, shapes, threads, dtype, min_time, vocab, timeout=harness.WORKER_TIMEOUT_S):
+def run_worker(name, shapes, threads, dtype, min_time, vocab, timeout=WORKER_TIMEOUT_S):
     """One worker process; returns (info or None, {shape: record}, problem or None)."""
     cmd = [sys.executable, "-m", "benches.torch_train", "--worker", name, "--threads", str(threads),
            "--dtype", dtype, "--min-time", str(min_time), "--vocab", str(vocab)]
     for shape in shapes:
         cmd += ["--shape", shape]
     try:
-        proc = subprocess.run(cmd, env=harness.worker_env(threads), capture_output=True, text=True,
+        proc = subprocess.run(cmd, env=worker_env(threads), capture_output=True, text=True,
                               timeout=timeout)
     except subprocess.TimeoutExpired:
         return None, {}, f"worker timed out after {timeout} s"
@@ -216,15 +218,10 @@ def rows(shapes, result):
 
 
 def table(rows, markdown=False):
-    header = ["shape", "T×B×I×H", "torch ms", "fastrnn.torch ms", "torch/fastrnn.torch"]
-    lines = [[r["shape"], f"{r['T']}×{r['B']}×{r['I']}×{r['H']}", _fixed(r["ms"]["torch"]),
-              _fixed(r["ms"]["fastrnn.torch"]), _fixed(r["speedup"], "×")] for r in rows]
-    if markdown:
-        align = ["---", "---"] + ["---:"] * 3
-        return "\n".join("| " + " | ".join(line) + " |" for line in [header, align] + lines)
-    widths = [max(len(line[i]) for line in [header] + lines) for i in range(len(header))]
-    fmt = lambda line: "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
-    return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(line) for line in lines])
+    cols = shape_columns() + [("torch ms", lambda r: fixed(r["ms"]["torch"])),
+                              ("fastrnn.torch ms", lambda r: fixed(r["ms"]["fastrnn.torch"])),
+                              ("torch/fastrnn.torch", lambda r: fixed(r["speedup"], "×"))]
+    return render_table(rows, cols, 2, markdown)
 
 
 def simd_level():
@@ -239,10 +236,10 @@ def simd_level():
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m benches.torch_train", description=__doc__.split("\n\n")[0])
     p.add_argument("--shapes", default="medium,gnmt",
-                   help=f"comma-separated: {', '.join(harness.SHAPES)}, all, tiny or TxBxIxH (default: %(default)s)")
-    p.add_argument("--threads", type=_positive(int), default=harness.default_threads())
+                   help=f"comma-separated: {', '.join(SHAPES)}, all, tiny or TxBxIxH (default: %(default)s)")
+    p.add_argument("--threads", type=_positive(int), default=default_threads())
     p.add_argument("--rounds", type=_positive(int), default=3)
-    p.add_argument("--dtype", default="float32", choices=harness.DTYPES)
+    p.add_argument("--dtype", default="float32", choices=DTYPES)
     p.add_argument("--min-time", type=_positive(float), default=1.0,
                    help="seconds of timed steps per shape and round (default %(default)s)")
     p.add_argument("--vocab", type=_positive(int), default=VOCAB, help="vocabulary size V (default %(default)s)")
@@ -254,7 +251,7 @@ def main(argv=None):
     if args.worker:
         return worker(args.worker, args.shape, args.threads, args.dtype, args.min_time, args.vocab)
     try:
-        shapes = harness.parse_shapes(args.shapes)
+        shapes = parse_shapes(args.shapes)
     except ValueError as exc:
         p.error(str(exc))
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
@@ -264,7 +261,7 @@ def main(argv=None):
                          min_time=args.min_time, vocab=args.vocab, progress=progress)
     except LossMismatch as exc:
         sys.exit(f"error: the models disagree, nothing timed is reported: {exc}")
-    machine = machine_info(args, harness.Results(info={n: i for n, i in result["info"].items() if i}), load)
+    machine = machine_info(args, Results(info={n: i for n, i in result["info"].items() if i}), load)
     machine["simd"] = simd_level()
     out = rows(shapes, result)
     print(f"\nfastrnn.torch training step (Embedding -> GRU -> Linear -> cross-entropy, Adam, V = {args.vocab}): "
@@ -280,19 +277,15 @@ def main(argv=None):
     if noisy:
         footnotes.append(f"noisy: the slowest round took over {NOISY_SPREAD}x the fastest (is the machine busy?): "
                          + ", ".join(noisy))
-    footnotes += [f"{name}: " + ", ".join(f"{k} {v}" for k, v in i.items()) for name, i in result["info"].items() if i]
+    footnotes += info_notes({name: i for name, i in result["info"].items() if i})
     footnotes += result["problems"]
-    for line in footnotes:
-        print(f"- {line}" if args.markdown else f"  {line}")
+    print_notes(footnotes, args.markdown)
     if args.json:
         data = {"machine": machine, "settings": {"dtype": args.dtype, "threads": args.threads, "rounds": args.rounds,
                                                  "min_time_s": args.min_time, "vocab": args.vocab, "lr": LR,
                                                  "shapes": {k: list(v) for k, v in shapes.items()}},
                 "results": out, "notes": footnotes}
-        with open(args.json + ".tmp", "w") as f:
-            json.dump(data, f, indent=1)
-        os.replace(args.json + ".tmp", args.json)
-        print(f"wrote {args.json}", file=sys.stderr)
+        write_json(args.json, data)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,12 @@
-"""The "torch" contender of benches.harness: torch.nn.RNN / GRU (and RNNCell / GRUCell for the step
-passes) on the CPU, loaded with harness.make_inputs' weights.
+"""The "torch" contender of benches.contenders: torch.nn.RNN / GRU (and RNNCell / GRUCell for the step
+passes) on the CPU, loaded with benches.workloads.make_inputs' weights.
 
     "fwd", "step"          one call under torch.no_grad()
     "train", "step-train"  zero_grad, the call, and a backward seeded with d_out, x and h0 requiring
                            gradients (fastrnn returns dx and dh0): (out * d_out).sum().backward(), or
                            out.backward(d_out) where `seed_with_sum` is False
 
-`model(w)` is the one thing a subclass changes (benches/contender_torch_modules.py: fastrnn.torch's
+`model(w)` is the one thing a subclass changes (benches/contenders/torch_modules.py: fastrnn.torch's
 modules, timed the same way).
 """
 

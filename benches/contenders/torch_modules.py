@@ -1,4 +1,4 @@
-"""The "fastrnn.torch" contender of benches.harness: fastrnn.torch's modules, timed as the torch one is.
+"""The "fastrnn.torch" contender of benches.contenders: fastrnn.torch's modules, timed as the torch one is.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m benches.run --shapes medium,gnmt \
         --contenders fastrnn,fastrnn.torch,torch --passes fwd,train
@@ -6,7 +6,7 @@
         --passes step,step-train --contenders fastrnn,fastrnn.torch,torch --threads 1
 
     "fwd", "train"        fastrnn.torch.GRU / RNN (one layer, (T, B, I) input) with the weights of
-                          harness.make_inputs, set up as Torch (benches/contender_torch.py) sets up
+                          workloads.make_inputs, set up as Torch (benches/contenders/torch_.py) sets up
                           torch.nn.GRU / RNN:
                           "fwd" one call under torch.no_grad(); "train" zero_grad, then the call and
                           out.backward(d_out), with x and h0 requiring gradients.
@@ -22,13 +22,13 @@ as fastrnn's backward(d_out, ...) is, and not as Torch does it, (out * d_out).su
 torch's way, for a like-for-like torch/fastrnn.torch (not a column: the table compares every peer
 with fastrnn; divide the two ms columns). The whole-model comparison is benches/torch_train.py.
 """
-from .contender_torch import Torch
+from .torch_ import Torch
 
 __all__ = ["TorchModules"]
 
 
 class TorchModules(Torch):
-    """fastrnn.torch.GRU / RNN / GRUCell / RNNCell with the harness's weights, built as Torch builds
+    """fastrnn.torch.GRU / RNN / GRUCell / RNNCell with make_inputs' weights, built as Torch builds
     torch.nn's; the backward seeded with out.backward(d_out) unless like_torch."""
 
     def __init__(self, like_torch=False):
