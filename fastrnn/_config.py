@@ -83,6 +83,11 @@ def on_import():
        not built or cannot run on this CPU is a SimdError at import (_backends.check_simd_request),
        never a silent fallback. Without it nothing is loaded until the first call.
 
+    Loading the compiled kernels (here, or at the first call) selects their SIMD level
+    (fastrnn/_ckernels.pyx, its one line at import): the FASTRNN_SIMD one or the widest this CPU runs;
+    a build with no level this CPU can run (FASTRNN_NATIVE=1 for another CPU) then refuses to load
+    with a SimdError instead of dying on an illegal instruction.
+
     Nothing else: the thread count is read from FASTRNN_NUM_THREADS on first use (get_num_threads),
     and BLAS threads change only when set_num_threads is called."""
     set_omp_wait_policy()
