@@ -173,12 +173,11 @@ class _Cell(Parameters):
         return (dx[0], dh[0]) if unbatched else (dx, dh)
 
     def _forward_kernel(self, x, h0, w_ih, w_hh, b_ih, b_hh):
-        kind = F.KINDS[self._kind]
-        return kind.forward(x, h0, w_ih, w_hh, b_ih, b_hh, backend=self.backend,
-                            **{kind.option: getattr(self, kind.option)})
+        return F.forward(self._kind, x, h0, w_ih, w_hh, b_ih, b_hh, getattr(self, F.KINDS[self._kind].option),
+                         False, None, self.backend)
 
     def _backward_kernel(self, d_out, d_hn, cache, grads=None):
-        return F.KINDS[self._kind].backward(d_out, d_hn, cache, grads=grads)
+        return F.backward(self._kind, d_out, d_hn, cache, grads)
 
     # ---- printing ------------------------------------------------------------------------------
 

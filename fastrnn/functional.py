@@ -161,13 +161,7 @@ def _cache(name, kind, data, shape, dtype, has_bias, args):
 def rnn_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity="tanh", reverse=False,
                 lengths=None, backend=None):
     """Vanilla RNN layer, one direction: h_t = g(w_ih x_t + b_ih + w_hh h_{t-1} + b_hh)."""
-    nonlinearity = option("nonlinearity", nonlinearity, NONLINEARITIES)
-    reverse = option("reverse", reverse, (True, False))
-    name, impl = _backends.get(backend)
-    args, shape, dtype, has_bias = _prepare(1, x, h0, w_ih, w_hh, b_ih, b_hh, lengths)
-    need_cache = is_grad_enabled()
-    out, h_n, data = impl.rnn_forward(*args[:6], nonlinearity, bool(reverse), args[6], need_cache=need_cache)
-    return out, h_n, _cache(name, "rnn", data, shape, dtype, has_bias, args) if need_cache else None
+    return forward("rnn", x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity, reverse, lengths, backend)
 
 
 def rnn_backward(d_out, d_hn, cache, *, grads=None):
@@ -179,13 +173,7 @@ def rnn_backward(d_out, d_hn, cache, *, grads=None):
 def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, reset_after=True, reverse=False,
                 lengths=None, backend=None):
     """GRU layer, one direction, PyTorch gate order (r, z, n); reset_after=False is Cho et al. 2014."""
-    reset_after = option("reset_after", reset_after, (True, False))
-    reverse = option("reverse", reverse, (True, False))
-    name, impl = _backends.get(backend)
-    args, shape, dtype, has_bias = _prepare(3, x, h0, w_ih, w_hh, b_ih, b_hh, lengths)
-    need_cache = is_grad_enabled()
-    out, h_n, data = impl.gru_forward(*args[:6], bool(reset_after), bool(reverse), args[6], need_cache=need_cache)
-    return out, h_n, _cache(name, "gru", data, shape, dtype, has_bias, args) if need_cache else None
+    return forward("gru", x, h0, w_ih, w_hh, b_ih, b_hh, reset_after, reverse, lengths, backend)
 
 
 def gru_backward(d_out, d_hn, cache, *, grads=None):
@@ -194,10 +182,29 @@ def gru_backward(d_out, d_hn, cache, *, grads=None):
     return _backward("gru", d_out, d_hn, cache, grads)
 
 
-# The two cells, named in one place for the layers and the cells built on these kernels: the gate
-# count G, the forward and backward, and the one option of each (its keyword and default).
-Kind = namedtuple("Kind", "gates forward backward option default")
+# The two cells, named in one place for these functions and for the layers and cells built on
+# them: the gate count G, the one option of each (its keyword, default and values), the backend's
+# function names.
+Kind = namedtuple("Kind", "gates option default allowed backend_forward")
 KINDS = {
-    "rnn": Kind(1, rnn_forward, rnn_backward, "nonlinearity", "tanh"),
-    "gru": Kind(3, gru_forward, gru_backward, "reset_after", True),
+    "rnn": Kind(1, "nonlinearity", "tanh", NONLINEARITIES, "rnn_forward"),
+    "gru": Kind(3, "reset_after", True, (True, False), "gru_forward"),
 }
+
+
+def forward(kind, x, h0, w_ih, w_hh, b_ih, b_hh, variant, reverse, lengths, backend):
+    """rnn_forward or gru_forward (`kind`), every argument positional; `variant` is the kind's option
+    (nonlinearity or reset_after). What the layers and cells call, without building keywords."""
+    k = KINDS[kind]
+    variant = option(k.option, variant, k.allowed)
+    reverse = option("reverse", reverse, (True, False))
+    name, impl = _backends.get(backend)
+    args, shape, dtype, has_bias = _prepare(k.gates, x, h0, w_ih, w_hh, b_ih, b_hh, lengths)
+    need_cache = is_grad_enabled()
+    out, h_n, data = getattr(impl, k.backend_forward)(*args[:6], variant, reverse, args[6], need_cache=need_cache)
+    return out, h_n, _cache(name, kind, data, shape, dtype, has_bias, args) if need_cache else None
+
+
+def backward(kind, d_out, d_hn, cache, grads=None):
+    """rnn_backward or gru_backward (`kind`), positional (the layers' and cells' way in)."""
+    return _backward(kind, d_out, d_hn, cache, grads)

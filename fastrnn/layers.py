@@ -83,12 +83,11 @@ class _RecurrentLayer(Parameters):
     # ---- forward and backward ------------------------------------------------------------------
 
     def _forward_kernel(self, x, h0, w_ih, w_hh, b_ih, b_hh, reverse, lengths):
-        kind = F.KINDS[self._kind]
-        return kind.forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse=reverse, lengths=lengths, backend=self.backend,
-                            **{kind.option: getattr(self, kind.option)})
+        return F.forward(self._kind, x, h0, w_ih, w_hh, b_ih, b_hh, getattr(self, F.KINDS[self._kind].option),
+                         reverse, lengths, self.backend)
 
     def _backward_kernel(self, d_out, d_hn, cache):
-        return F.KINDS[self._kind].backward(d_out, d_hn, cache)
+        return F.backward(self._kind, d_out, d_hn, cache)
 
     def forward(self, x, h0=None, lengths=None):
         """out, h_n = layer(x, h0=None, lengths=None); see the module docstring."""
