@@ -436,13 +436,10 @@ typedef int64_t SFX(m4) __attribute__((vector_size(32)));
 typedef int32_t SFX(m4) __attribute__((vector_size(16)));
 #endif
 
-/* A[0..mr, 0..kc) (strides rs, cs) into a micro-panel Ap[k*BMR + i], rows mr..BMR zero. */
+/* A[0..mr, 0..kc) (strides rs, cs; A transposed goes to pack_a_block_t) into a micro-panel Ap[k*BMR + i],
+ * rows mr..BMR zero. */
 static void SFX(pack_a)(REAL *restrict Ap, const REAL *A, size_t rs, size_t cs, int64_t mr, int64_t kc)
 {
-    if (rs == 1 && mr == FR_BMR) {          /* A transposed: each k a run of BMR contiguous elements */
-        for (int64_t k = 0; k < kc; k++) memcpy(Ap + (size_t)k * FR_BMR, A + (size_t)k * cs, sizeof(REAL) * FR_BMR);
-        return;
-    }
     if (mr < FR_BMR)
         for (int64_t k = 0; k < kc; k++)
             for (int64_t i = mr; i < FR_BMR; i++) Ap[(size_t)k * FR_BMR + i] = 0;
@@ -473,6 +470,25 @@ static void SFX(pack_a)(REAL *restrict Ap, const REAL *A, size_t rs, size_t cs, 
         }
     for (; i < mr; i++)
         for (int64_t k = 0; k < kc; k++) Ap[(size_t)k * FR_BMR + i] = A[(size_t)i * rs + (size_t)k * cs];
+}
+
+/* A transposed (rs == 1, each k a run of contiguous rows): the block A[0..mc, 0..kc) into its
+ * micro-panels at once, k outermost, so that each run of mc elements is read once, in order. Packing
+ * micro-panel by micro-panel instead reads BMR elements a line at a stride of cs, and with cs a
+ * multiple of 1 KiB (3H floats) those lines fall in few L1 sets and are fetched again for every
+ * micro-panel. Same values as pack_a, panel by panel. */
+static void SFX(pack_a_block_t)(REAL *restrict Ap, const REAL *A, size_t cs, int64_t mc, int64_t kc)
+{
+    const int64_t full = mc / FR_BMR, rest = mc - full * FR_BMR;
+    for (int64_t k = 0; k < kc; k++) {
+        const REAL *a = A + (size_t)k * cs;
+        REAL *d = Ap + (size_t)k * FR_BMR;
+        for (int64_t q = 0; q < full; q++) memcpy(d + (size_t)q * kc * FR_BMR, a + q * FR_BMR, sizeof(REAL) * FR_BMR);
+        if (rest) {
+            REAL *t = d + (size_t)full * kc * FR_BMR;
+            for (int64_t i = 0; i < FR_BMR; i++) t[i] = i < rest ? a[full * FR_BMR + i] : 0;
+        }
+    }
 }
 
 /* B[0..kc, 0..nc) (strides brs, bcs) into panels of BNR columns, P[(p*kc + k)*BNR + c], zero-padded. */
@@ -518,11 +534,14 @@ void SFX(par_gemm)(int64_t M, int64_t N, int64_t K, const REAL *A, size_t ars, s
             SFX(pack_b)(P, Bm + (size_t)k0 * brs + (size_t)jc * bcs, brs, bcs, kc, nc);
             for (int64_t ic = i_lo; ic < i_hi; ic += BMC) {
                 const int64_t mc = i_hi - ic < BMC ? i_hi - ic : BMC, nmp = (mc + FR_BMR - 1) / FR_BMR;
-                for (int64_t q = 0; q < nmp; q++) {
-                    const int64_t mr = mc - q * FR_BMR < FR_BMR ? mc - q * FR_BMR : FR_BMR;
-                    SFX(pack_a)(Ap + (size_t)q * kc * FR_BMR, A + (size_t)(ic + q * FR_BMR) * ars + (size_t)k0 * acs,
-                                ars, acs, mr, kc);
-                }
+                if (ars == 1)
+                    SFX(pack_a_block_t)(Ap, A + (size_t)ic + (size_t)k0 * acs, acs, mc, kc);
+                else
+                    for (int64_t q = 0; q < nmp; q++) {
+                        const int64_t mr = mc - q * FR_BMR < FR_BMR ? mc - q * FR_BMR : FR_BMR;
+                        SFX(pack_a)(Ap + (size_t)q * kc * FR_BMR, A + (size_t)(ic + q * FR_BMR) * ars + (size_t)k0 * acs,
+                                    ars, acs, mr, kc);
+                    }
 #if !FR_BLOOP_A
                 for (int64_t p = 0; p < npanels; p++) {
                     const int64_t w = nc - p * BNR < BNR ? nc - p * BNR : BNR;
