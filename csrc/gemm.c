@@ -436,6 +436,38 @@ typedef int64_t SFX(m4) __attribute__((vector_size(32)));
 typedef int32_t SFX(m4) __attribute__((vector_size(16)));
 #endif
 
+/* Rows a[u*lda + 0..kc) of `nrows` rows (a multiple of 4 first, then the rest) written transposed,
+ * d[k*ldd + u]: 4 x 4 tiles transposed in registers, so every load and store moves 4 elements. */
+static void SFX(transpose_rows)(REAL *restrict d, size_t ldd, const REAL *a, size_t lda, int64_t nrows, int64_t kc)
+{
+    int64_t i = 0;
+    for (; i + 4 <= nrows; i += 4) {
+        const REAL *r = a + (size_t)i * lda;
+        int64_t k = 0;
+        for (; k + 4 <= kc; k += 4) {
+            SFX(v4) r0, r1, r2, r3;
+            memcpy(&r0, r + k, sizeof r0);
+            memcpy(&r1, r + lda + k, sizeof r1);
+            memcpy(&r2, r + 2 * lda + k, sizeof r2);
+            memcpy(&r3, r + 3 * lda + k, sizeof r3);
+            const SFX(m4) lo = {0, 4, 1, 5}, hi = {2, 6, 3, 7}, l2 = {0, 1, 4, 5}, h2 = {2, 3, 6, 7};
+            SFX(v4) t0 = __builtin_shuffle(r0, r1, lo), t1 = __builtin_shuffle(r0, r1, hi);
+            SFX(v4) t2 = __builtin_shuffle(r2, r3, lo), t3 = __builtin_shuffle(r2, r3, hi);
+            SFX(v4) c0 = __builtin_shuffle(t0, t2, l2), c1 = __builtin_shuffle(t0, t2, h2);
+            SFX(v4) c2 = __builtin_shuffle(t1, t3, l2), c3 = __builtin_shuffle(t1, t3, h2);
+            REAL *o = d + (size_t)k * ldd + i;
+            memcpy(o, &c0, sizeof c0);
+            memcpy(o + ldd, &c1, sizeof c1);
+            memcpy(o + 2 * ldd, &c2, sizeof c2);
+            memcpy(o + 3 * ldd, &c3, sizeof c3);
+        }
+        for (; k < kc; k++)
+            for (int64_t u = 0; u < 4; u++) d[(size_t)k * ldd + i + u] = r[(size_t)u * lda + k];
+    }
+    for (; i < nrows; i++)
+        for (int64_t k = 0; k < kc; k++) d[(size_t)k * ldd + i] = a[(size_t)i * lda + k];
+}
+
 /* A[0..mr, 0..kc) (strides rs, cs; A transposed goes to pack_a_block_t) into a micro-panel Ap[k*BMR + i],
  * rows mr..BMR zero. */
 static void SFX(pack_a)(REAL *restrict Ap, const REAL *A, size_t rs, size_t cs, int64_t mr, int64_t kc)
@@ -443,32 +475,11 @@ static void SFX(pack_a)(REAL *restrict Ap, const REAL *A, size_t rs, size_t cs, 
     if (mr < FR_BMR)
         for (int64_t k = 0; k < kc; k++)
             for (int64_t i = mr; i < FR_BMR; i++) Ap[(size_t)k * FR_BMR + i] = 0;
-    int64_t i = 0;
-    if (cs == 1)             /* A's rows contiguous: 4 x 4 tiles transposed in registers */
-        for (; i + 4 <= mr; i += 4) {
-            const REAL *a = A + (size_t)i * rs;
-            int64_t k = 0;
-            for (; k + 4 <= kc; k += 4) {
-                SFX(v4) r0, r1, r2, r3;
-                memcpy(&r0, a + k, sizeof r0);
-                memcpy(&r1, a + rs + k, sizeof r1);
-                memcpy(&r2, a + 2 * rs + k, sizeof r2);
-                memcpy(&r3, a + 3 * rs + k, sizeof r3);
-                const SFX(m4) lo = {0, 4, 1, 5}, hi = {2, 6, 3, 7}, l2 = {0, 1, 4, 5}, h2 = {2, 3, 6, 7};
-                SFX(v4) t0 = __builtin_shuffle(r0, r1, lo), t1 = __builtin_shuffle(r0, r1, hi);
-                SFX(v4) t2 = __builtin_shuffle(r2, r3, lo), t3 = __builtin_shuffle(r2, r3, hi);
-                SFX(v4) c0 = __builtin_shuffle(t0, t2, l2), c1 = __builtin_shuffle(t0, t2, h2);
-                SFX(v4) c2 = __builtin_shuffle(t1, t3, l2), c3 = __builtin_shuffle(t1, t3, h2);
-                REAL *d = Ap + (size_t)k * FR_BMR + i;
-                memcpy(d, &c0, sizeof c0);
-                memcpy(d + FR_BMR, &c1, sizeof c1);
-                memcpy(d + 2 * FR_BMR, &c2, sizeof c2);
-                memcpy(d + 3 * FR_BMR, &c3, sizeof c3);
-            }
-            for (; k < kc; k++)
-                for (int64_t u = 0; u < 4; u++) Ap[(size_t)k * FR_BMR + i + u] = a[(size_t)u * rs + k];
-        }
-    for (; i < mr; i++)
+    if (cs == 1) {           /* A's rows contiguous */
+        SFX(transpose_rows)(Ap, FR_BMR, A, rs, mr, kc);
+        return;
+    }
+    for (int64_t i = 0; i < mr; i++)
         for (int64_t k = 0; k < kc; k++) Ap[(size_t)k * FR_BMR + i] = A[(size_t)i * rs + (size_t)k * cs];
 }
 
@@ -506,7 +517,9 @@ static void SFX(pack_b)(REAL *restrict P, const REAL *Bm, size_t brs, size_t bcs
                 for (int64_t k = 0; k < kc; k++) memcpy(dst + (size_t)k * BNR, src + (size_t)k * brs, sizeof(REAL) * BNR);
             else
                 for (int64_t k = 0; k < kc; k++) memcpy(dst + (size_t)k * BNR, src + (size_t)k * brs, sizeof(REAL) * w);
-        } else               /* B's columns contiguous (brs == 1 here) */
+        } else if (brs == 1) /* B's columns contiguous (w_ih in the input projection) */
+            SFX(transpose_rows)(dst, BNR, src, bcs, w, kc);
+        else
             for (int64_t c = 0; c < w; c++)
                 for (int64_t k = 0; k < kc; k++) dst[(size_t)k * BNR + c] = src[(size_t)c * bcs + (size_t)k * brs];
     }
