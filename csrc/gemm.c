@@ -110,19 +110,27 @@ static inline __attribute__((always_inline)) void SFX(ukernel)(const int64_t MRC
 }
 
 /* The one-row block (B = 1 streaming): four partial sums over k break the FMA latency chain that a
- * single accumulator pair would wait on. */
+ * single accumulator pair would wait on. A step reads every weight once here, two FMAs a vector from
+ * L2 (or L3), so the loop runs at the cache's bandwidth: the panel is prefetched FR_PF_TERMS terms
+ * ahead, which keeps more lines in flight than the hardware prefetchers do (measured on the Sapphire
+ * Rapids, T = 1000, B = 1, 2 threads: AVX2 4-5% faster at H = 256 and 512, AVX-512 unchanged within noise). */
+#define FR_PF_TERMS 8
 static inline __attribute__((always_inline)) void SFX(ukernel1)(int64_t nc, int64_t K, const REAL *A, size_t cs,
                                                                const REAL *P, REAL *C, int acc)
 {
     typedef VEC V;
     V c0[4] = {{0}}, c1[4] = {{0}};
     int64_t k = 0;
-    for (; k + 4 <= K; k += 4)
+    for (; k + 4 <= K; k += 4) {
+        if (k + FR_PF_TERMS + 4 <= K)       /* (no pointer past the panel) */
+            for (int64_t b = 0; b < 4 * NR * (int64_t)sizeof(REAL); b += 64)
+                __builtin_prefetch((const char *)(P + (size_t)(k + FR_PF_TERMS) * NR) + b, 0, 3);
         for (int64_t u = 0; u < 4; u++) {
             REAL av = A[(size_t)(k + u) * cs];
             c0[u] += av * *(const V *)(P + (size_t)(k + u) * NR);
             c1[u] += av * *(const V *)(P + (size_t)(k + u) * NR + VL);
         }
+    }
     for (; k < K; k++) {
         REAL av = A[(size_t)k * cs];
         c0[0] += av * *(const V *)(P + (size_t)k * NR);
