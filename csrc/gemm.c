@@ -493,9 +493,9 @@ static void SFX(pack_a)(REAL *restrict Ap, const REAL *A, size_t rs, size_t cs, 
 
 /* A transposed (rs == 1, each k a run of contiguous rows): the block A[0..mc, 0..kc) into its
  * micro-panels at once, k outermost, so that each run of mc elements is read once, in order. Packing
- * micro-panel by micro-panel instead reads BMR elements a line at a stride of cs, and with cs a
- * multiple of 1 KiB (3H floats) those lines fall in few L1 sets and are fetched again for every
- * micro-panel. Same values as pack_a, panel by panel. */
+ * micro-panel by micro-panel instead reads BMR elements a line at a stride of cs (3H: 3 KiB of floats
+ * at H = 256), lines that fall in few L1 sets and are fetched again for every micro-panel. Same values
+ * as pack_a, panel by panel. */
 static void SFX(pack_a_block_t)(REAL *restrict Ap, const REAL *A, size_t cs, int64_t mc, int64_t kc)
 {
     const int64_t full = mc / FR_BMR, rest = mc - full * FR_BMR;
