@@ -3,8 +3,8 @@
     measure()    the timing protocol: each contender runs in its own worker process
                  (`python -m benches.worker`, benches/worker.py), so that the thread pools of
                  different libraries never share a process; the rounds alternate the contenders; a
-                 worker times every workload with `benches.timing.time_call` (warm-up calls, at least
-                 2 and 0.2 s, then repeats until `min_time` and 3 runs, the median) and the result is
+                 worker times every workload with `benches.timing.time_call` (its warm-up, then
+                 repeats until `min_time` and a few runs, the median) and the result is
                  the median of the rounds. Every worker gets the same thread count (OMP_NUM_THREADS,
                  OPENBLAS_NUM_THREADS, MKL_NUM_THREADS, FASTRNN_NUM_THREADS and each library's own
                  setter). A contender that is not installed, or fails, comes back as None: a gap in

@@ -57,7 +57,7 @@ def main(argv=None):
     times = {}                                  # (contender, workload key, threads) -> seconds
     for n in counts:
         res = measure({name: ws for name in names}, threads=n, rounds=args.rounds,
-                              min_time=args.min_time, progress=lambda m: print(f"[{n} threads] {m}", file=sys.stderr))
+                      min_time=args.min_time, progress=lambda m: print(f"[{n} threads] {m}", file=sys.stderr))
         for name in names:
             for w in ws:
                 times[(name, w.key, n)] = res.time(name, w)

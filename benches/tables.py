@@ -1,9 +1,11 @@
 """The text and markdown tables of benches.run, benches.torch_train and benches.scaling.
 
     fixed(value)        a number in about 3 significant digits, "—" for None
-    table(rows, cols)   rows (dicts) through cols = [(header, row -> text)]: aligned text columns (the
-                        first `left` left-aligned, the others right-aligned) or a GitHub markdown table
-    render(header, lines)  the same from the header and the lines of text themselves
+    shape_columns()     the shape columns that lead every table
+    table(rows, cols, left, markdown)  rows (dicts) through cols = [(header, row -> text)]: aligned
+                        text columns (the first `left` left-aligned, the others right-aligned) or a
+                        GitHub markdown table
+    render(header, lines, left, markdown)  the same from the header and the lines of text themselves
     markdown_line(cells)   one markdown table row, "| a | b |"
     print_notes(lines)     the footnotes under a table
 """

@@ -104,7 +104,18 @@ def option(name, value, allowed):
     for a in allowed:
         if type(value) is type(a) and value == a:
             return value
-    raise ValueError(f"{name}: expected one of {list(allowed)}, got {value!r}")
+    names = ", ".join(map(repr, allowed[:-1]))
+    raise ValueError(f"{name}: expected {names} or {allowed[-1]!r}, got {value!r}")
+
+
+class Choice:
+    """One of the given values: the rule `option` states, as a parameter rule."""
+
+    def __init__(self, *allowed):
+        self.allowed = allowed
+
+    def __call__(self, name, value):
+        return option(name, value, self.allowed)
 
 
 def positive_int(name, value):
@@ -143,13 +154,6 @@ def float_dtype(name, value):
     return dt
 
 
-def _one_of(allowed):
-    def rule(name, value):
-        return option(name, value, allowed)
-    rule.__doc__ = f"One of {list(allowed)}."
-    return rule
-
-
 CONSTRAINTS = {
     # sizes
     "input_size": positive_int, "hidden_size": positive_int, "num_layers": positive_int,
@@ -160,7 +164,7 @@ CONSTRAINTS = {
     # the rest
     "dropout": probability,
     "dtype": float_dtype,
-    "nonlinearity": _one_of(NONLINEARITIES),
+    "nonlinearity": Choice(*NONLINEARITIES),
 }
 
 
@@ -175,18 +179,6 @@ def check(name, value):
 # so a bad one is found at fit (or when a saved model is loaded) and is a ValueError naming it, as
 # scikit-learn's InvalidParameterError; the CONSTRAINTS rules above (such as dtype's TypeError) can
 # stand in such a table too.
-
-class Choice:
-    """One of the given values."""
-
-    def __init__(self, *allowed):
-        self.allowed = allowed
-
-    def __call__(self, name, value):
-        if not any(type(value) is type(a) and value == a for a in self.allowed):
-            raise ValueError(f"{name}: expected {' or '.join(map(repr, self.allowed))}, got {value!r}")
-        return value
-
 
 class Int:
     """An int >= lo (bools refused)."""

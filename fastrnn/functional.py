@@ -135,7 +135,8 @@ def _grads_into(grads, cache, d_out, d_hn):
     return tuple(grads)
 
 
-def _backward(kind, d_out, d_hn, cache, grads=None):
+def backward(kind, d_out, d_hn, cache, grads=None):
+    """rnn_backward or gru_backward (`kind`), positional (the layers' and cells' way in)."""
     d_out, d_hn = _backward_inputs(d_out, d_hn, cache)
     if cache.kind != kind:
         raise ValueError(f"cache: expected a cache from {kind}_forward, got one from {cache.kind}_forward")
@@ -167,7 +168,7 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity="tanh",
 def rnn_backward(d_out, d_hn, cache, *, grads=None):
     """Gradients of rnn_forward: dx, dh0, dw_ih, dw_hh, db_ih, db_hh (biases None without bias);
     with grads=, the weight and bias gradients are added into those arrays (module doc)."""
-    return _backward("rnn", d_out, d_hn, cache, grads)
+    return backward("rnn", d_out, d_hn, cache, grads)
 
 
 def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, reset_after=True, reverse=False,
@@ -179,16 +180,16 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, reset_after=True, re
 def gru_backward(d_out, d_hn, cache, *, grads=None):
     """Gradients of gru_forward: dx, dh0, dw_ih, dw_hh, db_ih, db_hh (biases None without bias);
     with grads=, the weight and bias gradients are added into those arrays (module doc)."""
-    return _backward("gru", d_out, d_hn, cache, grads)
+    return backward("gru", d_out, d_hn, cache, grads)
 
 
 # The two cells, named in one place for these functions and for the layers and cells built on
-# them: the gate count G, the one option of each (its keyword, default and values), the backend's
-# function names.
-Kind = namedtuple("Kind", "gates option default allowed backend_forward")
+# them: the gate count G and the one option of each (its keyword, default and values). A backend's
+# functions are named after the kind (rnn_forward, gru_backward, ...).
+Kind = namedtuple("Kind", "gates option default allowed")
 KINDS = {
-    "rnn": Kind(1, "nonlinearity", "tanh", NONLINEARITIES, "rnn_forward"),
-    "gru": Kind(3, "reset_after", True, (True, False), "gru_forward"),
+    "rnn": Kind(1, "nonlinearity", "tanh", NONLINEARITIES),
+    "gru": Kind(3, "reset_after", True, (True, False)),
 }
 
 
@@ -201,10 +202,5 @@ def forward(kind, x, h0, w_ih, w_hh, b_ih, b_hh, variant, reverse, lengths, back
     name, impl = _backends.get(backend)
     args, shape, dtype, has_bias = _prepare(k.gates, x, h0, w_ih, w_hh, b_ih, b_hh, lengths)
     need_cache = is_grad_enabled()
-    out, h_n, data = getattr(impl, k.backend_forward)(*args[:6], variant, reverse, args[6], need_cache=need_cache)
+    out, h_n, data = getattr(impl, kind + "_forward")(*args[:6], variant, reverse, args[6], need_cache=need_cache)
     return out, h_n, _cache(name, kind, data, shape, dtype, has_bias, args) if need_cache else None
-
-
-def backward(kind, d_out, d_hn, cache, grads=None):
-    """rnn_backward or gru_backward (`kind`), positional (the layers' and cells' way in)."""
-    return _backward(kind, d_out, d_hn, cache, grads)

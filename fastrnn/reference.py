@@ -28,7 +28,7 @@ the backward pass needs.
 import numpy as np
 
 from ._activations import ACTIVATIONS, sigmoid  # noqa: F401  (reference.sigmoid: the one sigmoid)
-from ._validation import NONLINEARITIES
+from ._validation import NONLINEARITIES, option
 
 __all__ = ["rnn_forward", "rnn_backward", "gru_forward", "gru_backward"]
 
@@ -81,8 +81,7 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh", reverse=Fals
     after each sequence's last active step, and the cache for `rnn_backward` (None when need_cache
     is False: inference).
     """
-    if nonlinearity not in NONLINEARITIES:
-        raise ValueError(f"nonlinearity: expected one of {list(NONLINEARITIES)}, got {nonlinearity!r}")
+    nonlinearity = option("nonlinearity", nonlinearity, NONLINEARITIES)
     h0, b_ih, b_hh = _defaults(x, h0, w_hh, b_ih, b_hh)
     T, B, _ = x.shape
     H = w_hh.shape[1]

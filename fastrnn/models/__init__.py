@@ -22,7 +22,7 @@ Inputs (X, or Seq2Seq's sources) may be
 Lengths are taken from the sequences; batches are padded and the layers skip the padding.
 Float features are standardised (per feature, over the valid steps) unless `standardize=False`.
 
-One training loop serves every estimator (`_RNNEstimator._train`): mini-batches in random order,
+One training loop serves every estimator (`_Training._train`, in _training.py): mini-batches in random order,
 Adam or SGD with momentum, gradient clipping by global norm (`clip_norm`) and by value
 (`clip_value`), stopping when the loss stops improving by `tol` for `n_iter_no_change` epochs (on
 a held-out `validation_fraction` with `early_stopping=True`, keeping the best weights; else on the

@@ -131,7 +131,7 @@ def _public(cls):
 
 
 # =================================================================================================
-# Checks of the hyper-parameters that fastrnn._validation does not state (a ValueError each)
+# Checks of the fitted attributes that load reads back from a file
 # =================================================================================================
 
 # Each fitted attribute (in `_fitted_attrs` order, an attribute may use those before it):
@@ -157,7 +157,7 @@ _FITTED_CHECKS = {
 # =================================================================================================
 
 class _RNNEstimator(_Training, BaseEstimator):
-    """The training loop and the machinery every estimator shares. A subclass provides
+    """What every estimator shares (the training loop itself: _Training). A subclass provides
     `_make_data(X, y, fit)` (its inputs and targets, encoded; learns vocabularies and scalings when
     fit), `_build()` (its blocks, from fitted attributes only, so that load can rebuild them),
     `_batch_loss(data, batch, backward)` (forward, loss and, when asked, backward of one batch)

@@ -174,9 +174,6 @@ class _Vocabulary:
             ids[~ok] = unknown
         return ids
 
-    def decode(self, ids):
-        return self.tokens[np.asarray(ids, dtype=np.int64) - self.offset]
-
 
 class _InputSpec:
     """What fit learns about the inputs: their kind, sizes, vocabulary and feature scaling."""
@@ -218,10 +215,6 @@ class _InputSpec:
         if self.n_tokens == 0 and kind != "features":
             self.n_tokens = 1
         return self
-
-    @property
-    def input_size(self):
-        return self.n_features if self.kind == "features" else None
 
     def transform(self, X, dtype, name="X"):
         """(padded batch-first array, lengths, is_array)"""

@@ -67,10 +67,7 @@ class Seq2Seq(_RNNEstimator):
         targets = to_numpy(targets)
         if isinstance(targets, (str, bytes)):
             raise TypeError("targets: expected a collection of sequences, got a single string")
-        if isinstance(targets, np.ndarray) and targets.dtype != object and targets.ndim == 2:
-            seqs = list(targets)
-        else:
-            seqs = list(targets)
+        seqs = list(targets)
         _check_same_length("sources", n, "targets", seqs)
         out = []
         for i, s in enumerate(seqs):
