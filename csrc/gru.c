@@ -261,9 +261,15 @@ int SFX(fr_gru_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
         unsigned csr = fr_ftz_on();
         SFX(slice_t) sl;
         int phase = 0;
+        REAL *dbi = NULL, *dbh = NULL;      /* this thread's copies of db_ih, db_hh (bias_grads_take) */
         if (SFX(loop_begin)(&sl, &bar, &failed, nloop, !gemm, T, H, B, K1, 1, K2, K2 ? 1 : 0)) {
             SFX(slice_weights)(&sl, 0, w_hh, K1, 1, 0, 1, H);
             if (K2) SFX(slice_weights)(&sl, 1, w_hh + (size_t)2 * H * H, K2, 1, 0, 1, H);
+            if (sl.hs > 0 && !(dbi = SFX(bias_grads_take)(db_ih, db_hh, 3, H, sl.j0, sl.hs))) {
+#pragma omp atomic write
+                failed = 1;
+            }
+            dbh = dbi ? dbi + GH : NULL;
         }
 #pragma omp barrier
         const int64_t j0 = sl.j0, hs = sl.hs;
@@ -282,7 +288,7 @@ int SFX(fr_gru_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
                 const REAL *dob = d_out + ((size_t)t * B + b) * H;
                 REAL *dxb = dgx + ((size_t)t * B + b) * GH;
                 if (reset_after)
-                    SFX(gru_after_grad_row)(dgb, dxb, dh + (size_t)b * H, db_ih, db_hh, g, hpb, dob, j0, hs, H);
+                    SFX(gru_after_grad_row)(dgb, dxb, dh + (size_t)b * H, dbi, dbh, g, hpb, dob, j0, hs, H);
                 else
                     SFX(gru_before_zn_grad_row)(dgb, dxb, dh + (size_t)b * H, g, hpb, dob, j0, hs, H);
             }
@@ -294,7 +300,7 @@ int SFX(fr_gru_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
                     int64_t t = fr_time_index(s, b, T, lengths, reverse);
                     if (t < 0) continue;
                     SFX(gru_before_r_grad_row)(dg + (size_t)b * GH, dgx + ((size_t)t * B + b) * GH, dh + (size_t)b * H,
-                                               db_ih, db_hh, gs + (size_t)b * 4 * H, hp + (size_t)b * H,
+                                               dbi, dbh, gs + (size_t)b * 4 * H, hp + (size_t)b * H,
                                                sl.S + (size_t)b * sl.np2, j0, hs, H);
                 }
                 fr_barrier_wait(&bar, &phase);
@@ -302,6 +308,7 @@ int SFX(fr_gru_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
             SFX(slice_product)(&sl, 0, B, dg, GH);
             SFX(add_product)(dh, &sl, s, T, B, H, lengths, reverse);
         }
+        if (!failed && hs > 0) SFX(bias_grads_give)(db_ih, db_hh, dbi, 3, H, j0, hs);
 #pragma omp barrier
         if (!gemm && !failed)
             SFX(weight_gradients_par)(dx, dw_ih, dw_hh, dgh, dgx, xg, sg, gates + 3 * H, 4 * H, w_ih, T * B, I, H,

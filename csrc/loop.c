@@ -20,6 +20,28 @@ REAL *SFX(input_bias)(const REAL *b_ih, const REAL *b_hh, int64_t GH, int64_t hh
     return bias;
 }
 
+REAL *SFX(bias_grads_take)(const REAL *db_ih, const REAL *db_hh, int64_t ngroups, int64_t H, int64_t j0, int64_t hs)
+{
+    const size_t n = (size_t)ngroups * H;
+    REAL *mine = (REAL *)fr_buffer(FR_BUF_DB, sizeof(REAL) * 2 * n);
+    if (mine)
+        for (int64_t g = 0; g < ngroups; g++) {
+            fr_copy(mine + g * H + j0, db_ih + g * H + j0, sizeof(REAL) * hs);
+            fr_copy(mine + n + g * H + j0, db_hh + g * H + j0, sizeof(REAL) * hs);
+        }
+    return mine;
+}
+
+void SFX(bias_grads_give)(REAL *db_ih, REAL *db_hh, const REAL *mine, int64_t ngroups, int64_t H, int64_t j0,
+                          int64_t hs)
+{
+    const size_t n = (size_t)ngroups * H;
+    for (int64_t g = 0; g < ngroups; g++) {
+        fr_copy(db_ih + g * H + j0, mine + g * H + j0, sizeof(REAL) * hs);
+        fr_copy(db_hh + g * H + j0, mine + n + g * H + j0, sizeof(REAL) * hs);
+    }
+}
+
 int SFX(weight_gradients)(REAL *dx, REAL *dw_ih, REAL *dw_hh, const REAL *dgh, const REAL *dgx,
                           const REAL *x, const REAL *states, const REAL *rh, int64_t ld_rh,
                           const REAL *w_ih, int64_t TB, int64_t I, int64_t H, int64_t GH, int64_t split,

@@ -50,6 +50,17 @@ void SFX(slice_product)(SFX(slice_t) *sl, int which, int64_t B, const REAL *A, s
 void SFX(add_product)(REAL *dh, const SFX(slice_t) *sl, int64_t s, int64_t T, int64_t B, int64_t H,
                       const int64_t *lengths, int reverse);
 
+/* The bias gradients of a backward loop, added into at every step and row of a thread's units: the
+ * caller's db_ih and db_hh (ngroups groups of H) are cut between threads at units whose addresses
+ * need not fall on cache-line boundaries, and a line that two threads write at every row moves from
+ * core to core each time. So each thread adds into its own copy: bias_grads_take returns it (a
+ * per-thread buffer laid out as db_ih then db_hh, only this thread's units [j0, j0 + hs) of each group
+ * copied in; NULL when out of memory), bias_grads_give copies those units back after the loop. The
+ * same additions in the same order: the same bits. */
+REAL *SFX(bias_grads_take)(const REAL *db_ih, const REAL *db_hh, int64_t ngroups, int64_t H, int64_t j0, int64_t hs);
+void SFX(bias_grads_give)(REAL *db_ih, REAL *db_hh, const REAL *mine, int64_t ngroups, int64_t H, int64_t j0,
+                          int64_t hs);
+
 /* The bias added to the input projection: b_ih + b_hh, except on rows [hh_from, hh_to) (GRU reset
  * after: the n rows, whose b_hh stays inside r * (W_hn h + b_hn)). A per-thread buffer; NULL when out
  * of memory. */

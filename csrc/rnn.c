@@ -163,8 +163,15 @@ int SFX(fr_rnn_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
         SFX(slice_t) sl;
         int phase = 0;
         /* P1[k][c] = w_hh[k][j0 + c]: dh_{s-1}[:, my units] = dgh_s w_hh[:, my units] */
-        if (SFX(loop_begin)(&sl, &bar, &failed, nloop, !gemm, T, H, B, H, 1, 0, 0))
+        REAL *dbi = NULL, *dbh = NULL;      /* this thread's copies of db_ih, db_hh (bias_grads_take) */
+        if (SFX(loop_begin)(&sl, &bar, &failed, nloop, !gemm, T, H, B, H, 1, 0, 0)) {
             SFX(slice_weights)(&sl, 0, w_hh, H, 1, 0, 1, H);
+            if (sl.hs > 0 && !(dbi = SFX(bias_grads_take)(db_ih, db_hh, 1, H, sl.j0, sl.hs))) {
+#pragma omp atomic write
+                failed = 1;
+            }
+            dbh = dbi ? dbi + H : NULL;
+        }
 #pragma omp barrier
         const int64_t j0 = sl.j0, hs = sl.hs;
         for (int64_t s = T - 1; s >= 0 && !failed && hs > 0; s--) {
@@ -181,14 +188,15 @@ int SFX(fr_rnn_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
                 REAL *dxb = dgx + ((size_t)t * B + b) * H;
                 REAL *dhb = dh + (size_t)b * H;
                 if (relu)
-                    SFX(rnn_relu_grad_row)(dgb, dxb, dhb, db_ih, db_hh, hb, dob, j0, hs);
+                    SFX(rnn_relu_grad_row)(dgb, dxb, dhb, dbi, dbh, hb, dob, j0, hs);
                 else
-                    SFX(rnn_tanh_grad_row)(dgb, dxb, dhb, db_ih, db_hh, hb, dob, j0, hs);
+                    SFX(rnn_tanh_grad_row)(dgb, dxb, dhb, dbi, dbh, hb, dob, j0, hs);
             }
             fr_barrier_wait(&bar, &phase);
             SFX(slice_product)(&sl, 0, B, dg, H);
             SFX(add_product)(dh, &sl, s, T, B, H, lengths, reverse);
         }
+        if (!failed && hs > 0) SFX(bias_grads_give)(db_ih, db_hh, dbi, 1, H, j0, hs);
 #pragma omp barrier
         if (!gemm && !failed)
             SFX(weight_gradients_par)(dx, dw_ih, dw_hh, dgh, dgx, xg, sg, NULL, 0, w_ih, T * B, I, H, H, H, sl.PB);

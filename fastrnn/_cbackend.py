@@ -4,7 +4,8 @@ fastrnn/_backends.py on the C kernels, whose raw bindings are fastrnn/_ckernels.
 
 What this module adds to the bindings: the outputs and the backward's cache as NumPy arrays (the cache
 keeps the sizes of its forward; its backward takes them from there, never from the arrays), the
-gradients to add into, and a per-thread scratch pool for the kernels' work arrays. The arrays come
+gradients to add into, and a per-thread scratch pool for the kernels' work arrays; every array it
+allocates starts on a 64-byte line (_ckernels.empty_aligned). The arrays come
 validated and contiguous from fastrnn.functional (or fastrnn.torch); every call takes `nthreads=None`
 (None: get_num_threads()).
 """
@@ -29,20 +30,31 @@ def release_buffers():
     _ck.release_buffers()
 
 
+_empty = _ck.empty_aligned     # every array a kernel writes starts on a cache line (_ckernels.pyx)
+
+
+def _zeros(shape, dt):
+    a = _empty(shape, dt)
+    a.fill(0)
+    return a
+
+
 def _scratch(dt, *shapes):
     """Scratch arrays of the given shapes, carved from one buffer that this Python thread reuses from
-    call to call (large fresh allocations cost page faults on every call)."""
+    call to call (large fresh allocations cost page faults on every call), each starting on a cache
+    line."""
+    line = 64 // dt.itemsize
     sizes = [math.prod(s) for s in shapes]      # (math.prod: np.prod costs microseconds, a cell's step ~20)
-    total = sum(sizes)
+    total = sum((n + line - 1) // line * line for n in sizes)
     key = dt.char
     buf = getattr(_scratch_by_thread, key, None)
     if buf is None or buf.shape[0] < total:
-        buf = np.empty(total, dt)
+        buf = _empty(total, dt)
         setattr(_scratch_by_thread, key, buf)
     out, start = [], 0
     for shape, n in zip(shapes, sizes):
         out.append(buf[start:start + n].reshape(shape))
-        start += n
+        start += (n + line - 1) // line * line
     return out
 
 
@@ -50,14 +62,14 @@ def _grads(dt, G_H, I, H, grads):
     """The weight and bias gradients the kernels add into: the caller's `grads` (validated by
     fastrnn.functional; a None bias gradient gets a zeroed scratch), or zeroed new arrays."""
     if grads is None:
-        return (np.zeros((G_H, I), dt), np.zeros((G_H, H), dt), np.zeros(G_H, dt), np.zeros(G_H, dt))
+        return (_zeros((G_H, I), dt), _zeros((G_H, H), dt), _zeros(G_H, dt), _zeros(G_H, dt))
     dw_ih, dw_hh, db_ih, db_hh = grads
-    return (dw_ih, dw_hh, np.zeros(G_H, dt) if db_ih is None else db_ih, np.zeros(G_H, dt) if db_hh is None else db_hh)
+    return (dw_ih, dw_hh, _zeros(G_H, dt) if db_ih is None else db_ih, _zeros(G_H, dt) if db_hh is None else db_hh)
 
 
 def _kept(dt, shape, need_cache):
     """A buffer the backward needs, or an empty one (a NULL pointer: the kernels' inference mode)."""
-    return np.empty(shape if need_cache else 0, dt)
+    return _empty(shape if need_cache else 0, dt)
 
 
 def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh", reverse=False, lengths=None,
@@ -65,7 +77,7 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh", reverse=Fals
     T, B, I = x.shape
     H = w_hh.shape[1]
     dt = x.dtype
-    out, h_n = np.empty((T, B, H), dt), np.empty((B, H), dt)
+    out, h_n = _empty((T, B, H), dt), _empty((B, H), dt)
     states = _kept(dt, (T + 1, B, H), need_cache)
     xproj, = _scratch(dt, (T, B, H))
     relu = nonlinearity == "relu"
@@ -82,7 +94,7 @@ def rnn_backward(d_out, d_hn, cache, grads=None, nthreads=None):
     x, states, w_ih, w_hh, lengths = (cache[k] for k in ("x", "states", "w_ih", "w_hh", "lengths"))
     T, B, I, H = cache["sizes"]
     dt = x.dtype
-    dx, dh0 = np.empty((T, B, I), dt), np.empty((B, H), dt)
+    dx, dh0 = _empty((T, B, I), dt), _empty((B, H), dt)
     dw_ih, dw_hh, db_ih, db_hh = _grads(dt, H, I, H, grads)
     # input and recurrent pre-activation gradients coincide when steps and times do
     if lengths is None and not cache["reverse"]:
@@ -100,7 +112,7 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reset_after=True, reverse=False, 
     T, B, I = x.shape
     H = w_hh.shape[1]
     dt = x.dtype
-    out, h_n = np.empty((T, B, H), dt), np.empty((B, H), dt)
+    out, h_n = _empty((T, B, H), dt), _empty((B, H), dt)
     states, gates = _kept(dt, (T + 1, B, H), need_cache), _kept(dt, (T, B, 4 * H), need_cache)
     xproj, = _scratch(dt, (T, B, 3 * H))
     _ck._gru_fwd((out, h_n, states, gates, xproj, x, h0, w_ih, w_hh, b_ih, b_hh), lengths, T, B, I, H,
@@ -117,7 +129,7 @@ def gru_backward(d_out, d_hn, cache, grads=None, nthreads=None):
                                                                  "lengths"))
     T, B, I, H = cache["sizes"]
     dt = x.dtype
-    dx, dh0 = np.empty((T, B, I), dt), np.empty((B, H), dt)
+    dx, dh0 = _empty((T, B, I), dt), _empty((B, H), dt)
     dw_ih, dw_hh, db_ih, db_hh = _grads(dt, 3 * H, I, H, grads)
     dgh, dgx = _scratch(dt, (T, B, 3 * H), (T, B, 3 * H))
     _ck._gru_bwd((dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dgh, dgx, d_out, d_hn, x, states, gates, w_ih, w_hh),

@@ -8,6 +8,7 @@ GIL (_pointers); with use_blas=True (the "c-blas" backend) the big products befo
 loop are OpenBLAS GEMMs through scipy.linalg.cython_blas instead of fastrnn's own packed GEMM.
 """
 cimport numpy as cnp
+import numpy as np
 from libc.stdint cimport int64_t, uint64_t
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
@@ -135,6 +136,31 @@ def fingerprints(tuple arrays):
     with nogil:
         fr_fingerprints(out, p, nb, n, nt)
     return tuple([out[i] for i in range(n)])
+
+
+# Arrays the kernels' threads write start on a cache line: each thread writes its slice of hidden
+# units of every row, and a slice's edge inside a line makes that line move between the two cores at
+# every row (README: "How it is fast").
+cdef enum:
+    LINE = 64
+    SMALL = 4096
+
+
+def empty_aligned(shape, dtype):
+    """np.empty(shape, dtype) whose data start on a 64-byte boundary (a view of a slightly larger
+    array), from SMALL bytes up: below, the plain array (a call that small runs on one thread, and the
+    view would cost a cell's step a few percent). `shape`: an int or a tuple of ints; `dtype`: a
+    numpy.dtype."""
+    cdef Py_ssize_t n = 1, d
+    shape = (shape,) if isinstance(shape, int) else shape
+    for d in shape:
+        n *= d
+    cdef Py_ssize_t item = dtype.itemsize
+    if n * item < SMALL:
+        return np.empty(shape, dtype)
+    cdef cnp.ndarray buf = np.empty(n + LINE // item, dtype)
+    cdef Py_ssize_t off = ((LINE - <Py_ssize_t>cnp.PyArray_DATA(buf) % LINE) % LINE) // item
+    return buf[off:off + n].reshape(shape)
 
 
 def release_buffers():
