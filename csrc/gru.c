@@ -18,9 +18,12 @@
 
 /* ---- the gate math of one row of a thread's units [j0, j0 + hs) -------------------------------- */
 
-/* Reset after: the whole step from one product S = h (W_hr, W_hz, W_hn)^T. */
-static inline void SFX(gru_after_row)(REAL *hb, REAL *ob, REAL *g, const REAL *xp, const REAL *bx, const REAL *b_hn,
-                                      const REAL *S, const REAL *hp, int64_t j0, int64_t hs, int64_t H)
+/* Reset after: the whole step from one product S = h (W_hr, W_hz, W_hn)^T; the gates are stored only
+ * with `keep` (a constant after inlining): no backward reads those of an inference forward. */
+static inline __attribute__((always_inline)) void SFX(gru_after_row)(REAL *hb, REAL *ob, REAL *g, const REAL *xp,
+                                                                    const REAL *bx, const REAL *b_hn, const REAL *S,
+                                                                    const REAL *hp, int64_t j0, int64_t hs,
+                                                                    int64_t H, const int keep)
 {
 #pragma omp simd
     for (int64_t u = 0; u < hs; u++) {
@@ -30,10 +33,12 @@ static inline void SFX(gru_after_row)(REAL *hb, REAL *ob, REAL *g, const REAL *x
         REAL hn = S[2 * hs + u] + b_hn[j];
         REAL n = TANH(xp[2 * H + j] + bx[2 * H + j] + r * hn);
         REAL h = (1 - z) * n + z * hp[j];
-        g[j] = r;
-        g[H + j] = z;
-        g[2 * H + j] = n;
-        g[3 * H + j] = hn;
+        if (keep) {
+            g[j] = r;
+            g[H + j] = z;
+            g[2 * H + j] = n;
+            g[3 * H + j] = hn;
+        }
         hb[j] = h;
         ob[j] = h;
     }
@@ -153,9 +158,10 @@ int SFX(fr_gru_forward)(REAL *out, REAL *h_n, REAL *states, REAL *gates, REAL *x
     const size_t BH = (size_t)B * H;
     const int64_t GH = 3 * H;
     REAL *pair = SFX(state_pair)(states, BH);
-    /* inference (gates NULL): one step's gates, overwritten by the next */
-    REAL *gstep = gates ? NULL : (REAL *)fr_buffer(FR_BUF_GATES, sizeof(REAL) * 4 * BH);
-    if ((!states && !pair) || (!gates && !gstep)) return FR_ENOMEM;
+    /* inference (gates NULL): the reset-before variant's step reads r * h and z back, so it keeps one
+       step's gates, overwritten by the next; the reset-after variant keeps none */
+    REAL *gstep = gates || reset_after ? NULL : (REAL *)fr_buffer(FR_BUF_GATES, sizeof(REAL) * 4 * BH);
+    if ((!states && !pair) || (!gates && !reset_after && !gstep)) return FR_ENOMEM;
     fr_copy(SFX(state_at)(states, pair, BH, 0), h0, sizeof(REAL) * BH);
     if (T > 0 && BH > 0) {
         /* b_hn stays inside r * (...) with reset after; otherwise every b_hh joins the input bias */
@@ -187,25 +193,29 @@ int SFX(fr_gru_forward)(REAL *out, REAL *h_n, REAL *states, REAL *gates, REAL *x
                 for (int64_t s = c0; s < c1 && hs > 0; s++) {
                     const REAL *hp = SFX(state_at)(states, pair, BH, s);
                     REAL *hnew = SFX(state_at)(states, pair, BH, s + 1);
-                    REAL *gs = gates ? gates + s * 4 * BH : gstep;
+                    REAL *gs = gates ? gates + s * 4 * BH : gstep;   /* NULL: keep no gates */
                     SFX(slice_product)(&sl, 0, B, hp, H);
                     for (int64_t b = 0; b < B; b++) {
                         int64_t t = fr_time_index(s, b, T, lengths, reverse);
                         const REAL *hpb = hp + (size_t)b * H;
-                        REAL *g = gs + (size_t)b * 4 * H;
+                        REAL *g = gs ? gs + (size_t)b * 4 * H : NULL;
                         if (t < 0) {
                             memcpy(hnew + (size_t)b * H + j0, hpb + j0, sizeof(REAL) * hs);
                             /* the backward reads no gates of an idle row, but they are set (0) so that the
                                cache holds no uninitialised values (and the reset-before r * h, which feeds
                                a GEMM, stays finite) */
-                            for (int k = 0; k < 4; k++) fr_zero(g + k * H + j0, sizeof(REAL) * hs);
+                            if (g)
+                                for (int k = 0; k < 4; k++) fr_zero(g + k * H + j0, sizeof(REAL) * hs);
                             continue;
                         }
                         const REAL *xp = xproj + ((size_t)t * B + b) * GH;
                         const REAL *Sb = sl.S + (size_t)b * sl.np1;
-                        if (reset_after)
+                        if (reset_after && g)
                             SFX(gru_after_row)(hnew + (size_t)b * H, out + ((size_t)t * B + b) * H, g, xp, bx, b_hn,
-                                               Sb, hpb, j0, hs, H);
+                                               Sb, hpb, j0, hs, H, 1);
+                        else if (reset_after)
+                            SFX(gru_after_row)(hnew + (size_t)b * H, out + ((size_t)t * B + b) * H, NULL, xp, bx,
+                                               b_hn, Sb, hpb, j0, hs, H, 0);
                         else
                             SFX(gru_before_rz_row)(g, xp, bx, Sb, hpb, j0, hs, H);
                     }
