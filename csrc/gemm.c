@@ -109,34 +109,52 @@ static inline __attribute__((always_inline)) void SFX(ukernel)(const int64_t MRC
     for (int64_t i = 0; i < MRC; i++) SFX(store_row)(C + (size_t)i * ldc, c0[i], c1[i], nc, acc);
 }
 
-/* The one-row block (B = 1 streaming): four partial sums over k break the FMA latency chain that a
- * single accumulator pair would wait on. A step reads every weight once here, two FMAs a vector from
- * L2 (or L3), so the loop runs at the cache's bandwidth: the panel is prefetched FR_PF_TERMS terms
- * ahead, which keeps more lines in flight than the hardware prefetchers do (measured on the Sapphire
- * Rapids, T = 1000, B = 1, 2 threads: AVX2 4-5% faster at H = 256 and 512, AVX-512 unchanged within noise). */
+/* The one-row block (B = 1 streaming), on NP panels side by side (NP = 1 or 2 after inlining; panel q
+ * at P + q * ps): four partial sums over k per panel break the FMA latency chain that a single
+ * accumulator pair would wait on, and every panel gets exactly the sums it would get alone. A step
+ * reads every weight once here, two FMAs a vector from L2 (or L3), so the loop runs at the cache's
+ * bandwidth: two panels at once keep twice the lines in flight, and with PF the panels are also
+ * prefetched PF terms ahead. Measured on the Sapphire Rapids (one thread's share at H = 256 and 512,
+ * 2 threads, median of 3000 calls): AVX-512 one panel with PF 8 2.62 / 13.8 us, two without 2.28-2.34
+ * / 11.9 us (with PF: slower); AVX2 one panel with PF 8 3.16 us, two with PF 8 2.93 us. */
 #define FR_PF_TERMS 8
-static inline __attribute__((always_inline)) void SFX(ukernel1)(int64_t nc, int64_t K, const REAL *A, size_t cs,
-                                                               const REAL *P, REAL *C, int acc)
+#if FR_VBYTES >= 64
+#define FR_PF_PAIR 0
+#else
+#define FR_PF_PAIR FR_PF_TERMS
+#endif
+static inline __attribute__((always_inline)) void SFX(ukernel1)(const int NP, const int PF, int64_t nc, int64_t K,
+                                                               const REAL *A, size_t cs, const REAL *P, size_t ps,
+                                                               REAL *C, int acc)
 {
     typedef VEC V;
-    V c0[4] = {{0}}, c1[4] = {{0}};
+    V c0[2][4], c1[2][4];
+    for (int q = 0; q < NP; q++)
+        for (int u = 0; u < 4; u++) c0[q][u] = c1[q][u] = (V){0};
     int64_t k = 0;
     for (; k + 4 <= K; k += 4) {
-        if (k + FR_PF_TERMS + 4 <= K)       /* (no pointer past the panel) */
-            for (int64_t b = 0; b < 4 * NR * (int64_t)sizeof(REAL); b += 64)
-                __builtin_prefetch((const char *)(P + (size_t)(k + FR_PF_TERMS) * NR) + b, 0, 3);
+        if (PF && k + PF + 4 <= K)       /* (no pointer past the panel) */
+            for (int q = 0; q < NP; q++)
+                for (int64_t b = 0; b < 4 * NR * (int64_t)sizeof(REAL); b += 64)
+                    __builtin_prefetch((const char *)(P + q * ps + (size_t)(k + PF) * NR) + b, 0, 3);
         for (int64_t u = 0; u < 4; u++) {
             REAL av = A[(size_t)(k + u) * cs];
-            c0[u] += av * *(const V *)(P + (size_t)(k + u) * NR);
-            c1[u] += av * *(const V *)(P + (size_t)(k + u) * NR + VL);
+            for (int q = 0; q < NP; q++) {
+                c0[q][u] += av * *(const V *)(P + q * ps + (size_t)(k + u) * NR);
+                c1[q][u] += av * *(const V *)(P + q * ps + (size_t)(k + u) * NR + VL);
+            }
         }
     }
     for (; k < K; k++) {
         REAL av = A[(size_t)k * cs];
-        c0[0] += av * *(const V *)(P + (size_t)k * NR);
-        c1[0] += av * *(const V *)(P + (size_t)k * NR + VL);
+        for (int q = 0; q < NP; q++) {
+            c0[q][0] += av * *(const V *)(P + q * ps + (size_t)k * NR);
+            c1[q][0] += av * *(const V *)(P + q * ps + (size_t)k * NR + VL);
+        }
     }
-    SFX(store_row)(C, (c0[0] + c0[1]) + (c0[2] + c0[3]), (c1[0] + c1[1]) + (c1[2] + c1[3]), nc, acc);
+    for (int q = 0; q < NP; q++)
+        SFX(store_row)(C + q * NR, (c0[q][0] + c0[q][1]) + (c0[q][2] + c0[q][3]),
+                       (c1[q][0] + c1[q][1]) + (c1[q][2] + c1[q][3]), nc, acc);
 }
 
 /* Any block of mr <= FR_MR_LOOP rows, dispatched to a kernel compiled for exactly that many rows. */
@@ -145,7 +163,7 @@ static inline __attribute__((always_inline)) void SFX(ukernel_mr)(int64_t mr, in
                                                                  int acc)
 {
     switch (mr) {
-    case 1: SFX(ukernel1)(nc, K, A, cs, P, C, acc); break;
+    case 1: SFX(ukernel1)(1, FR_PF_TERMS, nc, K, A, cs, P, 0, C, acc); break;
     case 2: SFX(ukernel)(2, nc, K, A, rs, cs, P, C, ldc, acc); break;
     case 3: SFX(ukernel)(3, nc, K, A, rs, cs, P, C, ldc, acc); break;
     case 4: SFX(ukernel)(4, nc, K, A, rs, cs, P, C, ldc, acc); break;
@@ -176,6 +194,19 @@ __attribute__((noinline)) void SFX(packed_gemm)(int64_t M, int64_t Np, int64_t K
     /* nb near-equal blocks: the first M % nb of them one row longer (divisions once per call, not per
        panel: a 64-bit division costs tens of cycles, and a B = 1 step has dozens of panels) */
     const int64_t base = nb ? M / nb : 0, longer = nb ? M % nb : 0;
+#if FR_VBYTES >= 32
+    if (M == 1) {           /* B = 1: two panels at a time (ukernel1), a last odd one alone */
+        for (int64_t q = 0; q + 1 < npanels; q += 2) {
+            const int64_t p = rev ? npanels - 2 - q : q;
+            SFX(ukernel1)(2, FR_PF_PAIR, NR, K, A, 1, P + (size_t)p * K * NR, (size_t)K * NR, C + (size_t)p * NR, 0);
+        }
+        if (npanels % 2) {
+            const int64_t p = rev ? 0 : npanels - 1;
+            SFX(ukernel1)(1, FR_PF_TERMS, NR, K, A, 1, P + (size_t)p * K * NR, 0, C + (size_t)p * NR, 0);
+        }
+        return;
+    }
+#endif
     for (int64_t q = 0; q < npanels; q++) {
         const int64_t p = rev ? npanels - 1 - q : q;
         for (int64_t r = 0, i0 = 0; r < nb; r++) {
