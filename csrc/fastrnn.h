@@ -79,7 +79,11 @@ typedef void (*fr_gemm_f64)(char *transa, char *transb, int *m, int *n, int *k, 
  *   dw_ih, dw_hh, db_ih, db_hh   shaped as the weights and biases: added into
  *   dgh      (T, B, G*H)   scratch, step-ordered: gradient of the recurrent pre-activations
  *   dgx      (T, B, G*H)   scratch, time-ordered: gradient of the input pre-activations
- *                          (RNN: may be the same buffer as dgh when lengths is NULL and reverse is 0)
+ *                          When lengths is NULL and reverse is 0 (steps and times coincide), dgx may
+ *                          be the same buffer as dgh: for the RNN and the reset-before GRU, whose two
+ *                          gradients are equal, one (T, B, G*H) buffer; for the reset-after GRU one
+ *                          (T, B, 4H) buffer of rows [dr | dz | dn * r | dn] (dgh its first 3H
+ *                          columns, dgx its r, z and last columns)
  *
  * Each returns FR_OK, FR_ENOMEM (nothing is left half-written that the caller reads: it raises), or
  * FR_ETOOBIG (`gemm` set and a size over 2^31 - 1; checked before anything is written). */

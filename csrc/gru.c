@@ -79,8 +79,12 @@ static inline void SFX(gru_before_n_row)(REAL *hb, REAL *ob, REAL *g, const REAL
  * (here, in the same pass: in step order, row by row); dh of the row becomes the part that passes
  * through z (the next product adds the rest). */
 
-static inline void SFX(gru_after_grad_row)(REAL *dgb, REAL *dxb, REAL *dhb, REAL *db_ih, REAL *db_hh, const REAL *g,
-                                           const REAL *hp, const REAL *dob, int64_t j0, int64_t hs, int64_t H)
+/* Reset after. With `wide` (a constant after inlining) dgb is a row of the shared buffer (fastrnn.h:
+ * dgx == dgh), [dr | dz | dn * r | dn], and dxb is not used. */
+static inline __attribute__((always_inline)) void SFX(gru_after_grad_row)(REAL *dgb, REAL *dxb, REAL *dhb, REAL *db_ih,
+                                                                         REAL *db_hh, const REAL *g, const REAL *hp,
+                                                                         const REAL *dob, int64_t j0, int64_t hs,
+                                                                         int64_t H, const int wide)
 {
 #pragma omp simd
     for (int64_t u = 0; u < hs; u++) {
@@ -93,9 +97,13 @@ static inline void SFX(gru_after_grad_row)(REAL *dgb, REAL *dxb, REAL *dhb, REAL
         dgb[j] = dr;
         dgb[H + j] = dz;
         dgb[2 * H + j] = dn * r;
-        dxb[j] = dr;
-        dxb[H + j] = dz;
-        dxb[2 * H + j] = dn;
+        if (wide) {
+            dgb[3 * H + j] = dn;
+        } else {
+            dxb[j] = dr;
+            dxb[H + j] = dz;
+            dxb[2 * H + j] = dn;
+        }
         dhb[j] = d * z;
         db_hh[j] += dr;
         db_hh[H + j] += dz;
@@ -260,6 +268,12 @@ int SFX(fr_gru_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
     REAL *copies = NULL;
     if (lengths && SFX(finite_operands)(&xg, &sg, &copies, lengths, T, B, I, H)) return FR_ENOMEM;
     if (lengths) fr_zero(dgx, sizeof(REAL) * T * 3 * BH);
+    /* dgx == dgh (steps and times coincide, fastrnn.h): the input gradient's rows are the recurrent
+       one's, and with reset after they are 4H wide, [dr | dz | dn * r | dn]: two thirds of the values
+       the loop would write twice, written once */
+    const int wide = dgx == dgh && reset_after;
+    const int64_t ldg = wide ? 4 * H : GH;
+    const SFX(pregrads_t) pg = {dgh, dgx, wide ? dgh + 3 * H : NULL, (size_t)ldg, 2 * H};
     int failed = 0;
     fr_barrier_t bar = {0};
     /* reset after: P1[k][c] = w_hh[k][j0 + c], k < 3H: dh[:, my units] += dgh_s w_hh[:, my units]
@@ -286,10 +300,10 @@ int SFX(fr_gru_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
         for (int64_t s = T - 1; s >= 0 && !failed && hs > 0; s--) {
             const REAL *hp = states + s * BH;
             const REAL *gs = gates + s * 4 * BH;
-            REAL *dg = dgh + s * 3 * BH;
+            REAL *dg = dgh + (size_t)s * B * ldg;
             for (int64_t b = 0; b < B; b++) {
                 int64_t t = fr_time_index(s, b, T, lengths, reverse);
-                REAL *dgb = dg + (size_t)b * GH;
+                REAL *dgb = dg + (size_t)b * ldg;
                 if (t < 0) {
                     for (int64_t k = 0; k < 3; k++) memset(dgb + k * H + j0, 0, sizeof(REAL) * hs);
                     continue;
@@ -297,37 +311,39 @@ int SFX(fr_gru_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
                 const REAL *hpb = hp + (size_t)b * H, *g = gs + (size_t)b * 4 * H;
                 const REAL *dob = d_out + ((size_t)t * B + b) * H;
                 REAL *dxb = dgx + ((size_t)t * B + b) * GH;
-                if (reset_after)
-                    SFX(gru_after_grad_row)(dgb, dxb, dh + (size_t)b * H, dbi, dbh, g, hpb, dob, j0, hs, H);
+                if (wide)
+                    SFX(gru_after_grad_row)(dgb, dgb, dh + (size_t)b * H, dbi, dbh, g, hpb, dob, j0, hs, H, 1);
+                else if (reset_after)
+                    SFX(gru_after_grad_row)(dgb, dxb, dh + (size_t)b * H, dbi, dbh, g, hpb, dob, j0, hs, H, 0);
                 else
                     SFX(gru_before_zn_grad_row)(dgb, dxb, dh + (size_t)b * H, g, hpb, dob, j0, hs, H);
             }
             fr_barrier_wait(&bar, &phase);
             if (!reset_after) {
                 /* d(r * h)[:, my units] = dn w_hn[:, my units]; then dr, and the r * d(r h) path to dh */
-                SFX(slice_product)(&sl, 1, B, dg + 2 * H, GH);
+                SFX(slice_product)(&sl, 1, B, dg + 2 * H, ldg);
                 for (int64_t b = 0; b < B; b++) {
                     int64_t t = fr_time_index(s, b, T, lengths, reverse);
                     if (t < 0) continue;
-                    SFX(gru_before_r_grad_row)(dg + (size_t)b * GH, dgx + ((size_t)t * B + b) * GH, dh + (size_t)b * H,
+                    SFX(gru_before_r_grad_row)(dg + (size_t)b * ldg, dgx + ((size_t)t * B + b) * GH, dh + (size_t)b * H,
                                                dbi, dbh, gs + (size_t)b * 4 * H, hp + (size_t)b * H,
                                                sl.S + (size_t)b * sl.np2, j0, hs, H);
                 }
                 fr_barrier_wait(&bar, &phase);
             }
-            SFX(slice_product)(&sl, 0, B, dg, GH);
+            SFX(slice_product)(&sl, 0, B, dg, ldg);
             SFX(add_product)(dh, &sl, s, T, B, H, lengths, reverse);
         }
         if (!failed && hs > 0) SFX(bias_grads_give)(db_ih, db_hh, dbi, 3, H, j0, hs);
 #pragma omp barrier
         if (!gemm && !failed)
-            SFX(weight_gradients_par)(dx, dw_ih, dw_hh, dgh, dgx, xg, sg, gates + 3 * H, 4 * H, w_ih, T * B, I, H,
-                                      GH, reset_after ? GH : 2 * H, sl.PB);
+            SFX(weight_gradients_par)(dx, dw_ih, dw_hh, &pg, xg, sg, gates + 3 * H, 4 * H, w_ih, T * B, I, H, GH,
+                                      reset_after ? GH : 2 * H, sl.PB);
         fr_ftz_restore(csr);
     }
     int rc = failed ? FR_ENOMEM : FR_OK;
     if (!rc && gemm)
-        rc = SFX(weight_gradients)(dx, dw_ih, dw_hh, dgh, dgx, xg, sg, gates + 3 * H, 4 * H, w_ih, T * B, I, H, GH,
+        rc = SFX(weight_gradients)(dx, dw_ih, dw_hh, &pg, xg, sg, gates + 3 * H, 4 * H, w_ih, T * B, I, H, GH,
                                    reset_after ? GH : 2 * H, gemm);
     return SFX(backward_end)(rc, copies, dx, lengths, T, B, I);
 }

@@ -42,17 +42,20 @@ void SFX(bias_grads_give)(REAL *db_ih, REAL *db_hh, const REAL *mine, int64_t ng
     }
 }
 
-int SFX(weight_gradients)(REAL *dx, REAL *dw_ih, REAL *dw_hh, const REAL *dgh, const REAL *dgx,
-                          const REAL *x, const REAL *states, const REAL *rh, int64_t ld_rh,
-                          const REAL *w_ih, int64_t TB, int64_t I, int64_t H, int64_t GH, int64_t split,
-                          GEMM_T gemm)
+int SFX(weight_gradients)(REAL *dx, REAL *dw_ih, REAL *dw_hh, const SFX(pregrads_t) *g, const REAL *x,
+                          const REAL *states, const REAL *rh, int64_t ld_rh, const REAL *w_ih, int64_t TB,
+                          int64_t I, int64_t H, int64_t GH, int64_t split, GEMM_T gemm)
 {
-    const int64_t M = TB;
-    int rc = SFX(gemm_rm)(gemm, 1, 0, split, H, M, 1, dgh, GH, states, H, 1, dw_hh, H);
+    const int64_t M = TB, ld = (int64_t)g->ld, xs = g->dgx_hi ? g->xs : GH;
+    int rc = SFX(gemm_rm)(gemm, 1, 0, split, H, M, 1, g->dgh, ld, states, H, 1, dw_hh, H);
     if (!rc && split < GH)
-        rc = SFX(gemm_rm)(gemm, 1, 0, GH - split, H, M, 1, dgh + split, GH, rh, ld_rh, 1, dw_hh + (size_t)split * H, H);
-    if (!rc) rc = SFX(gemm_rm)(gemm, 1, 0, GH, I, M, 1, dgx, GH, x, I, 1, dw_ih, I);
-    if (!rc) rc = SFX(gemm_rm)(gemm, 0, 0, M, I, GH, 1, dgx, GH, w_ih, I, 0, dx, I);
+        rc = SFX(gemm_rm)(gemm, 1, 0, GH - split, H, M, 1, g->dgh + split, ld, rh, ld_rh, 1, dw_hh + (size_t)split * H, H);
+    if (!rc) rc = SFX(gemm_rm)(gemm, 1, 0, xs, I, M, 1, g->dgx, ld, x, I, 1, dw_ih, I);
+    if (!rc) rc = SFX(gemm_rm)(gemm, 0, 0, M, I, xs, 1, g->dgx, ld, w_ih, I, 0, dx, I);
+    if (!rc && xs < GH)
+        rc = SFX(gemm_rm)(gemm, 1, 0, GH - xs, I, M, 1, g->dgx_hi, ld, x, I, 1, dw_ih + (size_t)xs * I, I);
+    if (!rc && xs < GH)
+        rc = SFX(gemm_rm)(gemm, 0, 0, M, I, GH - xs, 1, g->dgx_hi, ld, w_ih + (size_t)xs * I, I, 1, dx, I);
     return rc;
 }
 
@@ -90,15 +93,22 @@ void SFX(project_steps)(REAL *xproj, const REAL *x, const REAL *w_ih, int64_t s0
                               GH, P);
 }
 
-void SFX(weight_gradients_par)(REAL *dx, REAL *dw_ih, REAL *dw_hh, const REAL *dgh, const REAL *dgx,
-                               const REAL *x, const REAL *states, const REAL *rh, int64_t ld_rh,
-                               const REAL *w_ih, int64_t TB, int64_t I, int64_t H, int64_t GH, int64_t split, REAL *P)
+void SFX(weight_gradients_par)(REAL *dx, REAL *dw_ih, REAL *dw_hh, const SFX(pregrads_t) *g, const REAL *x,
+                               const REAL *states, const REAL *rh, int64_t ld_rh, const REAL *w_ih, int64_t TB,
+                               int64_t I, int64_t H, int64_t GH, int64_t split, REAL *P)
 {
-    const int64_t M = TB;
-    SFX(par_gemm)(split, H, M, dgh, 1, GH, states, H, 1, dw_hh, H, 1, P);
-    if (split < GH) SFX(par_gemm)(GH - split, H, M, dgh + split, 1, GH, rh, ld_rh, 1, dw_hh + (size_t)split * H, H, 1, P);
-    SFX(par_gemm)(GH, I, M, dgx, 1, GH, x, I, 1, dw_ih, I, 1, P);
-    SFX(par_gemm)(M, I, GH, dgx, GH, 1, w_ih, I, 1, dx, I, 0, P);
+    const int64_t M = TB, xs = g->dgx_hi ? g->xs : GH;
+    const size_t ld = g->ld;
+    SFX(par_gemm)(split, H, M, g->dgh, 1, ld, states, H, 1, dw_hh, H, 1, P);
+    if (split < GH) SFX(par_gemm)(GH - split, H, M, g->dgh + split, 1, ld, rh, ld_rh, 1, dw_hh + (size_t)split * H, H, 1, P);
+    SFX(par_gemm)(xs, I, M, g->dgx, 1, ld, x, I, 1, dw_ih, I, 1, P);
+    if (xs < GH) SFX(par_gemm)(GH - xs, I, M, g->dgx_hi, 1, ld, x, I, 1, dw_ih + (size_t)xs * I, I, 1, P);
+    SFX(par_gemm)(M, I, xs, g->dgx, ld, 1, w_ih, I, 1, dx, I, 0, P);
+    if (xs < GH) {
+        /* the second product adds into rows of dx that, with another K, par_gemm may give to another thread */
+#pragma omp barrier
+        SFX(par_gemm)(M, I, GH - xs, g->dgx_hi, ld, 1, w_ih + (size_t)xs * I, I, 1, dx, I, 1, P);
+    }
 }
 
 void SFX(slice_weights)(SFX(slice_t) *sl, int which, const REAL *src, int64_t K, int64_t ngroups, size_t gstride,

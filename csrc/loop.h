@@ -76,17 +76,27 @@ int64_t SFX(chunk_steps)(int64_t T, int64_t B, const int64_t *lengths, int rever
 void SFX(project_steps)(REAL *xproj, const REAL *x, const REAL *w_ih, int64_t s0, int64_t s1, int64_t T, int64_t B,
                         int64_t I, int64_t GH, int reverse, REAL *P);
 
+/* The pre-activation gradients a backward loop leaves for its weight gradients: dgh (TB rows, GH
+ * columns) and dgx, both of row stride ld; dgx's columns [0, xs) at dgx and, when dgx_hi is not NULL,
+ * its columns [xs, GH) at dgx_hi (the reset-after GRU's shared buffer, fastrnn.h). */
+typedef struct {
+    const REAL *dgh, *dgx, *dgx_hi;
+    size_t ld;
+    int64_t xs;
+} SFX(pregrads_t);
+
 /* The weight and input gradients after a backward loop:
  *   dw_ih += dgx^T x,  dx = dgx w_ih,
  *   dw_hh[rows 0 .. split) += dgh[:, 0 .. split)^T states[0 .. T)
  *   dw_hh[rows split .. GH) += dgh[:, split .. GH)^T rh   (rh: rows of stride ld_rh; the Cho GRU's r * h)
- * with BLAS (one call each; FR_ETOOBIG possible), or by every thread of the region (P its buffer). */
-int SFX(weight_gradients)(REAL *dx, REAL *dw_ih, REAL *dw_hh, const REAL *dgh, const REAL *dgx, const REAL *x,
+ * with BLAS (one call each, two for dx and dw_ih with dgx_hi; FR_ETOOBIG possible), or by every thread
+ * of the region (P its buffer). */
+int SFX(weight_gradients)(REAL *dx, REAL *dw_ih, REAL *dw_hh, const SFX(pregrads_t) *g, const REAL *x,
                           const REAL *states, const REAL *rh, int64_t ld_rh, const REAL *w_ih, int64_t TB,
                           int64_t I, int64_t H, int64_t GH, int64_t split, GEMM_T gemm);
-void SFX(weight_gradients_par)(REAL *dx, REAL *dw_ih, REAL *dw_hh, const REAL *dgh, const REAL *dgx,
-                               const REAL *x, const REAL *states, const REAL *rh, int64_t ld_rh,
-                               const REAL *w_ih, int64_t TB, int64_t I, int64_t H, int64_t GH, int64_t split, REAL *P);
+void SFX(weight_gradients_par)(REAL *dx, REAL *dw_ih, REAL *dw_hh, const SFX(pregrads_t) *g, const REAL *x,
+                               const REAL *states, const REAL *rh, int64_t ld_rh, const REAL *w_ih, int64_t TB,
+                               int64_t I, int64_t H, int64_t GH, int64_t split, REAL *P);
 
 /* Where the forward keeps the state after step s - 1: in `states` (training), or, when `states` is
  * NULL (inference, no backward to come), in the two rows of `pair` (state_pair: a per-thread buffer,

@@ -154,6 +154,7 @@ int SFX(fr_rnn_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
     REAL *copies = NULL;
     if (lengths && SFX(finite_operands)(&xg, &sg, &copies, lengths, T, B, I, H)) return FR_ENOMEM;
     if (lengths && dgx != dgh) fr_zero(dgx, sizeof(REAL) * T * BH);
+    const SFX(pregrads_t) pg = {dgh, dgx, NULL, (size_t)H, H};
     int failed = 0;
     fr_barrier_t bar = {0};
     const int nloop = fr_loop_threads(L->nthreads, T, B, H, H, 1, UNITS);
@@ -199,10 +200,10 @@ int SFX(fr_rnn_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
         if (!failed && hs > 0) SFX(bias_grads_give)(db_ih, db_hh, dbi, 1, H, j0, hs);
 #pragma omp barrier
         if (!gemm && !failed)
-            SFX(weight_gradients_par)(dx, dw_ih, dw_hh, dgh, dgx, xg, sg, NULL, 0, w_ih, T * B, I, H, H, H, sl.PB);
+            SFX(weight_gradients_par)(dx, dw_ih, dw_hh, &pg, xg, sg, NULL, 0, w_ih, T * B, I, H, H, H, sl.PB);
         fr_ftz_restore(csr);
     }
     int rc = failed ? FR_ENOMEM : FR_OK;
-    if (!rc && gemm) rc = SFX(weight_gradients)(dx, dw_ih, dw_hh, dgh, dgx, xg, sg, NULL, 0, w_ih, T * B, I, H, H, H, gemm);
+    if (!rc && gemm) rc = SFX(weight_gradients)(dx, dw_ih, dw_hh, &pg, xg, sg, NULL, 0, w_ih, T * B, I, H, H, H, gemm);
     return SFX(backward_end)(rc, copies, dx, lengths, T, B, I);
 }

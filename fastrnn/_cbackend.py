@@ -131,7 +131,12 @@ def gru_backward(d_out, d_hn, cache, grads=None, nthreads=None):
     dt = x.dtype
     dx, dh0 = _empty((T, B, I), dt), _empty((B, H), dt)
     dw_ih, dw_hh, db_ih, db_hh = _grads(dt, 3 * H, I, H, grads)
-    dgh, dgx = _scratch(dt, (T, B, 3 * H), (T, B, 3 * H))
+    # when steps and times coincide, one buffer holds both pre-activation gradients (csrc/fastrnn.h)
+    if lengths is None and not cache["reverse"]:
+        dgh, = _scratch(dt, (T, B, (4 if cache["reset_after"] else 3) * H))
+        dgx = dgh
+    else:
+        dgh, dgx = _scratch(dt, (T, B, 3 * H), (T, B, 3 * H))
     _ck._gru_bwd((dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dgh, dgx, d_out, d_hn, x, states, gates, w_ih, w_hh),
              lengths, T, B, I, H, cache["reset_after"], cache["reverse"], nthreads or get_num_threads(), cache["use_blas"])
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh

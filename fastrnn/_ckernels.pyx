@@ -329,8 +329,12 @@ def _gru_fwd(tuple arrays, lengths, int64_t T, int64_t B, int64_t I, int64_t H, 
 def _gru_bwd(tuple arrays, lengths, int64_t T, int64_t B, int64_t I, int64_t H, int reset_after, int reverse,
              int nt, bint use_blas):
     """arrays: dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dgh, dgx (written), d_out, d_hn, x, states, gates,
-    w_ih, w_hh."""
+    w_ih, w_hh. dgx may be dgh (fastrnn.h): then, with reset_after, T * B * 4H values."""
+    cdef bint shared = arrays[6] is arrays[7]
+    if shared and (lengths is not None or reverse):
+        raise ValueError("gru_backward: dgx may be dgh only without lengths and reverse")
+    cdef int64_t G = 4 if shared and reset_after else 3
     _call(GRU_BACKWARD, "gru_backward", arrays,
-          (T * B * I, B * H, 3 * H * I, 3 * H * H, 3 * H, 3 * H, T * B * 3 * H, T * B * 3 * H, T * B * H, B * H,
+          (T * B * I, B * H, 3 * H * I, 3 * H * H, 3 * H, 3 * H, T * B * G * H, T * B * G * H, T * B * H, B * H,
            T * B * I, (T + 1) * B * H, T * B * 4 * H, 3 * H * I, 3 * H * H), 8, 10, lengths, T, B, I, H,
           reset_after, reverse, nt, use_blas)
