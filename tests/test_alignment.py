@@ -56,7 +56,7 @@ def test_bias_grads_into_arrays_at_any_address_give_the_same_bits(kind, opts, dt
     """grads= at every element offset from a line, with 1, 2 and 3 threads (sizes as in test_threads,
     large enough that the loop really splits its units; a slice then ends inside a line of the shifted
     arrays): bitwise what aligned arrays get."""
-    T, B, I, H = 8, 32, 20, 200
+    T, B, I, H = 8, 32, 20, 256
     p = make_problem(kind, T, B, I, H, dtype=dtype, seed=3)
     lengths = None if lengths is None else np.array(lengths)
     rng = np.random.default_rng(4)
