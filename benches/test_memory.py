@@ -8,13 +8,18 @@ import pytest
 from benches import contenders, memory, orchestrate, run, workloads
 
 
+def assert_minimum_plus_one_state(cache, w):
+    """cache == the minimum + h0: states (T+1, B, H) [+ gates (T, B, 4H)], each array of 4 KiB or more
+    with at most 64 bytes before it to start on a cache line (fastrnn/_ckernels.pyx: empty_aligned)."""
+    T, B, I, H = w.dims
+    extra = cache - (memory.min_bytes_per_step(w) * T + B * H * 4)
+    assert 0 <= extra <= 64 * 2, extra
+
+
 @pytest.mark.parametrize("cell", workloads.CELLS)
 def test_cache_is_the_minimum_plus_one_state(cell):
     w = workloads.Workload(cell, "20x3x5x8", "train")
-    T, B, I, H = w.dims
-    cache = contenders.CONTENDERS["fastrnn"].cache_bytes(w, workloads.make_inputs(w))
-    state = B * H * 4
-    assert cache == memory.min_bytes_per_step(w) * T + state  # states (T+1, B, H) [+ gates (T, B, 4H)]
+    assert_minimum_plus_one_state(contenders.CONTENDERS["fastrnn"].cache_bytes(w, workloads.make_inputs(w)), w)
 
 
 def test_cache_nbytes_skips_the_callers_arrays_and_counts_shared_once():
@@ -30,7 +35,7 @@ def test_memory_step_in_a_worker():
                                          else {"fastrnn": ws}, threads=1)
     assert not results.problems
     rec = results.memory["fastrnn"][ws[0].key]
-    assert rec["cache"] == memory.min_bytes_per_step(ws[0]) * 30 + 4 * 16 * 4
+    assert_minimum_plus_one_state(rec["cache"], ws[0])
     assert rec["traced_peak"] >= rec["cache"]  # the step allocates its cache, and more
     assert rec["rss_peak"] >= 0 and rec["traced_retained"] >= 0
     assert "onnxruntime" not in results.memory  # no training: a gap

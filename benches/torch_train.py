@@ -6,6 +6,8 @@ Run it from the repository root, with OpenBLAS's core-type overrides unset (SPEC
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m benches.torch_train --shapes all --rounds 5 \
         --markdown --json torch_train.json
     python -m benches.torch_train --worker fastrnn.torch --shape tiny      # one worker by hand: JSON lines
+    ... python -m benches.torch_train --fastrnn-first   # both workers import fastrnn before torch: does that
+                                                        # order slow torch down (one shared OpenMP runtime)?
 
 The model, at each shape's T, B, I, H (workloads.SHAPES, "tiny", or TxBxIxH), vocabulary V = --vocab (1000):
     nn.Embedding(V, I) -> nn.GRU(I, H) (one layer, batch_first=False) -> nn.Linear(H, V)
@@ -102,16 +104,21 @@ def build(name, dims, vocab=VOCAB, dtype="float32"):
     return step, model
 
 
-def worker(name, shapes, threads, dtype="float32", min_time=1.0, vocab=VOCAB, out=sys.stdout):
+def worker(name, shapes, threads, dtype="float32", min_time=1.0, vocab=VOCAB, out=sys.stdout, fastrnn_first=False):
     """In this process: for each shape name, the first CHECK_STEPS losses, then the step's time.
-    One JSON line per shape, {"info": ...} first."""
+    One JSON line per shape, {"info": ...} first. With fastrnn_first, fastrnn is imported (and its
+    kernels loaded) before torch, by both contenders: what that order does to torch's own speed."""
+    if fastrnn_first:
+        import fastrnn
+
+        fastrnn.backends()
     import torch
 
     emit = lambda record: print(json.dumps(record), file=out, flush=True)
     torch.set_num_threads(threads)
     torch.set_flush_denormal(True)
     info = {"torch": torch.__version__, "threads": torch.get_num_threads()}
-    if name == "fastrnn.torch":     # the torch worker never loads fastrnn
+    if name == "fastrnn.torch":     # the torch worker loads fastrnn only with fastrnn_first
         import fastrnn
 
         fastrnn.set_num_threads(threads)
@@ -130,10 +137,12 @@ def worker(name, shapes, threads, dtype="float32", min_time=1.0, vocab=VOCAB, ou
         emit(record)
 
 
-def run_worker(name, shapes, threads, dtype, min_time, vocab, timeout=WORKER_TIMEOUT_S):
+def run_worker(name, shapes, threads, dtype, min_time, vocab, fastrnn_first=False, timeout=WORKER_TIMEOUT_S):
     """One worker process; returns (info or None, {shape: record}, problem or None)."""
     cmd = [sys.executable, "-m", "benches.torch_train", "--worker", name, "--threads", str(threads),
            "--dtype", dtype, "--min-time", str(min_time), "--vocab", str(vocab)]
+    if fastrnn_first:
+        cmd.append("--fastrnn-first")
     for shape in shapes:
         cmd += ["--shape", shape]
     try:
@@ -173,7 +182,8 @@ def check_losses(losses, dtype):
                                    f"{other} {got} (relative {err:.2e} > {LOSS_RTOL[dtype]:g})")
 
 
-def measure(shapes, *, threads, rounds=3, dtype="float32", min_time=1.0, vocab=VOCAB, progress=None):
+def measure(shapes, *, threads, rounds=3, dtype="float32", min_time=1.0, vocab=VOCAB, fastrnn_first=False,
+            progress=None):
     """{"seconds": {contender: {shape: [per round]}}, "losses": {contender: {shape: [...]}},
     "info": {contender: ...}, "problems": [...]}; raises LossMismatch after the first round if the
     models disagree."""
@@ -184,7 +194,8 @@ def measure(shapes, *, threads, rounds=3, dtype="float32", min_time=1.0, vocab=V
         order = CONTENDERS[r % 2:] + CONTENDERS[:r % 2]
         for name in order:
             started = time.perf_counter()
-            info[name], records, problem = run_worker(name, list(shapes), threads, dtype, min_time, vocab)
+            info[name], records, problem = run_worker(name, list(shapes), threads, dtype, min_time, vocab,
+                                                      fastrnn_first)
             if problem:
                 problems.append(f"{name} round {r + 1}: {problem}")
             for shape, record in records.items():
@@ -243,13 +254,16 @@ def main(argv=None):
     p.add_argument("--min-time", type=_positive(float), default=1.0,
                    help="seconds of timed steps per shape and round (default %(default)s)")
     p.add_argument("--vocab", type=_positive(int), default=VOCAB, help="vocabulary size V (default %(default)s)")
+    p.add_argument("--fastrnn-first", action="store_true",
+                   help="both workers import fastrnn (and load its kernels) before torch")
     p.add_argument("--markdown", action="store_true", help="print a GitHub markdown table")
     p.add_argument("--json", metavar="PATH", help="also write the results and machine info as JSON")
     p.add_argument("--worker", choices=CONTENDERS, help=argparse.SUPPRESS)
     p.add_argument("--shape", action="append", default=[], help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
-        return worker(args.worker, args.shape, args.threads, args.dtype, args.min_time, args.vocab)
+        return worker(args.worker, args.shape, args.threads, args.dtype, args.min_time, args.vocab,
+                      fastrnn_first=args.fastrnn_first)
     try:
         shapes = parse_shapes(args.shapes)
     except ValueError as exc:
@@ -258,7 +272,8 @@ def main(argv=None):
     progress = lambda msg: print(msg, file=sys.stderr, flush=True)
     try:
         result = measure(shapes, threads=args.threads, rounds=args.rounds, dtype=args.dtype,
-                         min_time=args.min_time, vocab=args.vocab, progress=progress)
+                         min_time=args.min_time, vocab=args.vocab, fastrnn_first=args.fastrnn_first,
+                         progress=progress)
     except LossMismatch as exc:
         sys.exit(f"error: the models disagree, nothing timed is reported: {exc}")
     machine = machine_info(args, Results(info={n: i for n, i in result["info"].items() if i}), load)
@@ -266,7 +281,8 @@ def main(argv=None):
     out = rows(shapes, result)
     print(f"\nfastrnn.torch training step (Embedding -> GRU -> Linear -> cross-entropy, Adam, V = {args.vocab}): "
           f"{machine['cpu']}, SIMD {machine['simd']}, {args.threads} thread{'s' * (args.threads > 1)}, "
-          f"{args.dtype}, median of {args.rounds} rounds, {machine['date']}\n")
+          f"{args.dtype}, median of {args.rounds} rounds, "
+          f"{'fastrnn imported before torch, ' if args.fastrnn_first else ''}{machine['date']}\n")
     print(table(out, markdown=args.markdown))
     print()
     footnotes = ["torch/fastrnn.torch: torch.nn.GRU's step time / the converted model's (above 1: fastrnn.torch is faster)",

@@ -62,16 +62,26 @@ def chosen_num_threads():
 
 # ---- what importing fastrnn does to the process --------------------------------------------------
 
-def set_omp_wait_policy():
-    """OMP_WAIT_POLICY=PASSIVE in os.environ, unless the user set it (or GOMP_SPINCOUNT), or the
-    compiled kernels, and with them an OpenMP runtime, are loaded already.
+GOMP_SPINCOUNT = "10000"
 
-    Why: the kernels' time loop syncs its threads with its own spin-then-yield barrier; between calls
-    the OpenMP workers should sleep rather than spin, or they steal the cores from the BLAS threads
-    of the big GEMMs that come next (SPEC §4). libgomp reads this once, when it is first loaded."""
+
+def set_omp_wait_policy():
+    """GOMP_SPINCOUNT=10000 in os.environ, unless the user set it (or OMP_WAIT_POLICY), or the
+    compiled kernels, and with them an OpenMP runtime, are loaded already. libgomp reads it once,
+    when it is first loaded; torch's wheel shares that runtime (README: "Use it from PyTorch").
+
+    Why: after a parallel region libgomp's workers spin, by default 300,000 rounds (milliseconds),
+    and spinning they steal the cores from the BLAS threads of the big products that come next (SPEC
+    §4); 10,000 rounds (a fraction of a millisecond) and they sleep. Not sleeping at once
+    (OMP_WAIT_POLICY=PASSIVE, the default here before): waking a sleeping worker cost 60-75 us per
+    parallel region on the 2-core VMs, every short call paid it, and so did every parallel operator
+    of torch when fastrnn was imported first (a torch language model's training step 210 ms against
+    148 ms). Measured there (NumPy GEMMs between GRU calls; a GRU cell step at B = 64): PASSIVE
+    131-144 ms and 446-473 us, 10,000 rounds 126-139 ms and 316-333 us, libgomp's default 141-147 ms
+    and 317 us."""
     if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ and \
             "fastrnn._ckernels" not in sys.modules:
-        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+        os.environ["GOMP_SPINCOUNT"] = GOMP_SPINCOUNT
 
 
 def on_import():

@@ -53,3 +53,23 @@ def test_bitwise_identical_across_thread_counts_few_rows(kind, opts, dtype, rest
     for other in results[1:]:
         for name in RESULT_NAMES:
             assert np.array_equal(other[name], results[0][name]), name
+
+
+@pytest.mark.parametrize("user,expected", [({}, ("10000", None)),
+                                           ({"OMP_WAIT_POLICY": "ACTIVE"}, (None, "ACTIVE")),
+                                           ({"GOMP_SPINCOUNT": "5"}, ("5", None))],
+                         ids=["default", "user-policy", "user-spincount"])
+def test_import_sets_a_short_spin_unless_the_user_chose(user, expected):
+    """`import fastrnn` sets GOMP_SPINCOUNT=10000 (README: Threads) before the OpenMP runtime loads,
+    and leaves a user's OMP_WAIT_POLICY or GOMP_SPINCOUNT alone."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env.update(user)
+    code = ("import os, fastrnn; fastrnn.backends(); "
+            "print(os.environ.get('GOMP_SPINCOUNT'), os.environ.get('OMP_WAIT_POLICY'))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd="/",
+                         check=True).stdout.split()
+    assert tuple(None if v == "None" else v for v in out) == expected
