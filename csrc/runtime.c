@@ -146,16 +146,9 @@ void fr_slice(int64_t H, int nt, int tid, int64_t vl, int64_t *j0, int64_t *hs)
 }
 
 /* Threads worth using for the time loop: at most one per chunk of units, enough recurrent work per
- * step (2 B G H K flops) for each to outweigh a barrier, and one for a call too short to share. The
- * call's threshold is set by what starting a parallel region costs: under OMP_WAIT_POLICY=PASSIVE
- * (fastrnn's default, see _config.py) the workers sleep between calls, and waking one took 60-75 us
- * on the 2-core Sapphire Rapids VM (an empty region, called back to back; 1 us with spinning
- * workers). Measured there, one cell step (T = 1, I = H = 256, float32), 1 thread against 2: GRU
- * B = 8 121 / 185 us, B = 16 233 / 316, B = 32 344 / 330, B = 64 510 / 439 (training 1577 / 1350);
- * RNN B = 64 171 / 222, B = 128 273 / 301. So below 2e7 flops of recurrent work a call runs on one
- * thread (GRU up to B = 50 there, RNN up to B = 152). */
+ * step (2 B G H K flops) for each to outweigh a barrier, and one for a call too short to share. */
 #define FR_MIN_FLOPS_PER_THREAD 65536.0
-#define FR_MIN_FLOPS_PER_CALL 2e7
+#define FR_MIN_FLOPS_PER_CALL 2e6
 int fr_loop_threads(int nthreads, int64_t T, int64_t B, int64_t H, int64_t K, int64_t G, int64_t vl)
 {
     double flops = 2.0 * (double)B * (double)G * (double)H * (double)K;
@@ -170,12 +163,12 @@ int fr_loop_threads(int nthreads, int64_t T, int64_t B, int64_t H, int64_t K, in
 
 /* Threads for the whole call: those of the time loop, or, when the region also runs the big products
  * (no BLAS), more where those (2 T B GH I flops) give each at least FR_MIN_FLOPS_PER_GEMM_THREAD of
- * work, and are not themselves too short to share (FR_MIN_FLOPS_PER_CALL); remembered by fr_team. */
+ * work; remembered by fr_team. */
 #define FR_MIN_FLOPS_PER_GEMM_THREAD 2e6
 int fr_team_threads(int nthreads, int nloop, int blas, int64_t T, int64_t B, int64_t I, int64_t GH)
 {
     double flops = 2.0 * (double)T * (double)B * (double)GH * (double)I;
-    double by_work = flops < FR_MIN_FLOPS_PER_CALL ? 1 : flops / FR_MIN_FLOPS_PER_GEMM_THREAD;
+    double by_work = flops / FR_MIN_FLOPS_PER_GEMM_THREAD;
     int n = nthreads;
     if (n > by_work) n = (int)by_work;
     return fr_team(blas || n < nloop ? nloop : n);

@@ -26,8 +26,7 @@ def use_threads(n):
                          # long: projection in chunks; step: T = 1 reads the weights in place (dot products)
                          ids=["full", "lengths-reverse", "long-reverse", "step"])
 def test_bitwise_identical_across_thread_counts(kind, opts, dtype, T, lengths, reverse, restore_threads):
-    # a call splits its units only with 2e7 flops of recurrent work (csrc/runtime.c): H = 600 for one step
-    B, I, H = 32, 70, 600 if T == 1 else 200
+    B, I, H = 32, 70, 200
     p = make_problem(kind, T, B, I, H, dtype, seed=3)
     lengths = None if lengths is None else np.array(lengths)
     results = []
@@ -44,7 +43,7 @@ def test_bitwise_identical_across_thread_counts(kind, opts, dtype, T, lengths, r
 def test_bitwise_identical_across_thread_counts_few_rows(kind, opts, dtype, restore_threads):
     """A single step of a few sequences (B <= 8: the products read the weights in place, the threads
     share their columns), large enough to use every thread."""
-    T, B, I, H = 1, 5, 70, 1440      # 2 B H^2 >= 2e7 (csrc/runtime.c: FR_MIN_FLOPS_PER_CALL)
+    T, B, I, H = 1, 5, 70, 600
     p = make_problem(kind, T, B, I, H, dtype, seed=4)
     results = []
     for n in (1, 2, 3):
