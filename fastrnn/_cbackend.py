@@ -4,8 +4,8 @@ fastrnn/_backends.py on the C kernels, whose raw bindings are fastrnn/_ckernels.
 
 What this module adds to the bindings: the outputs and the backward's cache as NumPy arrays (the cache
 keeps the sizes of its forward; its backward takes them from there, never from the arrays), the
-gradients to add into, and a per-thread scratch pool for the kernels' work arrays; every array it
-allocates starts on a 64-byte line (_ckernels.empty_aligned). The arrays come
+gradients to add into, and a per-thread scratch pool for the kernels' work arrays; every array of
+4 KiB or more that it allocates starts on a 64-byte line (_ckernels.empty_aligned). The arrays come
 validated and contiguous from fastrnn.functional (or fastrnn.torch); every call takes `nthreads=None`
 (None: get_num_threads()).
 """
@@ -45,17 +45,26 @@ def _scratch(dt, *shapes):
     line."""
     line = 64 // dt.itemsize
     sizes = [math.prod(s) for s in shapes]      # (math.prod: np.prod costs microseconds, a cell's step ~20)
-    total = sum((n + line - 1) // line * line for n in sizes)
+    spans = [(n + line - 1) // line * line for n in sizes]
     key = dt.char
     buf = getattr(_scratch_by_thread, key, None)
-    if buf is None or buf.shape[0] < total:
-        buf = _empty(total, dt)
+    if buf is None or buf.shape[0] < sum(spans):
+        buf = _empty(sum(spans), dt)
         setattr(_scratch_by_thread, key, buf)
     out, start = [], 0
-    for shape, n in zip(shapes, sizes):
+    for shape, n, span in zip(shapes, sizes, spans):
         out.append(buf[start:start + n].reshape(shape))
-        start += (n + line - 1) // line * line
+        start += span
     return out
+
+
+def _pregrads(dt, cache, T, B, width, shared_width):
+    """The backward's scratch dgh, dgx (csrc/fastrnn.h): one buffer of rows of `shared_width` when
+    steps and times coincide (no lengths, no reverse), else two of rows of `width`."""
+    if cache["lengths"] is None and not cache["reverse"]:
+        dgh, = _scratch(dt, (T, B, shared_width))
+        return dgh, dgh
+    return tuple(_scratch(dt, (T, B, width), (T, B, width)))
 
 
 def _grads(dt, G_H, I, H, grads):
@@ -96,12 +105,7 @@ def rnn_backward(d_out, d_hn, cache, grads=None, nthreads=None):
     dt = x.dtype
     dx, dh0 = _empty((T, B, I), dt), _empty((B, H), dt)
     dw_ih, dw_hh, db_ih, db_hh = _grads(dt, H, I, H, grads)
-    # input and recurrent pre-activation gradients coincide when steps and times do
-    if lengths is None and not cache["reverse"]:
-        dgh, = _scratch(dt, (T, B, H))
-        dgx = dgh
-    else:
-        dgh, dgx = _scratch(dt, (T, B, H), (T, B, H))
+    dgh, dgx = _pregrads(dt, cache, T, B, H, H)
     _ck._rnn_bwd((dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dgh, dgx, d_out, d_hn, x, states, w_ih, w_hh),
              lengths, T, B, I, H, cache["relu"], cache["reverse"], nthreads or get_num_threads(), cache["use_blas"])
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh
@@ -131,12 +135,7 @@ def gru_backward(d_out, d_hn, cache, grads=None, nthreads=None):
     dt = x.dtype
     dx, dh0 = _empty((T, B, I), dt), _empty((B, H), dt)
     dw_ih, dw_hh, db_ih, db_hh = _grads(dt, 3 * H, I, H, grads)
-    # when steps and times coincide, one buffer holds both pre-activation gradients (csrc/fastrnn.h)
-    if lengths is None and not cache["reverse"]:
-        dgh, = _scratch(dt, (T, B, (4 if cache["reset_after"] else 3) * H))
-        dgx = dgh
-    else:
-        dgh, dgx = _scratch(dt, (T, B, 3 * H), (T, B, 3 * H))
+    dgh, dgx = _pregrads(dt, cache, T, B, 3 * H, (4 if cache["reset_after"] else 3) * H)
     _ck._gru_bwd((dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dgh, dgx, d_out, d_hn, x, states, gates, w_ih, w_hh),
              lengths, T, B, I, H, cache["reset_after"], cache["reverse"], nthreads or get_num_threads(), cache["use_blas"])
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh

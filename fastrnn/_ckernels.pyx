@@ -148,9 +148,9 @@ cdef enum:
 
 def empty_aligned(shape, dtype):
     """np.empty(shape, dtype) whose data start on a 64-byte boundary (a view of a slightly larger
-    array), from SMALL bytes up: below, the plain array (a call that small runs on one thread, and the
-    view would cost a cell's step a few percent). `shape`: an int or a tuple of ints; `dtype`: a
-    numpy.dtype."""
+    array), from SMALL bytes up: below, the plain array (it holds few rows, so few lines are shared,
+    and the view would cost a cell's step a few percent). `shape`: an int or a tuple of ints; `dtype`:
+    a numpy.dtype."""
     cdef Py_ssize_t n = 1, d
     shape = (shape,) if isinstance(shape, int) else shape
     for d in shape:
@@ -308,9 +308,20 @@ def _rnn_fwd(tuple arrays, lengths, int64_t T, int64_t B, int64_t I, int64_t H, 
           4, 4, lengths, T, B, I, H, relu, reverse, nt, use_blas)
 
 
+cdef bint _shared_pregrads(tuple arrays, lengths, int reverse, str what) except -1:
+    """Whether a backward's dgx (arrays[7]) is its dgh (arrays[6]): allowed only where steps and times
+    coincide (csrc/fastrnn.h)."""
+    cdef bint shared = arrays[6] is arrays[7]
+    if shared and (lengths is not None or reverse):
+        raise ValueError(f"{what}: dgx may be dgh only without lengths and reverse")
+    return shared
+
+
 def _rnn_bwd(tuple arrays, lengths, int64_t T, int64_t B, int64_t I, int64_t H, int relu, int reverse, int nt,
              bint use_blas):
-    """arrays: dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dgh, dgx (written), d_out, d_hn, x, states, w_ih, w_hh."""
+    """arrays: dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dgh, dgx (written), d_out, d_hn, x, states, w_ih, w_hh.
+    dgx may be dgh (fastrnn.h)."""
+    _shared_pregrads(arrays, lengths, reverse, "rnn_backward")
     _call(RNN_BACKWARD, "rnn_backward", arrays,
           (T * B * I, B * H, H * I, H * H, H, H, T * B * H, T * B * H, T * B * H, B * H, T * B * I, (T + 1) * B * H,
            H * I, H * H), 8, 10, lengths, T, B, I, H, relu, reverse, nt, use_blas)
@@ -330,10 +341,7 @@ def _gru_bwd(tuple arrays, lengths, int64_t T, int64_t B, int64_t I, int64_t H, 
              int nt, bint use_blas):
     """arrays: dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dgh, dgx (written), d_out, d_hn, x, states, gates,
     w_ih, w_hh. dgx may be dgh (fastrnn.h): then, with reset_after, T * B * 4H values."""
-    cdef bint shared = arrays[6] is arrays[7]
-    if shared and (lengths is not None or reverse):
-        raise ValueError("gru_backward: dgx may be dgh only without lengths and reverse")
-    cdef int64_t G = 4 if shared and reset_after else 3
+    cdef int64_t G = 4 if _shared_pregrads(arrays, lengths, reverse, "gru_backward") and reset_after else 3
     _call(GRU_BACKWARD, "gru_backward", arrays,
           (T * B * I, B * H, 3 * H * I, 3 * H * H, 3 * H, 3 * H, T * B * G * H, T * B * G * H, T * B * H, B * H,
            T * B * I, (T + 1) * B * H, T * B * 4 * H, 3 * H * I, 3 * H * H), 8, 10, lengths, T, B, I, H,

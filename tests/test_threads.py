@@ -4,6 +4,10 @@ Sizes are large enough that the kernels really split the work (per-step recurren
 threshold for a second thread, big products split by row blocks); 3 threads give uneven slices.
 set_num_threads caps the count at the machine's CPUs, so on a smaller machine the tests set the
 kernels' count directly (`use_threads`): oversubscribed, but the same slicing as on a larger one."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -61,10 +65,6 @@ def test_bitwise_identical_across_thread_counts_few_rows(kind, opts, dtype, rest
 def test_import_sets_a_short_spin_unless_the_user_chose(user, expected):
     """`import fastrnn` sets GOMP_SPINCOUNT=10000 (README: Threads) before the OpenMP runtime loads,
     and leaves a user's OMP_WAIT_POLICY or GOMP_SPINCOUNT alone."""
-    import os
-    import subprocess
-    import sys
-
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     env.update(user)
     code = ("import os, fastrnn; fastrnn.backends(); "
