@@ -8,9 +8,11 @@
  * (two for the reset-before variant, whose n needs r * h of every unit).
  *
  * The gates kept for the backward, per row: g[0..H) = r, g[H..2H) = z, g[2H..3H) = n, g[3H..4H) =
- * hn = W_hn h + b_hn (reset after) or rh = r * h (reset before). Below, xp is a row of the input
- * projection, bx the input bias (loop.h: input_bias), S a row of this step's recurrent product over
- * the thread's units (rows r, z, n of its hs units side by side), hp the previous state. */
+ * hn = W_hn h + b_hn (reset after) or rh = r * h (reset before). Below, xq is a row of the input
+ * projection at the thread's units, its rows r, z, n xg apart (a row of xproj from j0: xg = H; of the
+ * step's own projection XS: xg = hs), bx the input bias (loop.h: input_bias), S a row of this step's
+ * recurrent product over the thread's units (rows r, z, n of its hs units side by side), hp the
+ * previous state. */
 #include <string.h>
 
 #include "gemm.h"
@@ -20,18 +22,18 @@
 
 /* Reset after: the whole step from one product S = h (W_hr, W_hz, W_hn)^T; the gates are stored only
  * with `keep` (a constant after inlining): no backward reads those of an inference forward. */
-static inline __attribute__((always_inline)) void SFX(gru_after_row)(REAL *hb, REAL *ob, REAL *g, const REAL *xp,
-                                                                    const REAL *bx, const REAL *b_hn, const REAL *S,
-                                                                    const REAL *hp, int64_t j0, int64_t hs,
-                                                                    int64_t H, const int keep)
+static inline __attribute__((always_inline)) void SFX(gru_after_row)(REAL *hb, REAL *ob, REAL *g, const REAL *xq,
+                                                                    int64_t xg, const REAL *bx, const REAL *b_hn,
+                                                                    const REAL *S, const REAL *hp, int64_t j0,
+                                                                    int64_t hs, int64_t H, const int keep)
 {
 #pragma omp simd
     for (int64_t u = 0; u < hs; u++) {
         int64_t j = j0 + u;
-        REAL r = SIGMOID(xp[j] + bx[j] + S[u]);
-        REAL z = SIGMOID(xp[H + j] + bx[H + j] + S[hs + u]);
+        REAL r = SIGMOID(xq[u] + bx[j] + S[u]);
+        REAL z = SIGMOID(xq[xg + u] + bx[H + j] + S[hs + u]);
         REAL hn = S[2 * hs + u] + b_hn[j];
-        REAL n = TANH(xp[2 * H + j] + bx[2 * H + j] + r * hn);
+        REAL n = TANH(xq[2 * xg + u] + bx[2 * H + j] + r * hn);
         REAL h = (1 - z) * n + z * hp[j];
         if (keep) {
             g[j] = r;
@@ -45,28 +47,28 @@ static inline __attribute__((always_inline)) void SFX(gru_after_row)(REAL *hb, R
 }
 
 /* Reset before, first half: r, z and r * h from S = h (W_hr, W_hz)^T. */
-static inline void SFX(gru_before_rz_row)(REAL *g, const REAL *xp, const REAL *bx, const REAL *S, const REAL *hp,
-                                          int64_t j0, int64_t hs, int64_t H)
+static inline void SFX(gru_before_rz_row)(REAL *g, const REAL *xq, int64_t xg, const REAL *bx, const REAL *S,
+                                          const REAL *hp, int64_t j0, int64_t hs, int64_t H)
 {
 #pragma omp simd
     for (int64_t u = 0; u < hs; u++) {
         int64_t j = j0 + u;
-        REAL r = SIGMOID(xp[j] + bx[j] + S[u]);
+        REAL r = SIGMOID(xq[u] + bx[j] + S[u]);
         g[j] = r;
-        g[H + j] = SIGMOID(xp[H + j] + bx[H + j] + S[hs + u]);
+        g[H + j] = SIGMOID(xq[xg + u] + bx[H + j] + S[hs + u]);
         g[3 * H + j] = r * hp[j];
     }
 }
 
 /* Reset before, second half: n and h' from S = (r * h) W_hn^T. */
-static inline void SFX(gru_before_n_row)(REAL *hb, REAL *ob, REAL *g, const REAL *xp, const REAL *bx, const REAL *S,
-                                         const REAL *hp, int64_t j0, int64_t hs, int64_t H)
+static inline void SFX(gru_before_n_row)(REAL *hb, REAL *ob, REAL *g, const REAL *xq, int64_t xg, const REAL *bx,
+                                         const REAL *S, const REAL *hp, int64_t j0, int64_t hs, int64_t H)
 {
 #pragma omp simd
     for (int64_t u = 0; u < hs; u++) {
         int64_t j = j0 + u;
         REAL z = g[H + j];
-        REAL n = TANH(xp[2 * H + j] + bx[2 * H + j] + S[u]);
+        REAL n = TANH(xq[2 * xg + u] + bx[2 * H + j] + S[u]);
         REAL h = (1 - z) * n + z * hp[j];
         g[2 * H + j] = n;
         hb[j] = h;
@@ -180,7 +182,9 @@ int SFX(fr_gru_forward)(REAL *out, REAL *h_n, REAL *states, REAL *gates, REAL *x
         int failed = 0;
         fr_barrier_t bar = {0};
         const int nloop = fr_loop_threads(L->nthreads, T, B, H, H, 3, UNITS);
-#pragma omp parallel num_threads(fr_team_threads(L->nthreads, nloop, gemm != NULL, T, B, I, GH))
+        /* the input projection without BLAS: step by step (product 2) or by chunks of steps (loop.h) */
+        const int stepx = !gemm && SFX(step_projection)(B, I, GH, lengths, reverse);
+#pragma omp parallel num_threads(fr_team_threads(L->nthreads, nloop, gemm != NULL || stepx, T, B, I, GH))
         {
             unsigned csr = fr_ftz_on();
             SFX(slice_t) sl;
@@ -188,20 +192,24 @@ int SFX(fr_gru_forward)(REAL *out, REAL *h_n, REAL *states, REAL *gates, REAL *x
             /* reset after: P1 = rows r, z, n of my units (one product per step);
                reset before: P1 = rows r, z (on h), P2 = rows n (on r * h, after a barrier) */
             int64_t g1 = reset_after ? 3 : 2, g2 = reset_after ? 0 : 1;
-            if (SFX(loop_begin)(&sl, &bar, &failed, nloop, !gemm, T, H, B, H, g1, H, g2)) {
+            if (SFX(loop_begin)(&sl, &bar, &failed, nloop, !gemm && !stepx, T, H, B, H, g1, H, g2, stepx ? I : 0,
+                                stepx ? 3 : 0)) {
                 SFX(slice_weights)(&sl, 0, w_hh, H, g1, (size_t)H * H, H, 1);
                 if (g2) SFX(slice_weights)(&sl, 1, w_hh + (size_t)2 * H * H, H, 1, 0, H, 1);
+                if (stepx) SFX(slice_weights)(&sl, 2, w_ih, I, 3, (size_t)H * I, I, 1);
             }
 #pragma omp barrier
-            const int64_t j0 = sl.j0, hs = sl.hs, tc = SFX(chunk_steps)(T, B, lengths, reverse);
+            const int64_t j0 = sl.j0, hs = sl.hs, tc = stepx ? T : SFX(chunk_steps)(T, B, lengths, reverse);
+            const int64_t xg = stepx ? hs : H;
             const REAL *bx = bias, *b_hn = b_hh + 2 * H;
             for (int64_t c0 = 0; c0 < T && !failed; c0 += tc) {
                 const int64_t c1 = c0 + tc < T ? c0 + tc : T;
-                if (!gemm) SFX(project_steps)(xproj, x, w_ih, c0, c1, T, B, I, GH, reverse, sl.PB);
+                if (!gemm && !stepx) SFX(project_steps)(xproj, x, w_ih, c0, c1, T, B, I, GH, reverse, sl.PB);
                 for (int64_t s = c0; s < c1 && hs > 0; s++) {
                     const REAL *hp = SFX(state_at)(states, pair, BH, s);
                     REAL *hnew = SFX(state_at)(states, pair, BH, s + 1);
                     REAL *gs = gates ? gates + s * 4 * BH : gstep;   /* NULL: keep no gates */
+                    if (stepx) SFX(slice_product)(&sl, 2, B, x + (size_t)(reverse ? T - 1 - s : s) * B * I, I);
                     SFX(slice_product)(&sl, 0, B, hp, H);
                     for (int64_t b = 0; b < B; b++) {
                         int64_t t = fr_time_index(s, b, T, lengths, reverse);
@@ -216,16 +224,16 @@ int SFX(fr_gru_forward)(REAL *out, REAL *h_n, REAL *states, REAL *gates, REAL *x
                                 for (int k = 0; k < 4; k++) fr_zero(g + k * H + j0, sizeof(REAL) * hs);
                             continue;
                         }
-                        const REAL *xp = xproj + ((size_t)t * B + b) * GH;
+                        const REAL *xq = stepx ? sl.XS + (size_t)b * sl.np3 : xproj + ((size_t)t * B + b) * GH + j0;
                         const REAL *Sb = sl.S + (size_t)b * sl.np1;
                         if (reset_after && g)
-                            SFX(gru_after_row)(hnew + (size_t)b * H, out + ((size_t)t * B + b) * H, g, xp, bx, b_hn,
-                                               Sb, hpb, j0, hs, H, 1);
+                            SFX(gru_after_row)(hnew + (size_t)b * H, out + ((size_t)t * B + b) * H, g, xq, xg, bx,
+                                               b_hn, Sb, hpb, j0, hs, H, 1);
                         else if (reset_after)
-                            SFX(gru_after_row)(hnew + (size_t)b * H, out + ((size_t)t * B + b) * H, NULL, xp, bx,
+                            SFX(gru_after_row)(hnew + (size_t)b * H, out + ((size_t)t * B + b) * H, NULL, xq, xg, bx,
                                                b_hn, Sb, hpb, j0, hs, H, 0);
                         else
-                            SFX(gru_before_rz_row)(g, xp, bx, Sb, hpb, j0, hs, H);
+                            SFX(gru_before_rz_row)(g, xq, xg, bx, Sb, hpb, j0, hs, H);
                     }
                     fr_barrier_wait(&bar, &phase);
                     if (reset_after) continue;
@@ -234,8 +242,8 @@ int SFX(fr_gru_forward)(REAL *out, REAL *h_n, REAL *states, REAL *gates, REAL *x
                         int64_t t = fr_time_index(s, b, T, lengths, reverse);
                         if (t < 0) continue;
                         SFX(gru_before_n_row)(hnew + (size_t)b * H, out + ((size_t)t * B + b) * H, gs + (size_t)b * 4 * H,
-                                              xproj + ((size_t)t * B + b) * GH, bx, sl.S + (size_t)b * sl.np2,
-                                              hp + (size_t)b * H, j0, hs, H);
+                                              stepx ? sl.XS + (size_t)b * sl.np3 : xproj + ((size_t)t * B + b) * GH + j0,
+                                              xg, bx, sl.S + (size_t)b * sl.np2, hp + (size_t)b * H, j0, hs, H);
                     }
                     fr_barrier_wait(&bar, &phase);
                 }
@@ -286,7 +294,7 @@ int SFX(fr_gru_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
         SFX(slice_t) sl;
         int phase = 0;
         REAL *dbi = NULL, *dbh = NULL;      /* this thread's copies of db_ih, db_hh (bias_grads_take) */
-        if (SFX(loop_begin)(&sl, &bar, &failed, nloop, !gemm, T, H, B, K1, 1, K2, K2 ? 1 : 0)) {
+        if (SFX(loop_begin)(&sl, &bar, &failed, nloop, !gemm, T, H, B, K1, 1, K2, K2 ? 1 : 0, 0, 0)) {
             SFX(slice_weights)(&sl, 0, w_hh, K1, 1, 0, 1, H);
             if (K2) SFX(slice_weights)(&sl, 1, w_hh + (size_t)2 * H * H, K2, 1, 0, 1, H);
             if (sl.hs > 0 && !(dbi = SFX(bias_grads_take)(db_ih, db_hh, 3, H, sl.j0, sl.hs))) {
@@ -304,6 +312,20 @@ int SFX(fr_gru_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
             for (int64_t b = 0; b < B; b++) {
                 int64_t t = fr_time_index(s, b, T, lengths, reverse);
                 REAL *dgb = dg + (size_t)b * ldg;
+#ifdef FR_BPD
+                if (b + FR_BPD < B) {
+                    const int64_t bn = b + FR_BPD, tn = fr_time_index(s, bn, T, lengths, reverse);
+                    if (tn >= 0) {
+                        const REAL *gn = gs + (size_t)bn * 4 * H + j0, *hn_ = hp + (size_t)bn * H + j0,
+                                   *on = d_out + ((size_t)tn * B + bn) * H + j0;
+                        for (int64_t o = 0; o < hs; o += 64 / (int64_t)sizeof(REAL)) {
+                            for (int k = 0; k < 4; k++) __builtin_prefetch(gn + k * H + o, 0, 3);
+                            __builtin_prefetch(hn_ + o, 0, 3);
+                            __builtin_prefetch(on + o, 0, 3);
+                        }
+                    }
+                }
+#endif
                 if (t < 0) {
                     for (int64_t k = 0; k < 3; k++) memset(dgb + k * H + j0, 0, sizeof(REAL) * hs);
                     continue;

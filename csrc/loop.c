@@ -73,6 +73,14 @@ static void SFX(input_projection_par)(REAL *xproj, const REAL *x, const REAL *w_
  * thread FR_CHUNK_ROWS rows of the product, enough to pay for packing w_ih again. Not with both
  * lengths and reverse, where one step reads different times for different sequences. */
 #define FR_CHUNK_ROWS 1024
+#define FR_STEPX_MIN_BATCH 32
+#define FR_STEPX_MAX_BYTES ((size_t)2 << 20)
+int SFX(step_projection)(int64_t B, int64_t I, int64_t GH, const int64_t *lengths, int reverse)
+{
+    return B >= FR_STEPX_MIN_BATCH && I > 0 && !(lengths && reverse) &&
+           (size_t)I * (size_t)GH * sizeof(REAL) <= FR_STEPX_MAX_BYTES;
+}
+
 int64_t SFX(chunk_steps)(int64_t T, int64_t B, const int64_t *lengths, int reverse)
 {
     if (lengths && reverse) return T;
@@ -111,29 +119,40 @@ void SFX(weight_gradients_par)(REAL *dx, REAL *dw_ih, REAL *dw_hh, const SFX(pre
     }
 }
 
+/* product `which`'s packed weights, their padded width, and its output buffer */
+static REAL *SFX(slice_panels)(const SFX(slice_t) *sl, int which)
+{
+    return which == 0 ? sl->P1 : which == 1 ? sl->P2 : sl->P3;
+}
+static int64_t SFX(slice_np)(const SFX(slice_t) *sl, int which)
+{
+    return which == 0 ? sl->np1 : which == 1 ? sl->np2 : sl->np3;
+}
+
 void SFX(slice_weights)(SFX(slice_t) *sl, int which, const REAL *src, int64_t K, int64_t ngroups, size_t gstride,
                         size_t cstride, size_t kstride)
 {
     SFX(wview_t) w = {src, K, ngroups, gstride, cstride, kstride};
     sl->w[which] = w;
     if (!sl->direct)
-        SFX(pack_panels)(which ? sl->P2 : sl->P1, src, K, ngroups, sl->hs, sl->j0, gstride, cstride, kstride,
-                         which ? sl->np2 : sl->np1);
+        SFX(pack_panels)(SFX(slice_panels)(sl, which), src, K, ngroups, sl->hs, sl->j0, gstride, cstride, kstride,
+                         SFX(slice_np)(sl, which));
 }
 
 void SFX(slice_product)(SFX(slice_t) *sl, int which, int64_t B, const REAL *A, size_t lda)
 {
-    const int64_t np = which ? sl->np2 : sl->np1, hs = sl->hs;
+    const int64_t np = SFX(slice_np)(sl, which), hs = sl->hs;
+    REAL *out = which == 2 ? sl->XS : sl->S;
     if (hs == 0) return;
     if (!sl->direct) {
-        SFX(packed_gemm)(B, np, sl->w[which].K, A, lda, which ? sl->P2 : sl->P1, sl->S, np, sl->rev[which]);
+        SFX(packed_gemm)(B, np, sl->w[which].K, A, lda, SFX(slice_panels)(sl, which), out, np, sl->rev[which]);
         sl->rev[which] ^= 1;
         return;
     }
     const SFX(wview_t) *w = &sl->w[which];
     for (int64_t g = 0; g < w->ngroups; g++) {
         const REAL *base = w->src + (size_t)g * w->gstride + (size_t)sl->j0 * w->cstride;
-        REAL *o = sl->S + (size_t)g * hs;
+        REAL *o = out + (size_t)g * hs;
         if (w->kstride == 1)            /* weight columns contiguous: dot products */
             SFX(dots)(o, np, A, lda, B, base, w->cstride, hs, w->K, 0);
         else                            /* weight rows contiguous: row updates */
@@ -153,22 +172,25 @@ void SFX(add_product)(REAL *dh, const SFX(slice_t) *sl, int64_t s, int64_t T, in
 }
 
 static int SFX(slice_alloc)(SFX(slice_t) *sl, int nt, int direct, int pack, int64_t H, int64_t B, int64_t K1, int64_t g1, int64_t K2,
-                           int64_t g2)
+                           int64_t g2, int64_t K3, int64_t g3)
 {
     sl->direct = direct;
-    sl->rev[0] = sl->rev[1] = 0;
-    if (direct) K1 = K2 = 0;     /* nothing to pack */
+    sl->rev[0] = sl->rev[1] = sl->rev[2] = 0;
+    if (direct) K1 = K2 = K3 = 0;     /* nothing to pack */
     int tid = omp_get_thread_num();
     if (nt > omp_get_num_threads()) nt = omp_get_num_threads();
     fr_slice(H, nt, tid, UNITS, &sl->j0, &sl->hs);
     sl->np1 = (g1 * sl->hs + NR - 1) / NR * NR;
     sl->np2 = (g2 * sl->hs + NR - 1) / NR * NR;
+    sl->np3 = (g3 * sl->hs + NR - 1) / NR * NR;
     int64_t npmax = sl->np1 > sl->np2 ? sl->np1 : sl->np2;
     sl->P1 = (REAL *)fr_buffer(FR_BUF_P1, sizeof(REAL) * (size_t)K1 * sl->np1);
     sl->P2 = (REAL *)fr_buffer(FR_BUF_P2, sizeof(REAL) * (size_t)K2 * sl->np2);
+    sl->P3 = (REAL *)fr_buffer(FR_BUF_P3, sizeof(REAL) * (size_t)K3 * sl->np3);
     sl->S = (REAL *)fr_buffer(FR_BUF_S, sizeof(REAL) * (size_t)B * npmax);
+    sl->XS = (REAL *)fr_buffer(FR_BUF_XS, sizeof(REAL) * (size_t)B * sl->np3);
     sl->PB = pack ? (REAL *)fr_buffer(FR_BUF_PACK, sizeof(REAL) * SFX(pack_size)()) : NULL;
-    return sl->P1 && sl->P2 && sl->S && (sl->PB || !pack);
+    return sl->P1 && sl->P2 && sl->P3 && sl->S && sl->XS && (sl->PB || !pack);
 }
 
 /* A single step reads the weights in place (dots / row_updates) up to this batch; past it, packing
@@ -177,9 +199,9 @@ static int SFX(slice_alloc)(SFX(slice_t) *sl, int nt, int direct, int pack, int6
  * B = 64 0.51 / 0.45-0.47; B = 1000 5.0 / 2.85. */
 #define FR_DIRECT_BATCH 16
 int SFX(loop_begin)(SFX(slice_t) *sl, fr_barrier_t *bar, int *failed, int nt, int pack, int64_t T, int64_t H,
-                    int64_t B, int64_t K1, int64_t g1, int64_t K2, int64_t g2)
+                    int64_t B, int64_t K1, int64_t g1, int64_t K2, int64_t g2, int64_t K3, int64_t g3)
 {
-    int ok = SFX(slice_alloc)(sl, nt, T == 1 && B <= FR_DIRECT_BATCH, pack, H, B, K1, g1, K2, g2);
+    int ok = SFX(slice_alloc)(sl, nt, T == 1 && B <= FR_DIRECT_BATCH, pack, H, B, K1, g1, K2, g2, K3, g3);
     if (!ok) {
 #pragma omp atomic write
         *failed = 1;

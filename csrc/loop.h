@@ -16,33 +16,37 @@ typedef struct {
 } SFX(wview_t);
 
 /* Everything a thread of a time loop owns: its hidden units [j0, j0 + hs), its packed weights, one
- * step's product. The buffers are the thread's own (runtime.h: fr_buffer). */
+ * step's products. The buffers are the thread's own (runtime.h: fr_buffer). Products 0 and 1 are on
+ * the recurrent weights (P1, P2) and go to S; product 2, the forward's input projection made step by
+ * step (step_projection), is on the thread's rows of w_ih (P3) and goes to XS. */
 typedef struct {
     int64_t j0, hs;          /* first unit and number of units */
-    int64_t np1, np2;        /* padded widths of P1 and P2 */
-    REAL *P1, *P2, *S;       /* packed weights (K x np), and the product buffer (B x max np) */
+    int64_t np1, np2, np3;   /* padded widths of P1, P2 and P3 */
+    REAL *P1, *P2, *P3, *S;  /* packed weights (K x np), and the product buffer (B x max(np1, np2)) */
+    REAL *XS;                /* product 2's buffer (B x np3) */
     REAL *PB;                /* packing buffer of the big products (par_gemm), NULL with BLAS */
-    int direct;              /* a single step: read the weights in place (w[0], w[1]) instead of packing */
-    int rev[2];              /* sweep direction of the next product on P1 / P2, alternating (packed_gemm) */
-    SFX(wview_t) w[2];
+    int direct;              /* a single step: read the weights in place (w[..]) instead of packing */
+    int rev[3];              /* sweep direction of the next product on P1 / P2 / P3, alternating (packed_gemm) */
+    SFX(wview_t) w[3];
 } SFX(slice_t);
 
 /* The start of every time loop, run by each thread of the parallel region: take this thread's slice
  * of the H units among `nt` threads (none when its number is nt or more) and its buffers: P1 for
- * product 0 (K1 x g1 groups), P2 for product 1 (K2 x g2 groups, may be empty), S (B rows), and with
- * `pack` the big products' buffer; thread 0 sizes the per-step barrier. Returns 0 (and raises
+ * product 0 (K1 x g1 groups), P2 for product 1 (K2 x g2 groups, may be empty), S (B rows), P3 and XS
+ * for product 2 (K3 x g3 groups; g3 = 0: none), and with `pack` the big products' buffer; thread 0
+ * sizes the per-step barrier. Returns 0 (and raises
  * *failed for everyone) when out of memory. A single step of a small batch (T == 1, B <= FR_DIRECT_BATCH): no packing (slice_weights
  * keeps views). */
 int SFX(loop_begin)(SFX(slice_t) *sl, fr_barrier_t *bar, int *failed, int nt, int pack, int64_t T, int64_t H,
-                    int64_t B, int64_t K1, int64_t g1, int64_t K2, int64_t g2);
+                    int64_t B, int64_t K1, int64_t g1, int64_t K2, int64_t g2, int64_t K3, int64_t g3);
 
-/* Take the weights of product `which` (0: P1, 1: P2) as the view (src, K, ngroups, strides) of this
+/* Take the weights of product `which` (0: P1, 1: P2, 2: P3) as the view (src, K, ngroups, strides) of this
  * thread's units: pack them, or, for a single step, keep the view. */
 void SFX(slice_weights)(SFX(slice_t) *sl, int which, const REAL *src, int64_t K, int64_t ngroups, size_t gstride,
                         size_t cstride, size_t kstride);
 
 /* S[b, 0..ngroups*hs) = A[b, :] Bmat for product `which`, b < B (A rows of stride lda; S's rows of
- * stride np1 or np2). */
+ * stride np1 or np2); product 2 into XS (rows of stride np3). */
 void SFX(slice_product)(SFX(slice_t) *sl, int which, int64_t B, const REAL *A, size_t lda);
 
 /* After a backward step's product 0 (into sl->S): dh[b, my units] += S[b] for the rows active at step
@@ -70,8 +74,17 @@ REAL *SFX(input_bias)(const REAL *b_ih, const REAL *b_hh, int64_t GH, int64_t hh
 int SFX(input_projection)(REAL *xproj, const REAL *x, const REAL *w_ih, int64_t TB, int64_t I, int64_t GH,
                           GEMM_T gemm);
 
-/* Without BLAS, inside the loop: steps per chunk of the input projection, and the projection of
+/* Without BLAS, a forward makes its input projection in one of two ways, chosen by step_projection
+ * from the sizes alone (so that the bits do not depend on the thread count):
+ *  - step by step (1): each thread multiplies the step's x rows by its own rows of w_ih, packed once
+ *    like those of w_hh (product 2, into XS), right before the recurrent product; nothing is written
+ *    to xproj, no thread waits for another, and the projection is read from L1/L2 by the gate math.
+ *    For batches of at least FR_STEPX_MIN_BATCH rows (each weight read is used by as many), with w_ih
+ *    of at most FR_STEPX_MAX_BYTES (the threads' packed rows of w_ih and w_hh then stay near their
+ *    L2), and not with both lengths and reverse (one step reads different times).
+ *  - by chunks of steps (0): the steps per chunk of the input projection, and the projection of
  * steps [s0, s1) (times [s0, s1), or [T - s1, T - s0) in reverse), by every thread, P its buffer. */
+int SFX(step_projection)(int64_t B, int64_t I, int64_t GH, const int64_t *lengths, int reverse);
 int64_t SFX(chunk_steps)(int64_t T, int64_t B, const int64_t *lengths, int reverse);
 void SFX(project_steps)(REAL *xproj, const REAL *x, const REAL *w_ih, int64_t s0, int64_t s1, int64_t T, int64_t B,
                         int64_t I, int64_t GH, int reverse, REAL *P);

@@ -11,27 +11,28 @@
 #include "gemm.h"
 #include "loop.h"
 
-/* ---- the activation of one row of a thread's units: h = g(a), a = xp + bias + s --------------- */
+/* ---- the activation of one row of a thread's units: h = g(a), a = xq + bias + s (xq: the row's input
+ * projection at the thread's units, from xproj or the step's own XS; gru.c) ---------------------- */
 
-static inline void SFX(rnn_tanh_row)(REAL *hb, REAL *ob, const REAL *xp, const REAL *bias, const REAL *Sb, int64_t j0,
+static inline void SFX(rnn_tanh_row)(REAL *hb, REAL *ob, const REAL *xq, const REAL *bias, const REAL *Sb, int64_t j0,
                                      int64_t hs)
 {
 #pragma omp simd
     for (int64_t u = 0; u < hs; u++) {
         int64_t j = j0 + u;
-        REAL h = TANH(xp[j] + bias[j] + Sb[u]);
+        REAL h = TANH(xq[u] + bias[j] + Sb[u]);
         hb[j] = h;
         ob[j] = h;
     }
 }
 
-static inline void SFX(rnn_relu_row)(REAL *hb, REAL *ob, const REAL *xp, const REAL *bias, const REAL *Sb, int64_t j0,
+static inline void SFX(rnn_relu_row)(REAL *hb, REAL *ob, const REAL *xq, const REAL *bias, const REAL *Sb, int64_t j0,
                                      int64_t hs)
 {
 #pragma omp simd
     for (int64_t u = 0; u < hs; u++) {
         int64_t j = j0 + u;
-        REAL a = xp[j] + bias[j] + Sb[u];
+        REAL a = xq[u] + bias[j] + Sb[u];
         REAL h = a > 0 ? a : (a <= 0 ? 0 : a);   /* relu that keeps NaN */
         hb[j] = h;
         ob[j] = h;
@@ -92,22 +93,28 @@ int SFX(fr_rnn_forward)(REAL *out, REAL *h_n, REAL *states, REAL *xproj, const R
         int failed = 0;
         fr_barrier_t bar = {0};
         const int nloop = fr_loop_threads(L->nthreads, T, B, H, H, 1, UNITS);
-#pragma omp parallel num_threads(fr_team_threads(L->nthreads, nloop, gemm != NULL, T, B, I, H))
+        /* the input projection without BLAS: step by step (product 2) or by chunks of steps (loop.h) */
+        const int stepx = !gemm && SFX(step_projection)(B, I, H, lengths, reverse);
+#pragma omp parallel num_threads(fr_team_threads(L->nthreads, nloop, gemm != NULL || stepx, T, B, I, H))
         {
             unsigned csr = fr_ftz_on();
             SFX(slice_t) sl;
             int phase = 0;
-            /* P1[k][c] = w_hh[j0 + c][k]: my units' rows */
-            if (SFX(loop_begin)(&sl, &bar, &failed, nloop, !gemm, T, H, B, H, 1, 0, 0))
+            /* P1[k][c] = w_hh[j0 + c][k]: my units' rows; P3 the same of w_ih */
+            if (SFX(loop_begin)(&sl, &bar, &failed, nloop, !gemm && !stepx, T, H, B, H, 1, 0, 0, stepx ? I : 0,
+                                stepx)) {
                 SFX(slice_weights)(&sl, 0, w_hh, H, 1, 0, H, 1);
+                if (stepx) SFX(slice_weights)(&sl, 2, w_ih, I, 1, 0, I, 1);
+            }
 #pragma omp barrier
-            const int64_t j0 = sl.j0, hs = sl.hs, tc = SFX(chunk_steps)(T, B, lengths, reverse);
+            const int64_t j0 = sl.j0, hs = sl.hs, tc = stepx ? T : SFX(chunk_steps)(T, B, lengths, reverse);
             for (int64_t c0 = 0; c0 < T && !failed; c0 += tc) {
                 const int64_t c1 = c0 + tc < T ? c0 + tc : T;
-                if (!gemm) SFX(project_steps)(xproj, x, w_ih, c0, c1, T, B, I, H, reverse, sl.PB);
+                if (!gemm && !stepx) SFX(project_steps)(xproj, x, w_ih, c0, c1, T, B, I, H, reverse, sl.PB);
                 for (int64_t s = c0; s < c1 && hs > 0; s++) {
                     const REAL *hp = SFX(state_at)(states, pair, BH, s);
                     REAL *hnew = SFX(state_at)(states, pair, BH, s + 1);
+                    if (stepx) SFX(slice_product)(&sl, 2, B, x + (size_t)(reverse ? T - 1 - s : s) * B * I, I);
                     SFX(slice_product)(&sl, 0, B, hp, H);
                     for (int64_t b = 0; b < B; b++) {
                         int64_t t = fr_time_index(s, b, T, lengths, reverse);
@@ -116,13 +123,13 @@ int SFX(fr_rnn_forward)(REAL *out, REAL *h_n, REAL *states, REAL *xproj, const R
                             memcpy(hb + j0, hp + (size_t)b * H + j0, sizeof(REAL) * hs);
                             continue;
                         }
-                        const REAL *xp = xproj + ((size_t)t * B + b) * H;
+                        const REAL *xq = stepx ? sl.XS + (size_t)b * sl.np3 : xproj + ((size_t)t * B + b) * H + j0;
                         const REAL *Sb = sl.S + (size_t)b * sl.np1;
                         REAL *ob = out + ((size_t)t * B + b) * H;
                         if (relu)
-                            SFX(rnn_relu_row)(hb, ob, xp, bias, Sb, j0, hs);
+                            SFX(rnn_relu_row)(hb, ob, xq, bias, Sb, j0, hs);
                         else
-                            SFX(rnn_tanh_row)(hb, ob, xp, bias, Sb, j0, hs);
+                            SFX(rnn_tanh_row)(hb, ob, xq, bias, Sb, j0, hs);
                     }
                     fr_barrier_wait(&bar, &phase);
                 }
@@ -165,7 +172,7 @@ int SFX(fr_rnn_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
         int phase = 0;
         /* P1[k][c] = w_hh[k][j0 + c]: dh_{s-1}[:, my units] = dgh_s w_hh[:, my units] */
         REAL *dbi = NULL, *dbh = NULL;      /* this thread's copies of db_ih, db_hh (bias_grads_take) */
-        if (SFX(loop_begin)(&sl, &bar, &failed, nloop, !gemm, T, H, B, H, 1, 0, 0)) {
+        if (SFX(loop_begin)(&sl, &bar, &failed, nloop, !gemm, T, H, B, H, 1, 0, 0, 0, 0)) {
             SFX(slice_weights)(&sl, 0, w_hh, H, 1, 0, 1, H);
             if (sl.hs > 0 && !(dbi = SFX(bias_grads_take)(db_ih, db_hh, 1, H, sl.j0, sl.hs))) {
 #pragma omp atomic write

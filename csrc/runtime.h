@@ -34,7 +34,8 @@ static inline void fr_zero(void *dst, size_t bytes)
 
 /* The work buffers of a call, one of each slot per thread, kept for that thread's next call and grown
  * when a call needs more; freed when the thread exits, or by fr_release_buffers (fastrnn.h). */
-enum { FR_BUF_BIAS, FR_BUF_PACK, FR_BUF_P1, FR_BUF_P2, FR_BUF_S, FR_BUF_STATE, FR_BUF_GATES, FR_BUF_DB, FR_NBUF };
+enum { FR_BUF_BIAS, FR_BUF_PACK, FR_BUF_P1, FR_BUF_P2, FR_BUF_P3, FR_BUF_S, FR_BUF_XS, FR_BUF_STATE, FR_BUF_GATES,
+       FR_BUF_DB, FR_NBUF };
 /* The calling thread's buffer `slot` of at least `bytes` bytes (contents undefined); NULL when out of
  * memory. Owned by the runtime: never freed by the caller. */
 void *fr_buffer(int slot, size_t bytes);

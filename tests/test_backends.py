@@ -41,6 +41,12 @@ CASES = {
     "long": (700, 4, 3, 9, {}),
     "long-rev": (700, 4, 3, 9, {"reverse": True}),
     "long-lengths": (700, 4, 3, 9, {"lengths": [700, 513, 0, 300]}),
+    # B >= 32: the forward projects its input step by step, into each thread's own buffer (loop.h:
+    # step_projection), except with both lengths and reverse
+    "batch": (6, 33, 10, 21, {}),
+    "batch-rev": (6, 33, 10, 21, {"reverse": True}),
+    "batch-lengths": (6, 33, 10, 21, {"lengths": [b % 7 for b in range(33)]}),
+    "batch-lengths-rev": (6, 33, 10, 21, {"lengths": [b % 7 for b in range(33)], "reverse": True}),
 }
 
 compiled = pytest.mark.parametrize("backend", COMPILED)
