@@ -24,10 +24,12 @@ _scratch_by_thread = threading.local()
 
 
 def release_buffers():
-    """Free the work buffers kept for the calling thread's next call: its scratch arrays here and
-    the C buffers of the thread and of the OpenMP workers it started."""
+    """Free the work buffers kept for the calling thread's next call (its scratch arrays here and the
+    C buffers of the thread and of the OpenMP workers it started) and the blocks kept for the next
+    large arrays (_ckernels.empty_aligned), which no array uses any more."""
     _scratch_by_thread.__dict__.clear()
     _ck.release_buffers()
+    _ck.release_kept()
 
 
 _empty = _ck.empty_aligned     # every array a kernel writes starts on a cache line (_ckernels.pyx)

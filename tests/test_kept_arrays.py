@@ -1,0 +1,105 @@
+"""The "c" backend's large arrays live on blocks kept from call to call (fastrnn/_ckernels.pyx:
+_kept_array): a fresh large allocation would cost a page fault for each of its pages on every call.
+These tests hold the blocks to what a NumPy array promises (its own memory while any view of it
+lives, writable, aligned, traced by tracemalloc as NumPy's) and the backend to reusing them."""
+import gc
+import resource
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import fastrnn
+from conftest import backward_fn, forward_fn, make_problem, make_upstream
+
+pytestmark = pytest.mark.skipif("c" not in fastrnn.backends(), reason="compiled backend not built")
+
+MIB = 1 << 20
+
+
+@pytest.fixture
+def ck():
+    from fastrnn import _ckernels
+
+    _ckernels.release_kept()
+    yield _ckernels
+    _ckernels.release_kept()
+
+
+def test_a_large_array_is_an_ordinary_writable_aligned_array(ck):
+    a = ck.empty_aligned((3, 500, 700), np.dtype(np.float32))
+    assert a.shape == (3, 500, 700) and a.dtype == np.float32
+    assert a.flags.c_contiguous and a.flags.writeable and a.ctypes.data % 4096 == 0
+    a[...] = 2.5
+    assert float(a.sum()) == 2.5 * a.size
+
+
+def test_a_block_is_reused_only_when_no_view_of_its_array_lives(ck):
+    dt = np.dtype(np.float64)
+    a = ck.empty_aligned((2 * MIB // 8,), dt)
+    addr = a.ctypes.data
+    view = a[10:20]
+    view[...] = 7.0
+    del a
+    gc.collect()
+    b = ck.empty_aligned((2 * MIB // 8,), dt)     # the view keeps the first block: a new one
+    assert b.ctypes.data != addr
+    b_addr = b.ctypes.data
+    b[...] = -1.0
+    assert np.all(view == 7.0)
+    del b, view
+    gc.collect()
+    assert ck.kept_bytes() == 2 * (2 * MIB)
+    c = ck.empty_aligned((2 * MIB // 8,), dt)      # one of the two kept blocks
+    assert c.ctypes.data in (addr, b_addr)
+    assert ck.kept_bytes() == 2 * MIB
+
+
+def test_kept_memory_is_bounded_and_released(ck):
+    arrays = [ck.empty_aligned((MIB,), np.dtype(np.float32)) for _ in range(80)]     # 320 MiB in use
+    del arrays
+    gc.collect()
+    assert 0 < ck.kept_bytes() <= ck.KEPT_MAX
+    fastrnn.release_buffers()
+    assert ck.kept_bytes() == 0
+
+
+def test_tracemalloc_sees_a_large_array_as_numpy_memory(ck):
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        a = ck.empty_aligned((4 * MIB // 4,), np.dtype(np.float32))
+        during = tracemalloc.get_traced_memory()[0]
+        del a
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert during - before >= 4 * MIB
+    assert after - before < MIB
+
+
+@pytest.mark.parametrize("kind", ["gru", "rnn"])
+def test_repeated_training_calls_take_no_page_faults(kind, ck):
+    """Forward + backward at 160 x 32 x 256 x 256, its outputs and gradients dropped after each call
+    (as a training loop does): the arrays (11-12 MiB of outputs and gradients a call, more of cache)
+    come back from the kept blocks, so after a warm-up call the process takes almost none of the
+    thousands of page faults a fresh allocation would cost each call (with the blocks freed instead,
+    _ckernels.KEPT_MAX = 0, the GRU's calls took about 9500 here)."""
+    p = make_problem(kind, 160, 32, 256, 256, dtype=np.float32, seed=1)
+    d_out, d_hn = make_upstream(160, 32, 256, dtype=np.float32, seed=2)
+
+    def call():
+        out, h_n, cache = forward_fn(kind)(p["x"], p["h0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"],
+                                           backend="c")
+        grads = backward_fn(kind)(d_out, d_hn, cache)
+        return out.nbytes + sum(g.nbytes for g in grads if isinstance(g, np.ndarray))
+
+    nbytes = call()
+    call()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(3):
+        call()
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 3
+    assert nbytes > 10 * MIB
+    assert faults < nbytes / 4096 / 20, f"{faults:.0f} page faults a call"
