@@ -153,8 +153,9 @@ def set_num_threads(n):
 
 def release_buffers():
     """Free the work buffers that the kernels keep for the calling thread's next call (and those of
-    the OpenMP workers serving it). They are also freed when the thread exits; call this in a
-    long-lived thread after a large call to give the memory back."""
+    the OpenMP workers serving it), and the memory kept for the next large arrays (at most 256 MiB,
+    from arrays that are gone; README: "How it is fast"). The work buffers are also freed when the
+    thread exits; call this in a long-lived thread after a large call to give the memory back."""
     from . import _backends
 
     c = _backends._load("c")
