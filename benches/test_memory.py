@@ -30,14 +30,18 @@ def test_cache_nbytes_skips_the_callers_arrays_and_counts_shared_once():
 
 
 def test_memory_step_in_a_worker():
-    ws = [workloads.Workload("gru", "30x4x16x16", "train")]
+    """A step whose cache (4 MiB) must show in the resident memory: the RSS peak, where it is read
+    exactly (VmHWM reset by /proc/self/clear_refs), holds at least the cache, which the step writes."""
+    ws = [workloads.Workload("gru", "200x16x64x64", "train")]
     results = orchestrate.measure_memory({"fastrnn": ws, "onnxruntime": ws} if "onnxruntime" in contenders.CONTENDERS
                                          else {"fastrnn": ws}, threads=1)
     assert not results.problems
     rec = results.memory["fastrnn"][ws[0].key]
     assert_minimum_plus_one_state(rec["cache"], ws[0])
     assert rec["traced_peak"] >= rec["cache"]  # the step allocates its cache, and more
-    assert rec["rss_peak"] >= 0 and rec["traced_retained"] >= 0
+    if rec["rss_method"] == "VmHWM after clear_refs":
+        assert rec["rss_peak"] >= rec["cache"], rec
+    assert rec["traced_retained"] >= 0
     assert "onnxruntime" not in results.memory  # no training: a gap
 
 
