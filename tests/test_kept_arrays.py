@@ -3,6 +3,7 @@ _kept_array): a fresh large allocation would cost a page fault for each of its p
 These tests hold the blocks to what a NumPy array promises (its own memory while any view of it
 lives, writable, aligned, traced by tracemalloc as NumPy's) and the backend to reusing them."""
 import gc
+import os
 import resource
 import tracemalloc
 
@@ -15,6 +16,9 @@ from conftest import backward_fn, forward_fn, make_problem, make_upstream
 pytestmark = pytest.mark.skipif("c" not in fastrnn.backends(), reason="compiled backend not built")
 
 MIB = 1 << 20
+# the sanitizer job (.ci/run) preloads ASan, whose allocator and shadow memory take page faults of
+# their own on every call
+SANITIZED = "libasan" in os.environ.get("LD_PRELOAD", "")
 
 
 @pytest.fixture
@@ -79,6 +83,7 @@ def test_tracemalloc_sees_a_large_array_as_numpy_memory(ck):
     assert after - before < MIB
 
 
+@pytest.mark.skipif(SANITIZED, reason="under ASan, its allocator and shadow memory fault on every call")
 @pytest.mark.parametrize("kind", ["gru", "rnn"])
 def test_repeated_training_calls_take_no_page_faults(kind, ck):
     """Forward + backward at 160 x 32 x 256 x 256, its outputs and gradients dropped after each call
