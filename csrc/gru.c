@@ -209,7 +209,7 @@ int SFX(fr_gru_forward)(REAL *out, REAL *h_n, REAL *states, REAL *gates, REAL *x
                     const REAL *hp = SFX(state_at)(states, pair, BH, s);
                     REAL *hnew = SFX(state_at)(states, pair, BH, s + 1);
                     REAL *gs = gates ? gates + s * 4 * BH : gstep;   /* NULL: keep no gates */
-                    if (stepx) SFX(slice_product)(&sl, 2, B, x + (size_t)(reverse ? T - 1 - s : s) * B * I, I);
+                    if (stepx) SFX(project_step)(&sl, x, s, T, B, I, reverse);
                     SFX(slice_product)(&sl, 0, B, hp, H);
                     for (int64_t b = 0; b < B; b++) {
                         int64_t t = fr_time_index(s, b, T, lengths, reverse);
@@ -224,7 +224,7 @@ int SFX(fr_gru_forward)(REAL *out, REAL *h_n, REAL *states, REAL *gates, REAL *x
                                 for (int k = 0; k < 4; k++) fr_zero(g + k * H + j0, sizeof(REAL) * hs);
                             continue;
                         }
-                        const REAL *xq = stepx ? sl.XS + (size_t)b * sl.np3 : xproj + ((size_t)t * B + b) * GH + j0;
+                        const REAL *xq = SFX(projection_row)(&sl, stepx, xproj, t, b, B, GH);
                         const REAL *Sb = sl.S + (size_t)b * sl.np1;
                         if (reset_after && g)
                             SFX(gru_after_row)(hnew + (size_t)b * H, out + ((size_t)t * B + b) * H, g, xq, xg, bx,
@@ -242,8 +242,7 @@ int SFX(fr_gru_forward)(REAL *out, REAL *h_n, REAL *states, REAL *gates, REAL *x
                         int64_t t = fr_time_index(s, b, T, lengths, reverse);
                         if (t < 0) continue;
                         SFX(gru_before_n_row)(hnew + (size_t)b * H, out + ((size_t)t * B + b) * H, gs + (size_t)b * 4 * H,
-                                              stepx ? sl.XS + (size_t)b * sl.np3 : xproj + ((size_t)t * B + b) * GH + j0,
-                                              xg, bx, sl.S + (size_t)b * sl.np2, hp + (size_t)b * H, j0, hs, H);
+                                              SFX(projection_row)(&sl, stepx, xproj, t, b, B, GH), xg, bx, sl.S + (size_t)b * sl.np2, hp + (size_t)b * H, j0, hs, H);
                     }
                     fr_barrier_wait(&bar, &phase);
                 }

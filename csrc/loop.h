@@ -85,6 +85,22 @@ int SFX(input_projection)(REAL *xproj, const REAL *x, const REAL *w_ih, int64_t 
  *  - by chunks of steps (0): the steps per chunk of the input projection, and the projection of
  * steps [s0, s1) (times [s0, s1), or [T - s1, T - s0) in reverse), by every thread, P its buffer. */
 int SFX(step_projection)(int64_t B, int64_t I, int64_t GH, const int64_t *lengths, int reverse);
+
+/* Step by step: product 2 of step s, the step's rows of x (time s, or T - 1 - s in reverse) times the
+ * thread's rows of w_ih, into XS. */
+static inline void SFX(project_step)(SFX(slice_t) *sl, const REAL *x, int64_t s, int64_t T, int64_t B, int64_t I,
+                                     int reverse)
+{
+    SFX(slice_product)(sl, 2, B, x + (size_t)(reverse ? T - 1 - s : s) * B * I, I);
+}
+
+/* The input projection of row b (time t) at the thread's units: XS's row (step by step, `stepx`; its
+ * groups hs apart) or xproj's (groups H apart, GH = G H a row). */
+static inline const REAL *SFX(projection_row)(const SFX(slice_t) *sl, int stepx, const REAL *xproj, int64_t t,
+                                              int64_t b, int64_t B, int64_t GH)
+{
+    return stepx ? sl->XS + (size_t)b * sl->np3 : xproj + ((size_t)t * B + b) * GH + sl->j0;
+}
 int64_t SFX(chunk_steps)(int64_t T, int64_t B, const int64_t *lengths, int reverse);
 void SFX(project_steps)(REAL *xproj, const REAL *x, const REAL *w_ih, int64_t s0, int64_t s1, int64_t T, int64_t B,
                         int64_t I, int64_t GH, int reverse, REAL *P);

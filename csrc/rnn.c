@@ -102,7 +102,7 @@ int SFX(fr_rnn_forward)(REAL *out, REAL *h_n, REAL *states, REAL *xproj, const R
             int phase = 0;
             /* P1[k][c] = w_hh[j0 + c][k]: my units' rows; P3 the same of w_ih */
             if (SFX(loop_begin)(&sl, &bar, &failed, nloop, !gemm && !stepx, T, H, B, H, 1, 0, 0, stepx ? I : 0,
-                                stepx)) {
+                                stepx ? 1 : 0)) {
                 SFX(slice_weights)(&sl, 0, w_hh, H, 1, 0, H, 1);
                 if (stepx) SFX(slice_weights)(&sl, 2, w_ih, I, 1, 0, I, 1);
             }
@@ -114,7 +114,7 @@ int SFX(fr_rnn_forward)(REAL *out, REAL *h_n, REAL *states, REAL *xproj, const R
                 for (int64_t s = c0; s < c1 && hs > 0; s++) {
                     const REAL *hp = SFX(state_at)(states, pair, BH, s);
                     REAL *hnew = SFX(state_at)(states, pair, BH, s + 1);
-                    if (stepx) SFX(slice_product)(&sl, 2, B, x + (size_t)(reverse ? T - 1 - s : s) * B * I, I);
+                    if (stepx) SFX(project_step)(&sl, x, s, T, B, I, reverse);
                     SFX(slice_product)(&sl, 0, B, hp, H);
                     for (int64_t b = 0; b < B; b++) {
                         int64_t t = fr_time_index(s, b, T, lengths, reverse);
@@ -123,7 +123,7 @@ int SFX(fr_rnn_forward)(REAL *out, REAL *h_n, REAL *states, REAL *xproj, const R
                             memcpy(hb + j0, hp + (size_t)b * H + j0, sizeof(REAL) * hs);
                             continue;
                         }
-                        const REAL *xq = stepx ? sl.XS + (size_t)b * sl.np3 : xproj + ((size_t)t * B + b) * H + j0;
+                        const REAL *xq = SFX(projection_row)(&sl, stepx, xproj, t, b, B, H);
                         const REAL *Sb = sl.S + (size_t)b * sl.np1;
                         REAL *ob = out + ((size_t)t * B + b) * H;
                         if (relu)

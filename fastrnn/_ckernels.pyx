@@ -210,6 +210,12 @@ cdef object _kept_array(shape, dtype, Py_ssize_t nbytes):
     """An uninitialised C-contiguous array of `shape` and `dtype` (nbytes in all) on a kept block, or a
     new one (page-aligned, its size rounded up to whole pages so that more sizes match)."""
     global _kept_bytes
+    cdef cnp.npy_intp dims[8]
+    cdef int nd = len(shape), i
+    if nd > 8:
+        raise ValueError("fastrnn: arrays of at most 8 dimensions")
+    for i in range(nd):
+        dims[i] = shape[i]
     cdef Py_ssize_t size = (nbytes + PAGE - 1) // PAGE * PAGE
     cdef void *p = NULL
     cdef size_t addr
@@ -224,12 +230,6 @@ cdef object _kept_array(shape, dtype, Py_ssize_t nbytes):
     PyTraceMalloc_Track(NUMPY_DOMAIN, addr, size)
     cdef _Block block = _Block.__new__(_Block)
     block.addr, block.nbytes = addr, size
-    cdef cnp.npy_intp dims[8]
-    cdef int nd = len(shape), i
-    if nd > 8:
-        raise ValueError("fastrnn: arrays of at most 8 dimensions")
-    for i in range(nd):
-        dims[i] = shape[i]
     cdef cnp.ndarray arr = cnp.PyArray_SimpleNewFromData(nd, dims, dtype.num, <void *>addr)
     cnp.set_array_base(arr, block)
     return arr
