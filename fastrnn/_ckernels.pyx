@@ -170,10 +170,9 @@ def empty_aligned(shape, dtype):
 
 # The large arrays of a call (outputs, the backward's cache, fresh gradients, scratch) live on blocks
 # that are kept when their arrays die and handed to the next array of the same size. A fresh large
-# allocation costs a page fault for each of its pages at first touch, on every call: 4 KiB pages, or
-# 2 MiB ones where NumPy asks the kernel for huge pages, which the kernel may compact memory to find
-# (measured, a torch RNN training step at 300 x 20 x 800 x 800 with its gradients set to None each
-# step: 3700 faults and 75 ms of system time a step, a step of 203 ms). At most KEPT_MAX bytes are kept
+# allocation costs page faults at first touch, on every call (measured, a torch RNN training step at
+# 300 x 20 x 800 x 800 with its gradients set to None each step: 3700 faults and 75 ms of system time
+# a step, a step of 203 ms; why a fault cost about 20 us there is not established). At most KEPT_MAX bytes are kept
 # (their pages stay resident); release_buffers frees them. The blocks are traced by tracemalloc in
 # NumPy's domain while an array uses them, as NumPy's own memory is. Everything here runs under the GIL.
 KEPT_MAX = 256 << 20
