@@ -51,6 +51,45 @@ int SFX(gemm_rm)(GEMM_T gemm, int ta, int tb, int64_t M, int64_t N, int64_t K, R
 #define FR_MR_LOOP FR_MR
 #endif
 
+typedef REAL SFX(v4) __attribute__((vector_size(4 * sizeof(REAL))));
+#if FR_DOUBLE
+typedef int64_t SFX(m4) __attribute__((vector_size(32)));
+#else
+typedef int32_t SFX(m4) __attribute__((vector_size(16)));
+#endif
+
+/* Rows a[u*lda + 0..kc) of `nrows` rows (a multiple of 4 first, then the rest) written transposed,
+ * d[k*ldd + u]: 4 x 4 tiles transposed in registers, so every load and store moves 4 elements. */
+static void SFX(transpose_rows)(REAL *restrict d, size_t ldd, const REAL *a, size_t lda, int64_t nrows, int64_t kc)
+{
+    int64_t i = 0;
+    for (; i + 4 <= nrows; i += 4) {
+        const REAL *r = a + (size_t)i * lda;
+        int64_t k = 0;
+        for (; k + 4 <= kc; k += 4) {
+            SFX(v4) r0, r1, r2, r3;
+            memcpy(&r0, r + k, sizeof r0);
+            memcpy(&r1, r + lda + k, sizeof r1);
+            memcpy(&r2, r + 2 * lda + k, sizeof r2);
+            memcpy(&r3, r + 3 * lda + k, sizeof r3);
+            const SFX(m4) lo = {0, 4, 1, 5}, hi = {2, 6, 3, 7}, l2 = {0, 1, 4, 5}, h2 = {2, 3, 6, 7};
+            SFX(v4) t0 = __builtin_shuffle(r0, r1, lo), t1 = __builtin_shuffle(r0, r1, hi);
+            SFX(v4) t2 = __builtin_shuffle(r2, r3, lo), t3 = __builtin_shuffle(r2, r3, hi);
+            SFX(v4) c0 = __builtin_shuffle(t0, t2, l2), c1 = __builtin_shuffle(t0, t2, h2);
+            SFX(v4) c2 = __builtin_shuffle(t1, t3, l2), c3 = __builtin_shuffle(t1, t3, h2);
+            REAL *o = d + (size_t)k * ldd + i;
+            memcpy(o, &c0, sizeof c0);
+            memcpy(o + ldd, &c1, sizeof c1);
+            memcpy(o + 2 * ldd, &c2, sizeof c2);
+            memcpy(o + 3 * ldd, &c3, sizeof c3);
+        }
+        for (; k < kc; k++)
+            for (int64_t u = 0; u < 4; u++) d[(size_t)k * ldd + i + u] = r[(size_t)u * lda + k];
+    }
+    for (; i < nrows; i++)
+        for (int64_t k = 0; k < kc; k++) d[(size_t)k * ldd + i] = a[(size_t)i * lda + k];
+}
+
 /* Bmat[k][c] = src[colbase(c) + k * kstride], with colbase(c) = (c / hs) * gstride + (j0 + c % hs) * cstride:
  * `ngroups` groups of `hs` columns (gates of one hidden slice), zero-padded up to np columns. */
 void SFX(pack_panels)(REAL *P, const REAL *src, int64_t K, int64_t ngroups, int64_t hs, int64_t j0, size_t gstride,
@@ -59,12 +98,14 @@ void SFX(pack_panels)(REAL *P, const REAL *src, int64_t K, int64_t ngroups, int6
     const int64_t nc = ngroups * hs;
     for (int64_t c = nc; c < np; c++)
         for (int64_t k = 0; k < K; k++) P[(size_t)(c / NR) * K * NR + (size_t)k * NR + c % NR] = 0;
-    if (kstride == 1) {          /* columns of Bmat are contiguous in src: walk them one by one */
+    if (kstride == 1) {          /* columns of Bmat are contiguous in src: transposed, a run of columns at a time */
         for (int64_t g = 0, c = 0; g < ngroups; g++)
-            for (int64_t u = 0; u < hs; u++, c++) {
-                REAL *dst = P + (size_t)(c / NR) * K * NR + c % NR;
-                const REAL *s = src + (size_t)g * gstride + (size_t)(j0 + u) * cstride;
-                for (int64_t k = 0; k < K; k++) dst[(size_t)k * NR] = s[k];
+            for (int64_t u = 0; u < hs;) {
+                const int64_t run = hs - u < NR - c % NR ? hs - u : NR - c % NR;   /* within a group and a panel */
+                SFX(transpose_rows)(P + (size_t)(c / NR) * K * NR + c % NR, NR,
+                                    src + (size_t)g * gstride + (size_t)(j0 + u) * cstride, cstride, run, K);
+                u += run;
+                c += run;
             }
     } else {                     /* rows of Bmat are (nearly) contiguous in src: walk them */
         for (int64_t k = 0; k < K; k++)
@@ -299,29 +340,41 @@ void SFX(dots)(REAL *C, size_t ldc, const REAL *A, size_t lda, int64_t M, const 
 
 /* Rows [0, MRC) of C (+)= A B for B's rows contiguous (stride brs), MRC <= 8 after inlining: every
  * element is one chain of fused multiply-adds in k order, started from C (acc) or 0, held in a
- * register while B is read in place, a vector of columns at a time, then single columns. (One vector
- * width only: the callers split columns at multiples of it, so a column takes the same path, and
- * gets the same bits, whichever thread computes it.) */
+ * register while B is read in place, NV vectors of columns at a time (NV = 8 / MRC, so that a block
+ * of few rows still has eight independent chains in flight rather than waiting on one), then one
+ * vector, then single columns. A column's chain is the same in every case, so a column gets the same
+ * bits whichever block, or thread, computes it (the callers split columns at multiples of VL). */
+static inline __attribute__((always_inline)) void SFX(row_vectors)(const int64_t MRC, const int64_t NV, REAL *C,
+                                                                  size_t ldc, const REAL *A, size_t ars, size_t acs,
+                                                                  const REAL *Bm, size_t brs, int64_t K, int acc)
+{
+    typedef VEC V;
+    enum { VL = VL };
+    V s[8][8];
+    for (int64_t i = 0; i < MRC; i++)
+        for (int64_t v = 0; v < NV; v++) {
+            s[i][v] = (V){0};
+            if (acc) memcpy(&s[i][v], C + i * ldc + v * VL, sizeof(V));
+        }
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t v = 0; v < NV; v++) {
+            V b;
+            memcpy(&b, Bm + k * brs + v * VL, sizeof b);
+            for (int64_t i = 0; i < MRC; i++) s[i][v] += A[i * ars + k * acs] * b;
+        }
+    for (int64_t i = 0; i < MRC; i++)
+        for (int64_t v = 0; v < NV; v++) memcpy(C + i * ldc + v * VL, &s[i][v], sizeof(V));
+}
+
 static inline __attribute__((always_inline)) void SFX(row_block)(const int64_t MRC, REAL *C, size_t ldc, const REAL *A,
                                                                 size_t ars, size_t acs, const REAL *Bm, size_t brs,
                                                                 int64_t n, int64_t K, int acc)
 {
-    typedef VEC V;
-    enum { VL = VL };
+    const int64_t NV = MRC >= 8 ? 1 : 8 / MRC;
     int64_t u = 0;
-    for (; u + VL <= n; u += VL) {
-        V s[8];
-        for (int64_t i = 0; i < MRC; i++) {
-            s[i] = (V){0};
-            if (acc) memcpy(&s[i], C + i * ldc + u, sizeof(V));
-        }
-        for (int64_t k = 0; k < K; k++) {
-            V b;
-            memcpy(&b, Bm + k * brs + u, sizeof b);
-            for (int64_t i = 0; i < MRC; i++) s[i] += A[i * ars + k * acs] * b;
-        }
-        for (int64_t i = 0; i < MRC; i++) memcpy(C + i * ldc + u, &s[i], sizeof(V));
-    }
+    for (; NV > 1 && u + NV * VL <= n; u += NV * VL)
+        SFX(row_vectors)(MRC, NV, C + u, ldc, A, ars, acs, Bm + u, brs, K, acc);
+    for (; u + VL <= n; u += VL) SFX(row_vectors)(MRC, 1, C + u, ldc, A, ars, acs, Bm + u, brs, K, acc);
     for (; u < n; u++)
         for (int64_t i = 0; i < MRC; i++) {
             REAL sum = acc ? C[i * ldc + u] : 0;
@@ -466,45 +519,6 @@ static inline __attribute__((always_inline)) void SFX(bkernel)(int64_t kc, const
         else
             memcpy(p, tmp, sizeof(REAL) * nc);
     }
-}
-
-typedef REAL SFX(v4) __attribute__((vector_size(4 * sizeof(REAL))));
-#if FR_DOUBLE
-typedef int64_t SFX(m4) __attribute__((vector_size(32)));
-#else
-typedef int32_t SFX(m4) __attribute__((vector_size(16)));
-#endif
-
-/* Rows a[u*lda + 0..kc) of `nrows` rows (a multiple of 4 first, then the rest) written transposed,
- * d[k*ldd + u]: 4 x 4 tiles transposed in registers, so every load and store moves 4 elements. */
-static void SFX(transpose_rows)(REAL *restrict d, size_t ldd, const REAL *a, size_t lda, int64_t nrows, int64_t kc)
-{
-    int64_t i = 0;
-    for (; i + 4 <= nrows; i += 4) {
-        const REAL *r = a + (size_t)i * lda;
-        int64_t k = 0;
-        for (; k + 4 <= kc; k += 4) {
-            SFX(v4) r0, r1, r2, r3;
-            memcpy(&r0, r + k, sizeof r0);
-            memcpy(&r1, r + lda + k, sizeof r1);
-            memcpy(&r2, r + 2 * lda + k, sizeof r2);
-            memcpy(&r3, r + 3 * lda + k, sizeof r3);
-            const SFX(m4) lo = {0, 4, 1, 5}, hi = {2, 6, 3, 7}, l2 = {0, 1, 4, 5}, h2 = {2, 3, 6, 7};
-            SFX(v4) t0 = __builtin_shuffle(r0, r1, lo), t1 = __builtin_shuffle(r0, r1, hi);
-            SFX(v4) t2 = __builtin_shuffle(r2, r3, lo), t3 = __builtin_shuffle(r2, r3, hi);
-            SFX(v4) c0 = __builtin_shuffle(t0, t2, l2), c1 = __builtin_shuffle(t0, t2, h2);
-            SFX(v4) c2 = __builtin_shuffle(t1, t3, l2), c3 = __builtin_shuffle(t1, t3, h2);
-            REAL *o = d + (size_t)k * ldd + i;
-            memcpy(o, &c0, sizeof c0);
-            memcpy(o + ldd, &c1, sizeof c1);
-            memcpy(o + 2 * ldd, &c2, sizeof c2);
-            memcpy(o + 3 * ldd, &c3, sizeof c3);
-        }
-        for (; k < kc; k++)
-            for (int64_t u = 0; u < 4; u++) d[(size_t)k * ldd + i + u] = r[(size_t)u * lda + k];
-    }
-    for (; i < nrows; i++)
-        for (int64_t k = 0; k < kc; k++) d[(size_t)k * ldd + i] = a[(size_t)i * lda + k];
 }
 
 /* A[0..mr, 0..kc) (strides rs, cs; A transposed goes to pack_a_block_t) into a micro-panel Ap[k*BMR + i],

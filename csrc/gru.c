@@ -183,7 +183,7 @@ int SFX(fr_gru_forward)(REAL *out, REAL *h_n, REAL *states, REAL *gates, REAL *x
         fr_barrier_t bar = {0};
         const int nloop = fr_loop_threads(L->nthreads, T, B, H, H, 3, UNITS);
         /* the input projection without BLAS: step by step (product 2) or by chunks of steps (loop.h) */
-        const int stepx = !gemm && SFX(step_projection)(B, I, GH, lengths, reverse);
+        const int stepx = !gemm && SFX(step_projection)(T, B, I, GH, lengths, reverse);
 #pragma omp parallel num_threads(fr_team_threads(L->nthreads, nloop, gemm != NULL || stepx, T, B, I, GH))
         {
             unsigned csr = fr_ftz_on();

@@ -72,13 +72,19 @@ static void SFX(input_projection_par)(REAL *xproj, const REAL *x, const REAL *w_
  * it is still in cache when read (the whole of it, T B G H values, often is not). A chunk gives each
  * thread FR_CHUNK_ROWS rows of the product, enough to pay for packing w_ih again. Not with both
  * lengths and reverse, where one step reads different times for different sequences. */
+/* A single step reads the weights in place (dots / row_updates) up to this batch; past it, packing
+ * them for the register-blocked kernel pays even for one step. Measured (GRU forward, T = 1,
+ * I = H = 256, 2 threads, AVX-512): B = 16 in place 0.31-0.33 ms, packed 0.34; B = 32 0.37 / 0.36;
+ * B = 64 0.51 / 0.45-0.47; B = 1000 5.0 / 2.85. */
+#define FR_DIRECT_BATCH 16
 #define FR_CHUNK_ROWS 1024
 #define FR_STEPX_MIN_BATCH 32
 #define FR_STEPX_MAX_BYTES ((size_t)2 << 20)
-int SFX(step_projection)(int64_t B, int64_t I, int64_t GH, const int64_t *lengths, int reverse)
+int SFX(step_projection)(int64_t T, int64_t B, int64_t I, int64_t GH, const int64_t *lengths, int reverse)
 {
-    return B >= FR_STEPX_MIN_BATCH && I > 0 && !(lengths && reverse) &&
-           (size_t)I * (size_t)GH * sizeof(REAL) <= FR_STEPX_MAX_BYTES;
+    if (I == 0 || (lengths && reverse)) return 0;
+    if (T == 1) return B > FR_DIRECT_BATCH;   /* one step: nothing to keep in cache, nothing to pack twice */
+    return B >= FR_STEPX_MIN_BATCH && (size_t)I * (size_t)GH * sizeof(REAL) <= FR_STEPX_MAX_BYTES;
 }
 
 int64_t SFX(chunk_steps)(int64_t T, int64_t B, const int64_t *lengths, int reverse)
@@ -193,11 +199,6 @@ static int SFX(slice_alloc)(SFX(slice_t) *sl, int nt, int direct, int pack, int6
     return sl->P1 && sl->P2 && sl->P3 && sl->S && sl->XS && (sl->PB || !pack);
 }
 
-/* A single step reads the weights in place (dots / row_updates) up to this batch; past it, packing
- * them for the register-blocked kernel pays even for one step. Measured (GRU forward, T = 1,
- * I = H = 256, 2 threads, AVX-512): B = 16 in place 0.31-0.33 ms, packed 0.34; B = 32 0.37 / 0.36;
- * B = 64 0.51 / 0.45-0.47; B = 1000 5.0 / 2.85. */
-#define FR_DIRECT_BATCH 16
 int SFX(loop_begin)(SFX(slice_t) *sl, fr_barrier_t *bar, int *failed, int nt, int pack, int64_t T, int64_t H,
                     int64_t B, int64_t K1, int64_t g1, int64_t K2, int64_t g2, int64_t K3, int64_t g3)
 {

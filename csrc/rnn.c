@@ -94,7 +94,7 @@ int SFX(fr_rnn_forward)(REAL *out, REAL *h_n, REAL *states, REAL *xproj, const R
         fr_barrier_t bar = {0};
         const int nloop = fr_loop_threads(L->nthreads, T, B, H, H, 1, UNITS);
         /* the input projection without BLAS: step by step (product 2) or by chunks of steps (loop.h) */
-        const int stepx = !gemm && SFX(step_projection)(B, I, H, lengths, reverse);
+        const int stepx = !gemm && SFX(step_projection)(T, B, I, H, lengths, reverse);
 #pragma omp parallel num_threads(fr_team_threads(L->nthreads, nloop, gemm != NULL || stepx, T, B, I, H))
         {
             unsigned csr = fr_ftz_on();

@@ -148,7 +148,7 @@ void fr_slice(int64_t H, int nt, int tid, int64_t vl, int64_t *j0, int64_t *hs)
 /* Threads worth using for the time loop: at most one per chunk of units, enough recurrent work per
  * step (2 B G H K flops) for each to outweigh a barrier, and one for a call too short to share. */
 #define FR_MIN_FLOPS_PER_THREAD 65536.0
-#define FR_MIN_FLOPS_PER_CALL 2e6
+#define FR_MIN_FLOPS_PER_CALL 2e5
 int fr_loop_threads(int nthreads, int64_t T, int64_t B, int64_t H, int64_t K, int64_t G, int64_t vl)
 {
     double flops = 2.0 * (double)B * (double)G * (double)H * (double)K;

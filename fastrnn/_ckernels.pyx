@@ -144,7 +144,7 @@ def fingerprints(tuple arrays):
 cdef enum:
     LINE = 64
     SMALL = 4096
-    KEPT_FROM = 1 << 20       # arrays of this many bytes or more come from kept blocks (below)
+    KEPT_FROM = 128 << 10     # arrays of this many bytes or more come from kept blocks (below)
     PAGE = 4096
     NUMPY_DOMAIN = 389047     # numpy.lib.tracemalloc_domain: traced as NumPy's own arrays are
 

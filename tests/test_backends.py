@@ -37,6 +37,9 @@ CASES = {
     # a single step (as a cell's): the weights are read in place, by vector dot products (with tails)
     "step": (1, 3, 70, 37, {}),
     "step-B1": (1, 1, 64, 45, {"reverse": True}),
+    "step-B1-wide": (1, 1, 40, 300, {}),           # eight vectors of columns at a time (gemm.c: row_block)
+    # a single step of a batch past FR_DIRECT_BATCH: packed weights, the projection step by step
+    "step-batch": (1, 33, 300, 21, {}),
     # T * B beyond 1024 rows per thread: the forward makes its input projection in several chunks
     "long": (700, 4, 3, 9, {}),
     "long-rev": (700, 4, 3, 9, {"reverse": True}),

@@ -27,7 +27,8 @@ def use_threads(n):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("T,lengths,reverse", [(8, None, False), (8, [8, 0, 5, 3, 8, 1, 7, 2] * 4, True),
                                                 (150, None, True), (1, None, False)],
-                         # long: projection in chunks; step: T = 1 reads the weights in place (dot products)
+                         # long: projection in chunks; step: T = 1 at B = 32, packed weights, the projection
+                         # step by step (loop.h: step_projection)
                          ids=["full", "lengths-reverse", "long-reverse", "step"])
 def test_bitwise_identical_across_thread_counts(kind, opts, dtype, T, lengths, reverse, restore_threads):
     B, I, H = 32, 70, 200
