@@ -37,7 +37,7 @@ class Layer(ctypes.Structure):
     """fr_layer (csrc/fastrnn.h)."""
     _fields_ = [("T", ctypes.c_int64), ("B", ctypes.c_int64), ("I", ctypes.c_int64), ("H", ctypes.c_int64),
                 ("lengths", ctypes.c_void_p), ("reverse", ctypes.c_int), ("variant", ctypes.c_int),
-                ("nthreads", ctypes.c_int)]
+                ("nthreads", ctypes.c_int), ("overwrite", ctypes.c_int)]
 
 
 FR_RNN_TANH, FR_GRU_RESET_AFTER = 0, 1      # csrc/fastrnn.h

@@ -41,6 +41,8 @@ typedef struct {
     int reverse;               /* 1: each sequence is read from its last valid time back to 0 */
     int variant;               /* RNN: FR_RNN_TANH / FR_RNN_RELU; GRU: FR_GRU_RESET_AFTER / _BEFORE */
     int nthreads;              /* at most this many threads (>= 1) */
+    int overwrite;             /* backward: 1: the weight and bias gradients are written, their values on
+                                  entry not read (fresh arrays need no zeroing); 0: added into */
 } fr_layer;
 
 /* The cell variants, named here once. */
@@ -76,7 +78,7 @@ typedef void (*fr_gemm_f64)(char *transa, char *transb, int *m, int *n, int *k, 
  *                          NULL in an inference forward (with states)
  *   d_out    (T, B, H)     gradient of the loss with respect to out;  d_hn (B, H): to h_n
  *   dx       (T, B, I)     written;  dh0 (B, H) written
- *   dw_ih, dw_hh, db_ih, db_hh   shaped as the weights and biases: added into
+ *   dw_ih, dw_hh, db_ih, db_hh   shaped as the weights and biases: added into (written with L->overwrite)
  *   dgh      (T, B, G*H)   scratch, step-ordered: gradient of the recurrent pre-activations
  *   dgx      (T, B, G*H)   scratch, time-ordered: gradient of the input pre-activations
  *                          When lengths is NULL and reverse is 0 (steps and times coincide), dgx may

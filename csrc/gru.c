@@ -267,7 +267,7 @@ int SFX(fr_gru_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
     REAL *dh = dh0;                       /* the running dL/dh of the current step */
     fr_copy(dh, d_hn, sizeof(REAL) * BH);
     if (T == 0 || BH == 0) {
-        fr_zero(dx, sizeof(REAL) * (size_t)T * B * I);
+        SFX(no_steps)(dx, dw_ih, dw_hh, db_ih, db_hh, L, GH);
         return FR_OK;
     }
     /* the weight gradients' operands, with idle rows made finite where they are not (see finite_operands) */
@@ -296,7 +296,7 @@ int SFX(fr_gru_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
         if (SFX(loop_begin)(&sl, &bar, &failed, nloop, !gemm, T, H, B, K1, 1, K2, K2 ? 1 : 0, 0, 0)) {
             SFX(slice_weights)(&sl, 0, w_hh, K1, 1, 0, 1, H);
             if (K2) SFX(slice_weights)(&sl, 1, w_hh + (size_t)2 * H * H, K2, 1, 0, 1, H);
-            if (sl.hs > 0 && !(dbi = SFX(bias_grads_take)(db_ih, db_hh, 3, H, sl.j0, sl.hs))) {
+            if (sl.hs > 0 && !(dbi = SFX(bias_grads_take)(db_ih, db_hh, 3, H, sl.j0, sl.hs, L->overwrite))) {
 #pragma omp atomic write
                 failed = 1;
             }
@@ -359,12 +359,12 @@ int SFX(fr_gru_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
 #pragma omp barrier
         if (!gemm && !failed)
             SFX(weight_gradients_par)(dx, dw_ih, dw_hh, &pg, xg, sg, gates + 3 * H, 4 * H, w_ih, T * B, I, H, GH,
-                                      reset_after ? GH : 2 * H, sl.PB);
+                                      reset_after ? GH : 2 * H, L->overwrite, sl.PB);
         fr_ftz_restore(csr);
     }
     int rc = failed ? FR_ENOMEM : FR_OK;
     if (!rc && gemm)
         rc = SFX(weight_gradients)(dx, dw_ih, dw_hh, &pg, xg, sg, gates + 3 * H, 4 * H, w_ih, T * B, I, H, GH,
-                                   reset_after ? GH : 2 * H, gemm);
+                                   reset_after ? GH : 2 * H, L->overwrite, gemm);
     return SFX(backward_end)(rc, copies, dx, lengths, T, B, I);
 }

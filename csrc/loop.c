@@ -20,11 +20,17 @@ REAL *SFX(input_bias)(const REAL *b_ih, const REAL *b_hh, int64_t GH, int64_t hh
     return bias;
 }
 
-REAL *SFX(bias_grads_take)(const REAL *db_ih, const REAL *db_hh, int64_t ngroups, int64_t H, int64_t j0, int64_t hs)
+REAL *SFX(bias_grads_take)(const REAL *db_ih, const REAL *db_hh, int64_t ngroups, int64_t H, int64_t j0, int64_t hs,
+                           int overwrite)
 {
     const size_t n = (size_t)ngroups * H;
     REAL *mine = (REAL *)fr_buffer(FR_BUF_DB, sizeof(REAL) * 2 * n);
-    if (mine)
+    if (mine && overwrite)
+        for (int64_t g = 0; g < ngroups; g++) {
+            fr_zero(mine + g * H + j0, sizeof(REAL) * hs);
+            fr_zero(mine + n + g * H + j0, sizeof(REAL) * hs);
+        }
+    else if (mine)
         for (int64_t g = 0; g < ngroups; g++) {
             fr_copy(mine + g * H + j0, db_ih + g * H + j0, sizeof(REAL) * hs);
             fr_copy(mine + n + g * H + j0, db_hh + g * H + j0, sizeof(REAL) * hs);
@@ -42,18 +48,29 @@ void SFX(bias_grads_give)(REAL *db_ih, REAL *db_hh, const REAL *mine, int64_t ng
     }
 }
 
+void SFX(no_steps)(REAL *dx, REAL *dw_ih, REAL *dw_hh, REAL *db_ih, REAL *db_hh, const fr_layer *L, int64_t GH)
+{
+    fr_zero(dx, sizeof(REAL) * (size_t)L->T * L->B * L->I);
+    if (!L->overwrite) return;
+    fr_zero(dw_ih, sizeof(REAL) * (size_t)GH * L->I);
+    fr_zero(dw_hh, sizeof(REAL) * (size_t)GH * L->H);
+    fr_zero(db_ih, sizeof(REAL) * (size_t)GH);
+    fr_zero(db_hh, sizeof(REAL) * (size_t)GH);
+}
+
 int SFX(weight_gradients)(REAL *dx, REAL *dw_ih, REAL *dw_hh, const SFX(pregrads_t) *g, const REAL *x,
                           const REAL *states, const REAL *rh, int64_t ld_rh, const REAL *w_ih, int64_t TB,
-                          int64_t I, int64_t H, int64_t GH, int64_t split, GEMM_T gemm)
+                          int64_t I, int64_t H, int64_t GH, int64_t split, int overwrite, GEMM_T gemm)
 {
     const int64_t M = TB, ld = (int64_t)g->ld, xs = g->dgx_hi ? g->xs : GH;
-    int rc = SFX(gemm_rm)(gemm, 1, 0, split, H, M, 1, g->dgh, ld, states, H, 1, dw_hh, H);
+    const REAL beta = overwrite ? 0 : 1;     /* (each product below fills rows of its own) */
+    int rc = SFX(gemm_rm)(gemm, 1, 0, split, H, M, 1, g->dgh, ld, states, H, beta, dw_hh, H);
     if (!rc && split < GH)
-        rc = SFX(gemm_rm)(gemm, 1, 0, GH - split, H, M, 1, g->dgh + split, ld, rh, ld_rh, 1, dw_hh + (size_t)split * H, H);
-    if (!rc) rc = SFX(gemm_rm)(gemm, 1, 0, xs, I, M, 1, g->dgx, ld, x, I, 1, dw_ih, I);
+        rc = SFX(gemm_rm)(gemm, 1, 0, GH - split, H, M, 1, g->dgh + split, ld, rh, ld_rh, beta, dw_hh + (size_t)split * H, H);
+    if (!rc) rc = SFX(gemm_rm)(gemm, 1, 0, xs, I, M, 1, g->dgx, ld, x, I, beta, dw_ih, I);
     if (!rc) rc = SFX(gemm_rm)(gemm, 0, 0, M, I, xs, 1, g->dgx, ld, w_ih, I, 0, dx, I);
     if (!rc && xs < GH)
-        rc = SFX(gemm_rm)(gemm, 1, 0, GH - xs, I, M, 1, g->dgx_hi, ld, x, I, 1, dw_ih + (size_t)xs * I, I);
+        rc = SFX(gemm_rm)(gemm, 1, 0, GH - xs, I, M, 1, g->dgx_hi, ld, x, I, beta, dw_ih + (size_t)xs * I, I);
     if (!rc && xs < GH)
         rc = SFX(gemm_rm)(gemm, 0, 0, M, I, GH - xs, 1, g->dgx_hi, ld, w_ih + (size_t)xs * I, I, 1, dx, I);
     return rc;
@@ -109,14 +126,15 @@ void SFX(project_steps)(REAL *xproj, const REAL *x, const REAL *w_ih, int64_t s0
 
 void SFX(weight_gradients_par)(REAL *dx, REAL *dw_ih, REAL *dw_hh, const SFX(pregrads_t) *g, const REAL *x,
                                const REAL *states, const REAL *rh, int64_t ld_rh, const REAL *w_ih, int64_t TB,
-                               int64_t I, int64_t H, int64_t GH, int64_t split, REAL *P)
+                               int64_t I, int64_t H, int64_t GH, int64_t split, int overwrite, REAL *P)
 {
     const int64_t M = TB, xs = g->dgx_hi ? g->xs : GH;
     const size_t ld = g->ld;
-    SFX(par_gemm)(split, H, M, g->dgh, 1, ld, states, H, 1, dw_hh, H, 1, P);
-    if (split < GH) SFX(par_gemm)(GH - split, H, M, g->dgh + split, 1, ld, rh, ld_rh, 1, dw_hh + (size_t)split * H, H, 1, P);
-    SFX(par_gemm)(xs, I, M, g->dgx, 1, ld, x, I, 1, dw_ih, I, 1, P);
-    if (xs < GH) SFX(par_gemm)(GH - xs, I, M, g->dgx_hi, 1, ld, x, I, 1, dw_ih + (size_t)xs * I, I, 1, P);
+    const int acc = !overwrite;              /* (each product below fills rows of its own) */
+    SFX(par_gemm)(split, H, M, g->dgh, 1, ld, states, H, 1, dw_hh, H, acc, P);
+    if (split < GH) SFX(par_gemm)(GH - split, H, M, g->dgh + split, 1, ld, rh, ld_rh, 1, dw_hh + (size_t)split * H, H, acc, P);
+    SFX(par_gemm)(xs, I, M, g->dgx, 1, ld, x, I, 1, dw_ih, I, acc, P);
+    if (xs < GH) SFX(par_gemm)(GH - xs, I, M, g->dgx_hi, 1, ld, x, I, 1, dw_ih + (size_t)xs * I, I, acc, P);
     SFX(par_gemm)(M, I, xs, g->dgx, ld, 1, w_ih, I, 1, dx, I, 0, P);
     if (xs < GH) {
         /* the second product adds into rows of dx that, with another K, par_gemm may give to another thread */

@@ -59,9 +59,10 @@ void SFX(add_product)(REAL *dh, const SFX(slice_t) *sl, int64_t s, int64_t T, in
  * need not fall on cache-line boundaries, and a line that two threads write at every row moves from
  * core to core each time. So each thread adds into its own copy: bias_grads_take returns it (a
  * per-thread buffer laid out as db_ih then db_hh, only this thread's units [j0, j0 + hs) of each group
- * copied in; NULL when out of memory), bias_grads_give copies those units back after the loop. The
- * same additions in the same order: the same bits. */
-REAL *SFX(bias_grads_take)(const REAL *db_ih, const REAL *db_hh, int64_t ngroups, int64_t H, int64_t j0, int64_t hs);
+ * copied in, or zeros with `overwrite` (fastrnn.h); NULL when out of memory), bias_grads_give copies
+ * those units back after the loop. The same additions in the same order: the same bits. */
+REAL *SFX(bias_grads_take)(const REAL *db_ih, const REAL *db_hh, int64_t ngroups, int64_t H, int64_t j0, int64_t hs,
+                           int overwrite);
 void SFX(bias_grads_give)(REAL *db_ih, REAL *db_hh, const REAL *mine, int64_t ngroups, int64_t H, int64_t j0,
                           int64_t hs);
 
@@ -116,7 +117,11 @@ typedef struct {
     int64_t xs;
 } SFX(pregrads_t);
 
-/* The weight and input gradients after a backward loop:
+/* A backward with no step to run (T or B * H zero): dx zeroed, and the weight and bias gradients too
+ * when they are written rather than added into (L->overwrite). */
+void SFX(no_steps)(REAL *dx, REAL *dw_ih, REAL *dw_hh, REAL *db_ih, REAL *db_hh, const fr_layer *L, int64_t GH);
+
+/* The weight and input gradients after a backward loop (`=` instead of `+=` with `overwrite`):
  *   dw_ih += dgx^T x,  dx = dgx w_ih,
  *   dw_hh[rows 0 .. split) += dgh[:, 0 .. split)^T states[0 .. T)
  *   dw_hh[rows split .. GH) += dgh[:, split .. GH)^T rh   (rh: rows of stride ld_rh; the Cho GRU's r * h)
@@ -124,10 +129,10 @@ typedef struct {
  * of the region (P its buffer). */
 int SFX(weight_gradients)(REAL *dx, REAL *dw_ih, REAL *dw_hh, const SFX(pregrads_t) *g, const REAL *x,
                           const REAL *states, const REAL *rh, int64_t ld_rh, const REAL *w_ih, int64_t TB,
-                          int64_t I, int64_t H, int64_t GH, int64_t split, GEMM_T gemm);
+                          int64_t I, int64_t H, int64_t GH, int64_t split, int overwrite, GEMM_T gemm);
 void SFX(weight_gradients_par)(REAL *dx, REAL *dw_ih, REAL *dw_hh, const SFX(pregrads_t) *g, const REAL *x,
                                const REAL *states, const REAL *rh, int64_t ld_rh, const REAL *w_ih, int64_t TB,
-                               int64_t I, int64_t H, int64_t GH, int64_t split, REAL *P);
+                               int64_t I, int64_t H, int64_t GH, int64_t split, int overwrite, REAL *P);
 
 /* Where the forward keeps the state after step s - 1: in `states` (training), or, when `states` is
  * NULL (inference, no backward to come), in the two rows of `pair` (state_pair: a per-thread buffer,

@@ -153,7 +153,7 @@ int SFX(fr_rnn_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
     REAL *dh = dh0;                       /* the running dL/dh of the current step */
     fr_copy(dh, d_hn, sizeof(REAL) * BH);
     if (T == 0 || BH == 0) {
-        fr_zero(dx, sizeof(REAL) * (size_t)T * B * I);
+        SFX(no_steps)(dx, dw_ih, dw_hh, db_ih, db_hh, L, H);
         return FR_OK;
     }
     /* the weight gradients' operands, with idle rows made finite where they are not (see finite_operands) */
@@ -174,7 +174,7 @@ int SFX(fr_rnn_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
         REAL *dbi = NULL, *dbh = NULL;      /* this thread's copies of db_ih, db_hh (bias_grads_take) */
         if (SFX(loop_begin)(&sl, &bar, &failed, nloop, !gemm, T, H, B, H, 1, 0, 0, 0, 0)) {
             SFX(slice_weights)(&sl, 0, w_hh, H, 1, 0, 1, H);
-            if (sl.hs > 0 && !(dbi = SFX(bias_grads_take)(db_ih, db_hh, 1, H, sl.j0, sl.hs))) {
+            if (sl.hs > 0 && !(dbi = SFX(bias_grads_take)(db_ih, db_hh, 1, H, sl.j0, sl.hs, L->overwrite))) {
 #pragma omp atomic write
                 failed = 1;
             }
@@ -207,10 +207,10 @@ int SFX(fr_rnn_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
         if (!failed && hs > 0) SFX(bias_grads_give)(db_ih, db_hh, dbi, 1, H, j0, hs);
 #pragma omp barrier
         if (!gemm && !failed)
-            SFX(weight_gradients_par)(dx, dw_ih, dw_hh, &pg, xg, sg, NULL, 0, w_ih, T * B, I, H, H, H, sl.PB);
+            SFX(weight_gradients_par)(dx, dw_ih, dw_hh, &pg, xg, sg, NULL, 0, w_ih, T * B, I, H, H, H, L->overwrite, sl.PB);
         fr_ftz_restore(csr);
     }
     int rc = failed ? FR_ENOMEM : FR_OK;
-    if (!rc && gemm) rc = SFX(weight_gradients)(dx, dw_ih, dw_hh, &pg, xg, sg, NULL, 0, w_ih, T * B, I, H, H, H, gemm);
+    if (!rc && gemm) rc = SFX(weight_gradients)(dx, dw_ih, dw_hh, &pg, xg, sg, NULL, 0, w_ih, T * B, I, H, H, H, L->overwrite, gemm);
     return SFX(backward_end)(rc, copies, dx, lengths, T, B, I);
 }

@@ -35,6 +35,7 @@ cdef extern from "fastrnn.h" nogil:
         int reverse
         int variant
         int nthreads
+        int overwrite
     int FR_OK
     int FR_ENOMEM
     int FR_ETOOBIG
@@ -369,15 +370,16 @@ cdef int _run(Kernel k, void **p, const fr_layer *L, bint f32, bint use_blas) no
 
 
 cdef _call(Kernel k, str what, tuple arrays, tuple sizes, int nout, int dtype_from, lengths, int64_t T, int64_t B,
-           int64_t I, int64_t H, int variant, int reverse, int nt, bint use_blas):
-    """Check the arrays (_pointers), then run kernel k without the GIL; raise on its error code."""
+           int64_t I, int64_t H, int variant, int reverse, int nt, bint use_blas, bint overwrite=False):
+    """Check the arrays (_pointers), then run kernel k without the GIL; raise on its error code.
+    `overwrite`: a backward writes its weight and bias gradients instead of adding into them."""
     cdef void *p[MAXBUF]
     cdef int rc, tn = _dtype_num(arrays[dtype_from])
     _pointers(p, arrays, sizes, nout, tn)
     cdef fr_layer L
     L.T, L.B, L.I, L.H = T, B, I, H
     L.lengths = _lengths_ptr(lengths, B, T)
-    L.reverse, L.variant, L.nthreads = reverse, variant, nt
+    L.reverse, L.variant, L.nthreads, L.overwrite = reverse, variant, nt, overwrite
     if k == RNN_BACKWARD and p[6] == p[7] and p[6] != NULL and (L.lengths != NULL or reverse):
         raise ValueError("fastrnn: dgh and dgx may be one buffer only without lengths and reverse")
     with nogil:
@@ -404,13 +406,14 @@ cdef bint _shared_pregrads(tuple arrays, lengths, int reverse, str what) except 
 
 
 def _rnn_bwd(tuple arrays, lengths, int64_t T, int64_t B, int64_t I, int64_t H, int relu, int reverse, int nt,
-             bint use_blas):
+             bint use_blas, bint overwrite=False):
     """arrays: dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dgh, dgx (written), d_out, d_hn, x, states, w_ih, w_hh.
-    dgx may be dgh (fastrnn.h)."""
+    dgx may be dgh (fastrnn.h). The weight and bias gradients are added into, or with `overwrite`
+    written (their values on entry not read)."""
     _shared_pregrads(arrays, lengths, reverse, "rnn_backward")
     _call(RNN_BACKWARD, "rnn_backward", arrays,
           (T * B * I, B * H, H * I, H * H, H, H, T * B * H, T * B * H, T * B * H, B * H, T * B * I, (T + 1) * B * H,
-           H * I, H * H), 8, 10, lengths, T, B, I, H, relu, reverse, nt, use_blas)
+           H * I, H * H), 8, 10, lengths, T, B, I, H, relu, reverse, nt, use_blas, overwrite)
 
 
 def _gru_fwd(tuple arrays, lengths, int64_t T, int64_t B, int64_t I, int64_t H, int reset_after, int reverse,
@@ -424,11 +427,12 @@ def _gru_fwd(tuple arrays, lengths, int64_t T, int64_t B, int64_t I, int64_t H, 
 
 
 def _gru_bwd(tuple arrays, lengths, int64_t T, int64_t B, int64_t I, int64_t H, int reset_after, int reverse,
-             int nt, bint use_blas):
+             int nt, bint use_blas, bint overwrite=False):
     """arrays: dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dgh, dgx (written), d_out, d_hn, x, states, gates,
-    w_ih, w_hh. dgx may be dgh (fastrnn.h): then, with reset_after, T * B * 4H values."""
+    w_ih, w_hh. dgx may be dgh (fastrnn.h): then, with reset_after, T * B * 4H values. The weight and
+    bias gradients are added into, or with `overwrite` written."""
     cdef int64_t G = 4 if _shared_pregrads(arrays, lengths, reverse, "gru_backward") and reset_after else 3
     _call(GRU_BACKWARD, "gru_backward", arrays,
           (T * B * I, B * H, 3 * H * I, 3 * H * H, 3 * H, 3 * H, T * B * G * H, T * B * G * H, T * B * H, B * H,
            T * B * I, (T + 1) * B * H, T * B * 4 * H, 3 * H * I, 3 * H * H), 8, 10, lengths, T, B, I, H,
-          reset_after, reverse, nt, use_blas)
+          reset_after, reverse, nt, use_blas, overwrite)
