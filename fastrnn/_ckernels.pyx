@@ -173,7 +173,10 @@ def empty_aligned(shape, dtype):
 # that are kept when their arrays die and handed to the next array of the same size. A fresh large
 # allocation costs page faults at first touch, on every call (measured, a torch RNN training step at
 # 300 x 20 x 800 x 800 with its gradients set to None each step: 3700 faults and 75 ms of system time
-# a step, a step of 203 ms; why a fault cost about 20 us there is not established). At most KEPT_MAX bytes are kept
+# a step, a step of 203 ms; why a fault cost about 20 us there is not established). From 128 KiB on
+# (glibc's first mmap threshold): kept from 1 MiB only, a GRU cell's backward at 1 x 1 x 256 x 256 took
+# 176 faults a call for its two 768 KiB weight gradients, which malloc mapped afresh every time (480 us
+# a call, 250 without). At most KEPT_MAX bytes are kept
 # (their pages stay resident); release_buffers frees them. The blocks are traced by tracemalloc in
 # NumPy's domain while an array uses them, as NumPy's own memory is. Everything here runs under the GIL.
 KEPT_MAX = 256 << 20
