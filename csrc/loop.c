@@ -85,15 +85,16 @@ static void SFX(input_projection_par)(REAL *xproj, const REAL *x, const REAL *w_
 #pragma omp barrier
 }
 
-/* The input projection is made a chunk of steps at a time, just before the loop reaches them, so that
- * it is still in cache when read (the whole of it, T B G H values, often is not). A chunk gives each
- * thread FR_CHUNK_ROWS rows of the product, enough to pay for packing w_ih again. Not with both
- * lengths and reverse, where one step reads different times for different sequences. */
 /* A single step reads the weights in place (dots / row_updates) up to this batch; past it, packing
  * them for the register-blocked kernel pays even for one step. Measured (GRU forward, T = 1,
  * I = H = 256, 2 threads, AVX-512): B = 16 in place 0.31-0.33 ms, packed 0.34; B = 32 0.37 / 0.36;
  * B = 64 0.51 / 0.45-0.47; B = 1000 5.0 / 2.85. */
 #define FR_DIRECT_BATCH 16
+
+/* The input projection is made a chunk of steps at a time, just before the loop reaches them, so that
+ * it is still in cache when read (the whole of it, T B G H values, often is not). A chunk gives each
+ * thread FR_CHUNK_ROWS rows of the product, enough to pay for packing w_ih again. Not with both
+ * lengths and reverse, where one step reads different times for different sequences. */
 #define FR_CHUNK_ROWS 1024
 #define FR_STEPX_MIN_BATCH 32
 #define FR_STEPX_MAX_BYTES ((size_t)2 << 20)
