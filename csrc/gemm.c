@@ -350,7 +350,7 @@ static inline __attribute__((always_inline)) void SFX(row_vectors)(const int64_t
 {
     typedef VEC V;
     enum { VL = VL };
-    V s[8][8];
+    V s[8][8];                  /* (MRC * NV <= 8 of them used) */
     for (int64_t i = 0; i < MRC; i++)
         for (int64_t v = 0; v < NV; v++) {
             s[i][v] = (V){0};
@@ -372,8 +372,7 @@ static inline __attribute__((always_inline)) void SFX(row_block)(const int64_t M
 {
     const int64_t NV = MRC >= 8 ? 1 : 8 / MRC;
     int64_t u = 0;
-    for (; NV > 1 && u + NV * VL <= n; u += NV * VL)
-        SFX(row_vectors)(MRC, NV, C + u, ldc, A, ars, acs, Bm + u, brs, K, acc);
+    for (; u + NV * VL <= n; u += NV * VL) SFX(row_vectors)(MRC, NV, C + u, ldc, A, ars, acs, Bm + u, brs, K, acc);
     for (; u + VL <= n; u += VL) SFX(row_vectors)(MRC, 1, C + u, ldc, A, ars, acs, Bm + u, brs, K, acc);
     for (; u < n; u++)
         for (int64_t i = 0; i < MRC; i++) {
