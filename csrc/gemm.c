@@ -259,83 +259,133 @@ __attribute__((noinline)) void SFX(packed_gemm)(int64_t M, int64_t Np, int64_t K
     }
 }
 
-/* The lanes of v added pairwise: halves added as vectors down to 16 bytes, then the lanes in a tree
- * ((l0 + l2) + (l1 + l3) for four floats). The same order for every call. */
-#if FR_VBYTES >= 32
-typedef REAL SFX(vhalf) __attribute__((vector_size(FR_VBYTES / 2)));
-#endif
+/* The dot products of a single step, C[i * ldc + u] (+)= A[i * lda ...] . Bm[u * bs ...] over K
+ * contiguous terms (x or h against rows of w_ih or w_hh, read in place): DR rows of A by DU rows of Bm
+ * at a time, one accumulator vector each, so that a k step loads DR + DU vectors for DR * DU fused
+ * multiply-adds (a row at a time it loaded 1 + DU for DU, and reduced every output on its own).
+ * Every output, whatever tile computes it: one chain over the K / VL whole vectors in k order, its
+ * lanes added pairwise (lane l and l + VL/2, then of those l and l + VL/4, ...), then the last K % VL terms
+ * in order, then C (acc). So the tiles, and the threads' shares, never change a result. */
 #if FR_VBYTES >= 64
-typedef REAL SFX(vquarter) __attribute__((vector_size(FR_VBYTES / 4)));
+enum { DR = 4, DU = 4, D1 = 16 }; /* 16 accumulators, 4 + 1 operand registers of 32 */
+#else
+enum { DR = 2, DU = 4, D1 = 8 };  /* 8 accumulators, 2 + 1 operand registers of 16 */
 #endif
-static inline __attribute__((always_inline)) REAL SFX(lane_sum)(VEC v)
+enum { DMAX = 16 };               /* accumulators of any tile (DR x DU, or 1 x D1) */
+
+#if FR_DOUBLE
+typedef int64_t SFX(vidx) __attribute__((vector_size(FR_VBYTES)));
+#else
+typedef int32_t SFX(vidx) __attribute__((vector_size(FR_VBYTES)));
+#endif
+
+/* Lanes of a vector, for the preprocessor (VL's value) */
+#if FR_DOUBLE
+#define FR_VL (FR_VBYTES / 8)
+#else
+#define FR_VL (FR_VBYTES / 4)
+#endif
+#if FR_VL == 16
+#define FR_LANES(F, w) F(0, w), F(1, w), F(2, w), F(3, w), F(4, w), F(5, w), F(6, w), F(7, w), F(8, w), F(9, w), \
+                       F(10, w), F(11, w), F(12, w), F(13, w), F(14, w), F(15, w)
+#elif FR_VL == 8
+#define FR_LANES(F, w) F(0, w), F(1, w), F(2, w), F(3, w), F(4, w), F(5, w), F(6, w), F(7, w)
+#elif FR_VL == 4
+#define FR_LANES(F, w) F(0, w), F(1, w), F(2, w), F(3, w)
+#else
+#define FR_LANES(F, w) F(0, w), F(1, w)
+#endif
+/* One level of the tree for two vectors a, b whose lanes hold blocks of w partial sums (one output a
+ * block): the shuffles that take lanes o and o + w/2 of every block, a's blocks first, then b's (lane
+ * l of the result reads lane FR_LO / FR_HI of a, or of b from VL up). */
+#define FR_SRC(l, w) (((l) < FR_VL / 2 ? 0 : FR_VL) + ((l) % (FR_VL / 2)) / ((w) / 2) * (w) + ((l) % (FR_VL / 2)) % ((w) / 2))
+#define FR_LO(l, w) FR_SRC(l, w)
+#define FR_HI(l, w) (FR_SRC(l, w) + (w) / 2)
+#define FR_HALVE(v, w)                                                                                   \
+    for (int64_t j = 0; j < (w) / 2; j++)                                                                \
+        v[j] = __builtin_shuffle(v[2 * j], v[2 * j + 1], (SFX(vidx)){FR_LANES(FR_LO, w)}) +              \
+               __builtin_shuffle(v[2 * j], v[2 * j + 1], (SFX(vidx)){FR_LANES(FR_HI, w)})
+
+/* out[j] = the lanes of s[j] added pairwise (as dot_tile says), j < n (n <= DMAX): VL vectors at a time
+ * reduced together, halving their blocks level by level (VL vectors of one output each, VL / 2 of
+ * two, ...), down to one vector of VL sums. */
+static inline __attribute__((always_inline)) void SFX(lane_sums)(REAL *out, VEC *s, const int64_t n)
 {
-    enum { L16 = 16 / (int64_t)sizeof(REAL) };
-    REAL t[L16];
-#if FR_VBYTES >= 32
-    SFX(vhalf) h0, h1;
-    memcpy(&h0, &v, sizeof h0);
-    memcpy(&h1, (char *)&v + sizeof h0, sizeof h1);
-    h0 += h1;
-#if FR_VBYTES >= 64
-    SFX(vquarter) q0, q1;
-    memcpy(&q0, &h0, sizeof q0);
-    memcpy(&q1, (char *)&h0 + sizeof q0, sizeof q1);
-    q0 += q1;
-    memcpy(t, &q0, sizeof t);
-#else
-    memcpy(t, &h0, sizeof t);
+    for (int64_t j0 = 0; j0 < n; j0 += VL) {
+        VEC v[VL];
+        for (int64_t j = 0; j < VL; j++) v[j] = j0 + j < n ? s[j0 + j] : (VEC){0};
+#if FR_VL >= 16
+        FR_HALVE(v, 16);
 #endif
-#else
-    memcpy(t, &v, sizeof t);
+#if FR_VL >= 8
+        FR_HALVE(v, 8);
 #endif
-    for (int64_t w = L16 / 2; w >= 1; w /= 2)
-        for (int64_t l = 0; l < w; l++) t[l] += t[l + w];
-    return t[0];
+#if FR_VL >= 4
+        FR_HALVE(v, 4);
+#endif
+        FR_HALVE(v, 2);
+        REAL t[VL];
+        memcpy(t, &v[0], sizeof t);
+        for (int64_t j = 0; j < VL && j0 + j < n; j++) out[j0 + j] = t[j];
+    }
 }
 
-/* out[u] = (acc ? out[u] : 0) + a . b[u * bs ...] for u < n (1 <= n <= 4 after inlining), each
- * over K contiguous elements: two vector accumulators per output, their lanes added pairwise (a tree),
- * then the last K % (2 VL) terms in order. The n outputs run side by side (independent chains that
- * hide the FMA latency and share the loads of a), and each is computed exactly as it would be alone,
- * so grouping never changes a result. */
-static inline __attribute__((always_inline)) void SFX(dotn)(const int64_t n, REAL *out, const REAL *a,
-                                                           const REAL *b, size_t bs, int64_t K, int acc)
+/* A vector loaded once into a register for several uses: left alone, gcc folds the load into every
+ * fused multiply-add that uses it (at AVX2, the 2 x 4 tile then loaded 10 vectors a k step, not 6). */
+#if defined(__AVX512F__)
+#define FR_IN_REGISTER(v) __asm__("" : "+v"(v))
+#elif defined(__SSE2__)
+#define FR_IN_REGISTER(v) __asm__("" : "+x"(v))
+#else
+#define FR_IN_REGISTER(v) ((void)0)
+#endif
+
+/* The tile of R rows by U outputs (R * U <= DMAX after inlining). */
+static inline __attribute__((always_inline)) void SFX(dot_tile)(const int64_t R, const int64_t U, REAL *C, size_t ldc,
+                                                               const REAL *A, size_t lda, const REAL *b, size_t bs,
+                                                               int64_t K, int acc)
 {
     typedef VEC V;
-    enum { VL = VL };
-    V s0[4], s1[4];
-    for (int64_t u = 0; u < n; u++) s0[u] = s1[u] = (V){0};
+    V s[DMAX];
+    for (int64_t j = 0; j < R * U; j++) s[j] = (V){0};
     int64_t k = 0;
-    for (; k + 2 * VL <= K; k += 2 * VL) {
-        V a0, a1;
-        memcpy(&a0, a + k, sizeof a0);
-        memcpy(&a1, a + k + VL, sizeof a1);
-        for (int64_t u = 0; u < n; u++) {
-            V b0, b1;
-            memcpy(&b0, b + u * bs + k, sizeof b0);
-            memcpy(&b1, b + u * bs + k + VL, sizeof b1);
-            s0[u] += a0 * b0;
-            s1[u] += a1 * b1;
+    for (; k + VL <= K; k += VL) {
+        V a[DR];
+        for (int64_t r = 0; r < R; r++) memcpy(&a[r], A + r * lda + k, sizeof(V));
+        for (int64_t u = 0; u < U; u++) {
+            V w;
+            memcpy(&w, b + u * bs + k, sizeof w);
+            if (R > 1) FR_IN_REGISTER(w);
+            for (int64_t r = 0; r < R; r++) s[r * U + u] += a[r] * w;
         }
     }
-    for (int64_t u = 0; u < n; u++) {
-        REAL sum = SFX(lane_sum)(s0[u] + s1[u]);
-        for (int64_t kk = k; kk < K; kk++) sum += a[kk] * b[u * bs + kk];
-        out[u] = acc ? out[u] + sum : sum;
-    }
+    REAL sum[DMAX];
+    SFX(lane_sums)(sum, s, R * U);
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t u = 0; u < U; u++) {
+            REAL t = sum[r * U + u];
+            for (int64_t kk = k; kk < K; kk++) t += A[r * lda + kk] * b[u * bs + kk];
+            C[r * ldc + u] = acc ? C[r * ldc + u] + t : t;
+        }
 }
 
-/* C[i * ldc + u] (+)= A[i * lda ...] . Bm[u * bs ...] for i < M, u < n: dotn four outputs at a time,
- * all rows of A against the same four rows of Bm while those are in L1 (the weights are read from
- * memory once, not once per row of A). */
+/* C[i * ldc + u] (+)= A[i * lda ...] . Bm[u * bs ...] for i < M, u < n: for each DU (or 2DU) rows of
+ * Bm, while they are in L1, all the rows of A, DR at a time (the weights are read from memory once,
+ * not once per row of A). A batch of one row takes D1 outputs at a time, as many chains in flight
+ * as registers allow. */
 void SFX(dots)(REAL *C, size_t ldc, const REAL *A, size_t lda, int64_t M, const REAL *Bm, size_t bs, int64_t n,
                int64_t K, int acc)
 {
     int64_t u = 0;
-    for (; u + 4 <= n; u += 4)
-        for (int64_t i = 0; i < M; i++) SFX(dotn)(4, C + i * ldc + u, A + i * lda, Bm + u * bs, bs, K, acc);
+    if (M == 1)
+        for (; u + D1 <= n; u += D1) SFX(dot_tile)(1, D1, C + u, ldc, A, lda, Bm + u * bs, bs, K, acc);
+    for (; u + DU <= n; u += DU) {
+        int64_t i = 0;
+        for (; i + DR <= M; i += DR) SFX(dot_tile)(DR, DU, C + i * ldc + u, ldc, A + i * lda, lda, Bm + u * bs, bs, K, acc);
+        for (; i < M; i++) SFX(dot_tile)(1, DU, C + i * ldc + u, ldc, A + i * lda, lda, Bm + u * bs, bs, K, acc);
+    }
     for (; u < n; u++)
-        for (int64_t i = 0; i < M; i++) SFX(dotn)(1, C + i * ldc + u, A + i * lda, Bm + u * bs, bs, K, acc);
+        for (int64_t i = 0; i < M; i++) SFX(dot_tile)(1, 1, C + i * ldc + u, ldc, A + i * lda, lda, Bm + u * bs, bs, K, acc);
 }
 
 /* Rows [0, MRC) of C (+)= A B for B's rows contiguous (stride brs), MRC <= 8 after inlining: every

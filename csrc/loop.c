@@ -86,10 +86,12 @@ static void SFX(input_projection_par)(REAL *xproj, const REAL *x, const REAL *w_
 }
 
 /* A single step reads the weights in place (dots / row_updates) up to this batch; past it, packing
- * them for the register-blocked kernel pays even for one step. Measured (GRU forward, T = 1,
- * I = H = 256, 2 threads, AVX-512): B = 16 in place 0.31-0.33 ms, packed 0.34; B = 32 0.37 / 0.36;
- * B = 64 0.51 / 0.45-0.47; B = 1000 5.0 / 2.85. */
-#define FR_DIRECT_BATCH 16
+ * them for the register-blocked kernel pays even for one step. Measured (GRU, T = 1, 2 threads,
+ * AVX-512, benches.ab; in place with this batch against 16 before): I = H = 256, B = 24 0.85x, B = 32
+ * 0.93x (training 0.92x), B = 64 1.16x (packing pays); I = H = 512, B = 32 0.69x (training 0.92x: the
+ * backward 1.05x); I = H = 1024, B = 32 0.52x, B = 64 0.64x (the packing of 12 MiB weights costs
+ * more than their product). AVX2, B = 32 0.98x, B = 64 1.12x. */
+#define FR_DIRECT_BATCH 32
 
 /* The input projection is made a chunk of steps at a time, just before the loop reaches them, so that
  * it is still in cache when read (the whole of it, T B G H values, often is not). A chunk gives each
@@ -101,7 +103,7 @@ static void SFX(input_projection_par)(REAL *xproj, const REAL *x, const REAL *w_
 int SFX(step_projection)(int64_t T, int64_t B, int64_t I, int64_t GH, const int64_t *lengths, int reverse)
 {
     if (I == 0 || (lengths && reverse)) return 0;
-    if (T == 1) return B > FR_DIRECT_BATCH;   /* one step: nothing to keep in cache, nothing to pack twice */
+    if (T == 1) return 1;       /* one step: nothing to keep in cache; each thread reads (or packs) only its rows */
     return B >= FR_STEPX_MIN_BATCH && (size_t)I * (size_t)GH * sizeof(REAL) <= FR_STEPX_MAX_BYTES;
 }
 

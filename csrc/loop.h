@@ -83,8 +83,8 @@ int SFX(input_projection)(REAL *xproj, const REAL *x, const REAL *w_ih, int64_t 
  *    For batches of at least FR_STEPX_MIN_BATCH rows (each weight read is used by as many), with w_ih
  *    of at most FR_STEPX_MAX_BYTES (the threads' packed rows of w_ih and w_hh then stay near their
  *    L2), and not with both lengths and reverse (one step reads different times); and for a single
- *    step (T = 1, a cell) whenever its weights are packed (B > FR_DIRECT_BATCH), since chunks would
- *    have every thread pack the whole of w_ih for a product that uses it once.
+ *    step (T = 1, a cell) always: each thread reads in place (B <= FR_DIRECT_BATCH) or packs only its
+ *    own rows of w_ih, where chunks would have every thread pack the whole of it for one use.
  *  - by chunks of steps (0): the steps per chunk of the input projection, and the projection of
  * steps [s0, s1) (times [s0, s1), or [T - s1, T - s0) in reverse), by every thread, P its buffer. */
 int SFX(step_projection)(int64_t T, int64_t B, int64_t I, int64_t GH, const int64_t *lengths, int reverse);
