@@ -45,10 +45,11 @@ class DtypeError(TypeError, ValueError, RuntimeError):
 
 
 def check_tensor(name, t, like):
-    """`t` is a tensor on `like`'s device with `like`'s dtype (the module's first parameter)."""
+    """`t` is a tensor on `like`'s device, the CPU (on_fast_path), with `like`'s dtype (`like`: the
+    module's first parameter)."""
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
-    if t.device != like.device:
+    if not t.is_cpu:                    # (comparing devices costs a microsecond, a cell's step notices)
         raise ArgumentError(f"{name}: expected a tensor on {like.device} (the parameters' device), got one "
                             f"on {t.device}")
     if t.dtype != like.dtype:
@@ -58,7 +59,7 @@ def check_tensor(name, t, like):
 def on_fast_path(module, w):
     """True when the kernels cover `w` (a module's first parameter); otherwise False, with a UserWarning
     that torch's own implementation runs instead (once per module, device and dtype)."""
-    if w.device.type == "cpu" and w.dtype in _DTYPES:
+    if w.is_cpu and w.dtype in _DTYPES:
         return True
     if module.__dict__.get("_fallback_warned") != (w.device, w.dtype):
         module.__dict__["_fallback_warned"] = (w.device, w.dtype)
