@@ -132,8 +132,11 @@ def fingerprints(tuple arrays):
         p[i] = cnp.PyArray_DATA(a)
         nb[i] = cnp.PyArray_NBYTES(a)
         total += nb[i]
-    # one core hashes ~50 GB/s from cache: waking more threads pays only for buffers that come from memory
-    cdef int nt = get_num_threads() if total >= (1 << 23) else 1
+    # One core hashes about 42 GB/s from L2, two about 100 (Sapphire Rapids): from 256 KiB (a cell's
+    # weights at H = 256) the threads share the pass. A forward takes its snapshot right after its
+    # kernel, whose OpenMP workers are still spinning then (GOMP_SPINCOUNT, fastrnn/_config.py). A GRU
+    # cell's training step at B = 1, H = 256 (2 threads): 400 us with one thread here, 260 with two.
+    cdef int nt = get_num_threads() if total >= (1 << 18) else 1
     with nogil:
         fr_fingerprints(out, p, nb, n, nt)
     return tuple([out[i] for i in range(n)])

@@ -7,8 +7,8 @@ compares it again; a difference is a RuntimeError naming the array. The forward 
 own views of them (`np.ndarray.view`), so a caller who sets `x.shape = ...` on their array changes
 nothing the cache holds, and the cache keeps its own sizes.
 
-The fingerprint is the C kernels' `fr_fingerprints` (a Fletcher-style checksum, about 70 GB/s a core
-from cache), or BLAKE2b where the compiled backend is not built.
+The fingerprint is the C kernels' `fr_fingerprints` (a Fletcher-style checksum, about 42 GB/s a core
+from L2, shared by the threads from 256 KiB), or BLAKE2b where the compiled backend is not built.
 """
 import hashlib
 
