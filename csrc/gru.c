@@ -192,7 +192,8 @@ int SFX(fr_gru_forward)(REAL *out, REAL *h_n, REAL *states, REAL *gates, REAL *x
             /* reset after: P1 = rows r, z, n of my units (one product per step);
                reset before: P1 = rows r, z (on h), P2 = rows n (on r * h, after a barrier) */
             int64_t g1 = reset_after ? 3 : 2, g2 = reset_after ? 0 : 1;
-            if (SFX(loop_begin)(&sl, &bar, &failed, nloop, !gemm && !stepx, T, H, B, H, g1, H, g2, stepx ? I : 0,
+            if (SFX(loop_begin)(&sl, &bar, &failed, nloop, !gemm && !stepx, SFX(direct_step)(T, B, I, H, 1), H, B, H,
+                                g1, H, g2, stepx ? I : 0,
                                 stepx ? 3 : 0)) {
                 SFX(slice_weights)(&sl, 0, w_hh, H, g1, (size_t)H * H, H, 1);
                 if (g2) SFX(slice_weights)(&sl, 1, w_hh + (size_t)2 * H * H, H, 1, 0, H, 1);
@@ -293,7 +294,8 @@ int SFX(fr_gru_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
         SFX(slice_t) sl;
         int phase = 0;
         REAL *dbi = NULL, *dbh = NULL;      /* this thread's copies of db_ih, db_hh (bias_grads_take) */
-        if (SFX(loop_begin)(&sl, &bar, &failed, nloop, !gemm, T, H, B, K1, 1, K2, K2 ? 1 : 0, 0, 0)) {
+        if (SFX(loop_begin)(&sl, &bar, &failed, nloop, !gemm, SFX(direct_step)(T, B, I, H, 0), H, B, K1, 1, K2,
+                            K2 ? 1 : 0, 0, 0)) {
             SFX(slice_weights)(&sl, 0, w_hh, K1, 1, 0, 1, H);
             if (K2) SFX(slice_weights)(&sl, 1, w_hh + (size_t)2 * H * H, K2, 1, 0, 1, H);
             if (sl.hs > 0 && !(dbi = SFX(bias_grads_take)(db_ih, db_hh, 3, H, sl.j0, sl.hs, L->overwrite))) {

@@ -85,13 +85,17 @@ static void SFX(input_projection_par)(REAL *xproj, const REAL *x, const REAL *w_
 #pragma omp barrier
 }
 
-/* A single step reads the weights in place (dots / row_updates) up to this batch; past it, packing
- * them for the register-blocked kernel pays even for one step. Measured (GRU, T = 1, 2 threads,
- * AVX-512, benches.ab; in place with this batch against 16 before): I = H = 256, B = 24 0.85x, B = 32
- * 0.93x (training 0.92x), B = 64 1.16x (packing pays); I = H = 512, B = 32 0.69x (training 0.92x: the
- * backward 1.05x); I = H = 1024, B = 32 0.52x, B = 64 0.64x (the packing of 12 MiB weights costs
- * more than their product). AVX2, B = 32 0.98x, B = 64 1.12x. */
+/* A single step reads the weights in place (dots / row_updates) up to FR_DIRECT_BATCH rows, and a
+ * forward also while a row has FR_DIRECT_ROW_TERMS terms (I + H) or more; past that, packing them
+ * for the register-blocked kernel pays even for one step. Measured (T = 1, 2 threads, AVX-512,
+ * benches.ab, in place against packed), GRU inference: I = H = 256, B = 24 0.85x, B = 32 0.93x,
+ * B = 64 1.16x (packing pays); I = H = 512, B = 32 0.69x, 48 0.75x, 64 0.86x, 96 0.99x; I = H = 1024,
+ * B = 32 0.35x, 64 0.68x, 128 0.79x, 256 1.01x (packing 12 MiB weights costs more than their product
+ * saves); RNN I = H = 512, B = 64 0.88x; I = H = 1024, B = 64 0.79x, 128 0.97x. AVX2, GRU I = H =
+ * 256: B = 32 0.98x, B = 64 1.12x. The backward (its products with the weights' rows, row_updates)
+ * in place against packed, B = 32: I = H = 256 0.91x, 512 1.00x, 1024 1.02x; B = 64, 512: 1.13x. */
 #define FR_DIRECT_BATCH 32
+#define FR_DIRECT_ROW_TERMS 16
 
 /* The input projection is made a chunk of steps at a time, just before the loop reaches them, so that
  * it is still in cache when read (the whole of it, T B G H values, often is not). A chunk gives each
@@ -220,10 +224,15 @@ static int SFX(slice_alloc)(SFX(slice_t) *sl, int nt, int direct, int pack, int6
     return sl->P1 && sl->P2 && sl->P3 && sl->S && sl->XS && (sl->PB || !pack);
 }
 
-int SFX(loop_begin)(SFX(slice_t) *sl, fr_barrier_t *bar, int *failed, int nt, int pack, int64_t T, int64_t H,
+int SFX(direct_step)(int64_t T, int64_t B, int64_t I, int64_t H, int forward)
+{
+    return T == 1 && (B <= FR_DIRECT_BATCH || (forward && B * FR_DIRECT_ROW_TERMS <= I + H));
+}
+
+int SFX(loop_begin)(SFX(slice_t) *sl, fr_barrier_t *bar, int *failed, int nt, int pack, int direct, int64_t H,
                     int64_t B, int64_t K1, int64_t g1, int64_t K2, int64_t g2, int64_t K3, int64_t g3)
 {
-    int ok = SFX(slice_alloc)(sl, nt, T == 1 && B <= FR_DIRECT_BATCH, pack, H, B, K1, g1, K2, g2, K3, g3);
+    int ok = SFX(slice_alloc)(sl, nt, direct, pack, H, B, K1, g1, K2, g2, K3, g3);
     if (!ok) {
 #pragma omp atomic write
         *failed = 1;

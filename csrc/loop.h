@@ -35,10 +35,15 @@ typedef struct {
  * product 0 (K1 x g1 groups), P2 for product 1 (K2 x g2 groups, may be empty), S (B rows), P3 and XS
  * for product 2 (K3 x g3 groups; g3 = 0: none), and with `pack` the big products' buffer; thread 0
  * sizes the per-step barrier. Returns 0 (and raises
- * *failed for everyone) when out of memory. A single step of a small batch (T == 1, B <= FR_DIRECT_BATCH): no packing (slice_weights
- * keeps views). */
-int SFX(loop_begin)(SFX(slice_t) *sl, fr_barrier_t *bar, int *failed, int nt, int pack, int64_t T, int64_t H,
+ * *failed for everyone) when out of memory. `direct` (direct_step): no packing (slice_weights keeps
+ * views). */
+int SFX(loop_begin)(SFX(slice_t) *sl, fr_barrier_t *bar, int *failed, int nt, int pack, int direct, int64_t H,
                     int64_t B, int64_t K1, int64_t g1, int64_t K2, int64_t g2, int64_t K3, int64_t g3);
+
+/* Whether a loop of T steps reads its weights in place rather than packed (loop_begin's `direct`):
+ * only a single step (T = 1, a cell's), of a batch small enough that packing would cost more than
+ * the register-blocked product saves (loop.c: FR_DIRECT_BATCH); `forward`: the forward's loop. */
+int SFX(direct_step)(int64_t T, int64_t B, int64_t I, int64_t H, int forward);
 
 /* Take the weights of product `which` (0: P1, 1: P2, 2: P3) as the view (src, K, ngroups, strides) of this
  * thread's units: pack them, or, for a single step, keep the view. */
@@ -83,7 +88,7 @@ int SFX(input_projection)(REAL *xproj, const REAL *x, const REAL *w_ih, int64_t 
  *    For batches of at least FR_STEPX_MIN_BATCH rows (each weight read is used by as many), with w_ih
  *    of at most FR_STEPX_MAX_BYTES (the threads' packed rows of w_ih and w_hh then stay near their
  *    L2), and not with both lengths and reverse (one step reads different times); and for a single
- *    step (T = 1, a cell) always: each thread reads in place (B <= FR_DIRECT_BATCH) or packs only its
+ *    step (T = 1, a cell) always: each thread reads in place (direct_step) or packs only its
  *    own rows of w_ih, where chunks would have every thread pack the whole of it for one use.
  *  - by chunks of steps (0): the steps per chunk of the input projection, and the projection of
  * steps [s0, s1) (times [s0, s1), or [T - s1, T - s0) in reverse), by every thread, P its buffer. */

@@ -101,7 +101,8 @@ int SFX(fr_rnn_forward)(REAL *out, REAL *h_n, REAL *states, REAL *xproj, const R
             SFX(slice_t) sl;
             int phase = 0;
             /* P1[k][c] = w_hh[j0 + c][k]: my units' rows; P3 the same of w_ih */
-            if (SFX(loop_begin)(&sl, &bar, &failed, nloop, !gemm && !stepx, T, H, B, H, 1, 0, 0, stepx ? I : 0,
+            if (SFX(loop_begin)(&sl, &bar, &failed, nloop, !gemm && !stepx, SFX(direct_step)(T, B, I, H, 1), H, B, H, 1,
+                                0, 0, stepx ? I : 0,
                                 stepx ? 1 : 0)) {
                 SFX(slice_weights)(&sl, 0, w_hh, H, 1, 0, H, 1);
                 if (stepx) SFX(slice_weights)(&sl, 2, w_ih, I, 1, 0, I, 1);
@@ -172,7 +173,8 @@ int SFX(fr_rnn_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
         int phase = 0;
         /* P1[k][c] = w_hh[k][j0 + c]: dh_{s-1}[:, my units] = dgh_s w_hh[:, my units] */
         REAL *dbi = NULL, *dbh = NULL;      /* this thread's copies of db_ih, db_hh (bias_grads_take) */
-        if (SFX(loop_begin)(&sl, &bar, &failed, nloop, !gemm, T, H, B, H, 1, 0, 0, 0, 0)) {
+        if (SFX(loop_begin)(&sl, &bar, &failed, nloop, !gemm, SFX(direct_step)(T, B, I, H, 0), H, B, H, 1, 0, 0, 0,
+                            0)) {
             SFX(slice_weights)(&sl, 0, w_hh, H, 1, 0, 1, H);
             if (sl.hs > 0 && !(dbi = SFX(bias_grads_take)(db_ih, db_hh, 1, H, sl.j0, sl.hs, L->overwrite))) {
 #pragma omp atomic write

@@ -42,6 +42,8 @@ CASES = {
     "step-tiles-lengths-rev": (1, 30, 33, 37, {"lengths": [b % 2 for b in range(30)], "reverse": True}),
     # a single step of a batch past FR_DIRECT_BATCH: packed weights, the projection step by step
     "step-batch": (1, 33, 300, 21, {}),
+    # ... with rows of I + H >= 16 B terms: the forward reads in place, the backward packs (direct_step)
+    "step-batch-wide": (1, 40, 400, 260, {}),
     # T * B beyond 1024 rows per thread: the forward makes its input projection in several chunks
     "long": (700, 4, 3, 9, {}),
     "long-rev": (700, 4, 3, 9, {"reverse": True}),
