@@ -1,6 +1,6 @@
 """Build the C/Cython kernels of fastrnn.
 
-The kernels (csrc/gemm.c, loop.c, rnn.c, gru.c, level.c) are compiled once per instruction-set level
+The kernels (csrc/gemm.c, inplace.c, loop.c, rnn.c, gru.c, level.c) are compiled once per instruction-set level
 and float type into the one extension: on x86-64 the baseline (SSE2), AVX2+FMA and AVX-512
 (F/VL/BW/DQ); elsewhere the compiler's baseline only. csrc/dispatch.c, compiled for the baseline,
 chooses the widest level the CPU runs when the extension loads (FASTRNN_SIMD lowers it), so the
@@ -78,7 +78,7 @@ _X86_LEVELS = [("avx512", ["-mavx512f", "-mavx512vl", "-mavx512bw", "-mavx512dq"
 # options, which are not used.
 _KERNEL_FLAGS = ["-fno-trapping-math"]
 # Compiled per level and type; level.c once per level (what the level needs of the CPU).
-_KERNEL_SOURCES = ["csrc/gemm.c", "csrc/loop.c", "csrc/rnn.c", "csrc/gru.c"]
+_KERNEL_SOURCES = ["csrc/gemm.c", "csrc/inplace.c", "csrc/loop.c", "csrc/rnn.c", "csrc/gru.c"]
 _HEADERS = sorted(glob.glob("csrc/*.h"))
 
 

@@ -3,7 +3,7 @@
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m benches.gemm [--threads 1,2]
         [--shapes gnmt,large] [--cells gru] [--rounds 3] [--reps 10] [--simd LEVEL] [--json PATH]
 
-Compiles benches/gemm.c with csrc/gemm.c and csrc/runtime.c for one instruction-set level (--simd:
+Compiles benches/gemm.c with csrc/gemm.c, inplace.c and runtime.c for one instruction-set level (--simd:
 baseline, avx2, avx512 or native, with the flags setup.py gives that level; default: the level the
 installed extension runs, i.e. FASTRNN_SIMD or the widest the CPU has), then, at each thread count:
   peak    the float32 FMA throughput of register-only loops (no memory traffic): what no GEMM can beat
@@ -65,7 +65,8 @@ def build(outdir, level):
     exe = os.path.join(outdir, "gemm")
     csrc = os.path.join(ROOT, "csrc")
     cmd = [cc, *FLAGS, *level_flags(level), f"-DFR_LEVEL={level}", "-DFR_DOUBLE=0", "-fopenmp", "-I", csrc,
-           os.path.join(HERE, "gemm.c"), os.path.join(csrc, "gemm.c"), os.path.join(csrc, "runtime.c"),
+           os.path.join(HERE, "gemm.c"), os.path.join(csrc, "gemm.c"), os.path.join(csrc, "inplace.c"),
+           os.path.join(csrc, "runtime.c"),
            "-o", exe, "-lm"]
     subprocess.run(cmd, check=True)
     return exe

@@ -1,6 +1,6 @@
-/* fastrnn's own GEMM (gemm.c), for one level and type (kernel.h): the recurrent product of one step
- * on weights a thread packed once, and the big products before and after a time loop, shared by
- * the threads of its parallel region. Every matrix is given by its data and its strides (row `rs`
+/* fastrnn's own GEMM (gemm.c; the products that read the weights in place: inplace.c), for one
+ * level and type (kernel.h): the recurrent product of one step on weights a thread packed once, and
+ * the big products before and after a time loop, shared by the threads of its parallel region. Every matrix is given by its data and its strides (row `rs`
  * or `*rs`, column `cs` or `*cs`, in elements); C never overlaps A or B. Results do not depend on the
  * thread count (each element is one fixed order of operations). */
 #ifndef FASTRNN_GEMM_H

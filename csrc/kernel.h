@@ -1,4 +1,4 @@
-/* The compile of one instruction-set level and one float type. gemm.c, loop.c, rnn.c and gru.c are
+/* The compile of one instruction-set level and one float type. gemm.c, inplace.c, loop.c, rnn.c and gru.c are
  * each compiled once per (level, type) that setup.py builds, with
  *     -DFR_LEVEL=<baseline|avx2|avx512|native>   the level, and its target flags (-mavx2 -mfma, ...)
  *     -DFR_DOUBLE=<0|1>                          float or double
