@@ -117,6 +117,26 @@ def test_backward_refuses_inputs_changed_in_place(kind, opts, backend, name):
     BACKWARD[kind](np.ones_like(out), None, cache)
 
 
+@pytest.mark.skipif("c" not in fastrnn.backends(), reason="compiled backend not built")
+def test_fingerprints_see_any_change_whatever_the_thread_count(restore_threads):
+    """csrc/fingerprint.c on an array large enough for the threads to share the pass (from 256 KiB),
+    of a length that leaves a tail past the last 64-byte stripe: one thread or two give the same
+    fingerprint, and changing any one value, or swapping two 8-byte words, changes it."""
+    from fastrnn import _cbackend
+    a = np.random.default_rng(0).standard_normal(300_007).astype(np.float32)
+    fastrnn.set_num_threads(1)
+    one = _cbackend.fingerprints((a,))
+    fastrnn.set_num_threads(2)
+    assert _cbackend.fingerprints((a,)) == one
+    for i in (0, 1, 15, 16, a.size // 2, a.size - 8, a.size - 1):
+        b = a.copy()
+        b[i] += 1
+        assert _cbackend.fingerprints((b,)) != one, i
+    b = a.copy()
+    b[[0, 1, 4, 5]] = b[[4, 5, 0, 1]]
+    assert _cbackend.fingerprints((b,)) != one
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_changes_to_inputs_the_backward_does_not_read_are_fine(backend):
     """h0 and the biases are read by the forward only (the cache keeps what it needs of them)."""

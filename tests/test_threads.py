@@ -25,13 +25,14 @@ def use_threads(n):
 
 @pytest.mark.parametrize("kind,opts", KERNELS, ids=KERNEL_IDS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
-@pytest.mark.parametrize("T,lengths,reverse", [(8, None, False), (8, [8, 0, 5, 3, 8, 1, 7, 2] * 4, True),
-                                                (150, None, True), (1, None, False)],
-                         # long: projection in chunks; step: T = 1 at B = 32, packed weights, the projection
-                         # step by step (loop.h: step_projection)
-                         ids=["full", "lengths-reverse", "long-reverse", "step"])
-def test_bitwise_identical_across_thread_counts(kind, opts, dtype, T, lengths, reverse, restore_threads):
-    B, I, H = 32, 70, 200
+@pytest.mark.parametrize("T,B,lengths,reverse", [(8, 32, None, False), (8, 32, [8, 0, 5, 3, 8, 1, 7, 2] * 4, True),
+                                                  (150, 32, None, True), (1, 32, None, False), (1, 40, None, False)],
+                         # long: projection in chunks; step: T = 1 at B = 32, the weights read in place (tiles
+                         # of dot products), the projection step by step (loop.h: step_projection);
+                         # step-packed: B = 40, the weights packed (loop.c: direct_step)
+                         ids=["full", "lengths-reverse", "long-reverse", "step", "step-packed"])
+def test_bitwise_identical_across_thread_counts(kind, opts, dtype, T, B, lengths, reverse, restore_threads):
+    I, H = 70, 200
     p = make_problem(kind, T, B, I, H, dtype, seed=3)
     lengths = None if lengths is None else np.array(lengths)
     results = []
