@@ -62,7 +62,7 @@
 typedef REAL VEC __attribute__((vector_size(FR_VBYTES)));
 enum { VL = FR_VBYTES / (int)sizeof(REAL), NR = 2 * VL };
 /* Columns (hidden units) are shared between threads in whole chunks of UNITS: a whole vector, and at
- * least the four outputs that dots() computes together, so that a column is computed by the same code,
+ * least the four outputs of a tile of dots() (inplace.c), so that a column is computed by the same code,
  * to the same bits, whatever the thread count. */
 enum { UNITS = VL < 4 ? 4 : VL };
 

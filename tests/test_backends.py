@@ -37,7 +37,7 @@ CASES = {
     # a single step (as a cell's): the weights are read in place, by vector dot products (with tails)
     "step": (1, 3, 70, 37, {}),
     "step-B1": (1, 1, 64, 45, {"reverse": True}),
-    "step-B1-wide": (1, 1, 40, 300, {}),           # eight vectors of columns at a time (gemm.c: row_block)
+    "step-B1-wide": (1, 1, 40, 300, {}),           # eight vectors of columns at a time (inplace.c: row_block)
     "step-tiles": (1, 30, 70, 37, {}),             # dots' tiles of rows and outputs, and their remainders
     "step-tiles-lengths-rev": (1, 30, 33, 37, {"lengths": [b % 2 for b in range(30)], "reverse": True}),
     # a single step of a batch past FR_DIRECT_BATCH: packed weights, the projection step by step
