@@ -29,6 +29,7 @@ _CANDIDATES = {
 _loaded = {}
 _errors = {}
 _warned = []
+_fastest = []         # get(None)'s answer, once found: the modules loaded never change
 
 
 def check_simd_request():
@@ -56,6 +57,8 @@ def backends():
 
 def get(name=None):
     """The backend module called `name` (None: the fastest available)."""
+    if name is None and _fastest:
+        return _fastest[0]          # (every functional call asks: the search below costs 1.4 us)
     if name is None:
         for cand in _CANDIDATES:
             mod = _load(cand)
@@ -65,6 +68,7 @@ def get(name=None):
                     warnings.warn(f"fastrnn: the compiled kernels are not available ({_errors.get('c')}); using "
                                   "the NumPy reference. Build them with `pip install .` (or `pip install -e .` "
                                   "to work in the source tree).", RuntimeWarning, stacklevel=3)
+                _fastest.append((cand, mod))
                 return cand, mod
     if not isinstance(name, str) or name not in _CANDIDATES:
         raise ValueError(f"backend: expected one of {list(_CANDIDATES)} or None, got {name!r}")
