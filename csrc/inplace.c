@@ -117,7 +117,7 @@ static inline __attribute__((always_inline)) void SFX(dot_tile)(const int64_t R,
         }
 }
 
-/* C[i * ldc + u] (+)= A[i * lda ...] . Bm[u * bs ...] for i < M, u < n: for each DU (or 2DU) rows of
+/* C[i * ldc + u] (+)= A[i * lda ...] . Bm[u * bs ...] for i < M, u < n: for each DU rows of
  * Bm, while they are in L1, all the rows of A, DR at a time (the weights are read from memory once,
  * not once per row of A). A batch of one row takes D1 outputs at a time, as many chains in flight
  * as registers allow. */

@@ -86,7 +86,7 @@ static void SFX(input_projection_par)(REAL *xproj, const REAL *x, const REAL *w_
 }
 
 /* A single step reads the weights in place (dots / row_updates) up to FR_DIRECT_BATCH rows, and a
- * forward also while a row has FR_DIRECT_ROW_TERMS terms (I + H) or more; past that, packing them
+ * forward also while I + H is at least FR_DIRECT_ROW_TERMS times B; past that, packing them
  * for the register-blocked kernel pays even for one step. Measured (T = 1, 2 threads, AVX-512,
  * benches.ab, in place against packed), GRU inference: I = H = 256, B = 24 0.85x, B = 32 0.93x,
  * B = 64 1.16x (packing pays); I = H = 512, B = 32 0.69x, 48 0.75x, 64 0.86x, 96 0.99x; I = H = 1024,

@@ -101,9 +101,8 @@ int SFX(fr_rnn_forward)(REAL *out, REAL *h_n, REAL *states, REAL *xproj, const R
             SFX(slice_t) sl;
             int phase = 0;
             /* P1[k][c] = w_hh[j0 + c][k]: my units' rows; P3 the same of w_ih */
-            if (SFX(loop_begin)(&sl, &bar, &failed, nloop, !gemm && !stepx, SFX(direct_step)(T, B, I, H, 1), H, B, H, 1,
-                                0, 0, stepx ? I : 0,
-                                stepx ? 1 : 0)) {
+            if (SFX(loop_begin)(&sl, &bar, &failed, nloop, !gemm && !stepx, SFX(direct_step)(T, B, I, H, 1), H, B,
+                                H, 1, 0, 0, stepx ? I : 0, stepx ? 1 : 0)) {
                 SFX(slice_weights)(&sl, 0, w_hh, H, 1, 0, H, 1);
                 if (stepx) SFX(slice_weights)(&sl, 2, w_ih, I, 1, 0, I, 1);
             }
