@@ -182,7 +182,10 @@ def empty_aligned(shape, dtype):
 # a call, 250 without). At most KEPT_MAX bytes are kept
 # (their pages stay resident); release_buffers frees them. The blocks are traced by tracemalloc in
 # NumPy's domain while an array uses them, as NumPy's own memory is. Everything here runs under the GIL.
-KEPT_MAX = 256 << 20
+# The bound is a C constant: a block can die at interpreter exit after this module's globals were
+# cleared (an array held by a function that some module keeps), when a Python global reads as None.
+cdef Py_ssize_t _KEPT_MAX = 256 << 20
+KEPT_MAX = _KEPT_MAX
 
 cdef extern from "Python.h":
     int PyTraceMalloc_Track(unsigned int domain, size_t ptr, size_t size)
@@ -205,7 +208,7 @@ cdef class _Block:
     def __dealloc__(self):
         global _kept_bytes
         PyTraceMalloc_Untrack(NUMPY_DOMAIN, self.addr)
-        if _kept is not None and _kept_bytes + self.nbytes <= KEPT_MAX:     # (None: at interpreter exit)
+        if _kept is not None and _kept_bytes + self.nbytes <= _KEPT_MAX:     # (None: at interpreter exit)
             _kept.setdefault(self.nbytes, []).append(self.addr)
             _kept_bytes += self.nbytes
         else:
