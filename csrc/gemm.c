@@ -130,7 +130,8 @@ static inline __attribute__((always_inline)) void SFX(store_row)(REAL *c, VEC v0
 }
 
 /* One MRC x NR block of C (+)= A P, MRC a compile-time constant (1 < MRC <= FR_MR_LOOP) after inlining:
- * A(i, k) = A[i * rs + k * cs]; columns past `nc` are computed but not stored; `acc` adds into C. */
+ * A(i, k) = A[i * rs + k * cs]; columns past `nc` are computed but not stored; `acc` adds into C; the
+ * first `pfn` terms (pfn <= K) each prefetch one line into L2, the lines from `pf` on. */
 static inline __attribute__((always_inline)) void SFX(ukernel)(const int64_t MRC, int64_t nc, int64_t K, const REAL *A,
                                                               size_t rs, size_t cs, const REAL *P, REAL *C,
                                                               size_t ldc, int acc, const char *pf, int64_t pfn)
@@ -258,8 +259,8 @@ __attribute__((noinline)) void SFX(packed_gemm)(int64_t M, int64_t Np, int64_t K
     const int64_t plines = K * NR * (int64_t)sizeof(REAL) / 64;      /* a panel's cache lines */
     for (int64_t q = 0; q < npanels; q++) {
         const int64_t p = rev ? npanels - 1 - q : q, pnext = rev ? p - 1 : p + 1;
-        const char *next = (const char *)(P + (size_t)pnext * K * NR);
         const int pf = q + 1 < npanels;
+        const char *next = (const char *)(P + (size_t)(pf ? pnext : p) * K * NR);
         for (int64_t r = 0, i0 = 0, done = 0; r < nb; r++) {
             const int64_t mr = base + (r < longer);
             int64_t pfn = pf && r > 0 ? plines - done : 0;
