@@ -145,6 +145,33 @@ def test_double_backward_through_the_operators_is_an_error():
         gx.sum().backward()
 
 
+@pytest.mark.parametrize("kind", ["GRU", "RNN", "GRUCell", "RNNCell"])
+def test_an_input_or_weight_changed_in_place_before_backward_is_torchs_version_error(kind):
+    """The backward reads x and the weights (the C cache holds views of them): a change in place
+    between forward and backward is refused, as torch refuses it for its own layers."""
+    for change in ("x", "weight_hh"):
+        m = getattr(ft, kind)(3, 4, dtype=torch.float64)
+        x = torch.randn(5, 2, 3, dtype=torch.float64, requires_grad=True)
+        xi = x[0].clone() if kind.endswith("Cell") else x.clone()
+        out = m(xi) if kind.endswith("Cell") else m(xi)[0]
+        with torch.no_grad():
+            (xi if change == "x" else getattr(m, change + ("" if kind.endswith("Cell") else "_l0"))).add_(1)
+        with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+            out.sum().backward()
+
+
+@pytest.mark.parametrize("kind", ["GRU", "RNN", "GRUCell", "RNNCell"])
+def test_a_retained_graph_backpropagates_twice_to_the_same_gradients(kind):
+    m = getattr(ft, kind)(3, 4, dtype=torch.float64)
+    x = torch.randn(5, 2, 3, dtype=torch.float64, requires_grad=True)
+    out = m(x[0]) if kind.endswith("Cell") else m(x)[0]
+    out.sum().backward(retain_graph=True)
+    first = [p.grad.clone() for p in m.parameters()] + [x.grad.clone()]
+    out.sum().backward()
+    for g, p in zip(first, [*m.parameters(), x]):
+        assert torch.equal(p.grad, 2 * g)
+
+
 # ---- copies ---------------------------------------------------------------------------------------
 
 def _model():
