@@ -30,8 +30,8 @@ AOTAutograd trace. In eager mode the dispatcher's Python custom-op machinery cos
 as much as a small cell's whole step, so `gru` / `rnn` call the same C forward and backward
 directly, under a classic `torch.autograd.Function` (_eager) that returns only out and h_n and
 keeps the C backend's cache on its context (its states / gates saved as tensors), so its backward
-has no cache to rebuild (a cell's training step at B = 1, H = 256: 3-5% less time than through the
-operators' setup and formula). Double backward is refused with a RuntimeError on both ways (the
+has no cache to rebuild (an RNN cell's training step at B = 1, H = 256: 3-5% less time than through
+the operators' setup and formula). Double backward is refused with a RuntimeError on both ways (the
 kernels have no second derivative).
 
 Torch's autograd guards the saved tensors with its version counters (an in-place change of x or a
@@ -156,7 +156,8 @@ def _backward_data(x, w_ih, w_hh, states, lengths, T, B, I, H, **extra):
 
 
 def _run_backward(name, d_out, d_hn, data):
-    """The C backend's backward `name` on the rebuilt cache `data`: dx, dh0, dw_ih, dw_hh, db_ih, db_hh.
+    """The C backend's backward `name` on its cache `data` (as the C forward made it, or rebuilt from
+    saved tensors): dx, dh0, dw_ih, dw_hh, db_ih, db_hh.
     d_out or d_hn None (autograd's gradient of an output nobody used; a cell's out): zeros, made here
     in NumPy (a torch zeros tensor cost a cell's backward 13 us)."""
     c, dtype = np.ascontiguousarray, data["x"].dtype
@@ -365,7 +366,7 @@ def _eager(name, run, kept):
 
     class Function(torch.autograd.Function):
         @staticmethod
-        def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, lengths, option, reverse, need_cache):
+        def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, lengths, option, reverse, _need_cache):
             out, h_n, cache = run(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, option, reverse, True)
             ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh, *(_t(cache.pop(k)) for k in kept))
             ctx.cache = cache
@@ -393,13 +394,14 @@ def _eager(name, run, kept):
 
 def _caller(op, function, run, nsaved):
     """What the modules call: the operator under torch.compile; in eager mode the autograd.Function
-    when autograd will need it, otherwise the C forward alone; either way the `nsaved` saved outputs
-    are None (no empty tensors made for nobody)."""
+    when autograd will need it (it keeps the cache whatever need_cache says), otherwise the C forward
+    alone, keeping nothing; either way the `nsaved` saved outputs are None (no empty tensors made for
+    nobody)."""
     def call(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, option, reverse, need_cache):
         args = (x, h0, w_ih, w_hh, b_ih, b_hh, lengths, option, reverse, need_cache)
         if torch.compiler.is_compiling():
             return op(*args)
-        if need_cache or (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in args[:6])):
+        if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in args[:6]):
             return function.apply(*args) + (None,) * nsaved
         return run(*args[:9], False)[:2] + (None,) * nsaved
     return call
