@@ -275,7 +275,6 @@ __attribute__((noinline)) void SFX(packed_gemm)(int64_t M, int64_t Np, int64_t K
 
 /* Few rows or a short sum (a short call, B = 1): packing B would cost more than the product, so B is
  * read in place, as row updates (B's rows contiguous) or dot products (B's columns contiguous). */
-#define FR_DIRECT 8
 static void SFX(direct_gemm)(int64_t M, int64_t N, int64_t K, const REAL *A, size_t ars, size_t acs, const REAL *Bm,
                              size_t brs, size_t bcs, REAL *C, size_t ldc, int acc)
 {

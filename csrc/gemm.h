@@ -31,6 +31,12 @@ void SFX(dots)(REAL *C, size_t ldc, const REAL *A, size_t lda, int64_t M, const 
 void SFX(row_updates)(REAL *C, size_t ldc, const REAL *A, size_t ars, size_t acs, int64_t M, const REAL *Bm,
                       size_t brs, size_t bcs, int64_t n, int64_t K, int acc);
 
+/* par_gemm reads B in place (direct_gemm: each element one chain over all K terms) when M or K is at
+ * most FR_DIRECT, where the packed path makes a chain per block of FR_BKC terms: for K > FR_BKC the
+ * two give different bits. So a caller that cuts a product into pieces whose sizes depend on the
+ * thread count (loop.h: chunk_end) keeps every piece above FR_DIRECT rows. */
+#define FR_DIRECT 8
+
 /* The big products, called by every thread of a parallel region:  C[M, N] = (acc ? C : 0) + A B  with
  * A(i, k) = A[i*ars + k*acs], B(k, j) = Bm[k*brs + j*bcs] (bcs == 1 or brs == 1). P: the calling
  * thread's packing buffer of pack_size() elements. No barrier inside: the caller puts one where a

@@ -6,6 +6,7 @@
 #define FASTRNN_LOOP_H
 
 #include "kernel.h"
+#include "gemm.h"
 
 /* A view of weights as a K x (ngroups * hs) matrix: Bmat[k][c] = src[colbase(c) + k * kstride] (gemm.h:
  * pack_panels). */
@@ -110,6 +111,14 @@ static inline const REAL *SFX(projection_row)(const SFX(slice_t) *sl, int stepx,
     return stepx ? sl->XS + (size_t)b * sl->np3 : xproj + ((size_t)t * B + b) * GH + sl->j0;
 }
 int64_t SFX(chunk_steps)(int64_t T, int64_t B, const int64_t *lengths, int reverse);
+/* The end of the chunk of tc steps from c0: c0 + tc, or T, also when fewer than FR_DIRECT + 1 rows
+ * would be left after it. tc depends on the thread count, and a last chunk of at most FR_DIRECT rows
+ * would take par_gemm's other path (gemm.h), giving those steps different bits at another count
+ * (B = 1, I > 256, T = 1030: 1024 + 6 steps at 1 thread, one chunk at 2). */
+static inline int64_t SFX(chunk_end)(int64_t c0, int64_t tc, int64_t T, int64_t B)
+{
+    return c0 + tc >= T || (T - c0 - tc) * B <= FR_DIRECT ? T : c0 + tc;
+}
 void SFX(project_steps)(REAL *xproj, const REAL *x, const REAL *w_ih, int64_t s0, int64_t s1, int64_t T, int64_t B,
                         int64_t I, int64_t GH, int reverse, REAL *P);
 

@@ -108,8 +108,8 @@ int SFX(fr_rnn_forward)(REAL *out, REAL *h_n, REAL *states, REAL *xproj, const R
             }
 #pragma omp barrier
             const int64_t j0 = sl.j0, hs = sl.hs, tc = stepx ? T : SFX(chunk_steps)(T, B, lengths, reverse);
-            for (int64_t c0 = 0; c0 < T && !failed; c0 += tc) {
-                const int64_t c1 = c0 + tc < T ? c0 + tc : T;
+            for (int64_t c0 = 0, c1; c0 < T && !failed; c0 = c1) {
+                c1 = SFX(chunk_end)(c0, tc, T, B);
                 if (!gemm && !stepx) SFX(project_steps)(xproj, x, w_ih, c0, c1, T, B, I, H, reverse, sl.PB);
                 for (int64_t s = c0; s < c1 && hs > 0; s++) {
                     const REAL *hp = SFX(state_at)(states, pair, BH, s);

@@ -60,6 +60,28 @@ def test_bitwise_identical_across_thread_counts_few_rows(kind, opts, dtype, rest
             assert np.array_equal(other[name], results[0][name]), name
 
 
+@pytest.mark.parametrize("kind,opts", KERNELS, ids=KERNEL_IDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("lengths,reverse", [(None, False), (None, True), ([1030], False)],
+                         ids=["full", "reverse", "lengths"])
+def test_bitwise_identical_across_thread_counts_at_a_chunk_boundary(kind, opts, dtype, lengths, reverse,
+                                                                   restore_threads):
+    """The input projection is made in chunks of about 1024 rows a thread (loop.h: chunk_steps), so at
+    B = 1 and T = 1030 one thread's chunks would end 6 rows short of T, and rows that few take the
+    product's in-place path, whose sums differ from the packed one's when I > 256 (gemm.h:
+    FR_DIRECT). The last chunk takes them (chunk_end); before, they differed from 2 threads'."""
+    T, B, I, H = 1030, 1, 300, 16
+    p = make_problem(kind, T, B, I, H, dtype, seed=5)
+    lengths = None if lengths is None else np.array(lengths)
+    results = []
+    for n in (1, 2, 3):
+        use_threads(n)
+        results.append(run(kind, opts, p, "c", reverse=reverse, lengths=lengths))
+    for other in results[1:]:
+        for name in RESULT_NAMES:
+            assert np.array_equal(other[name], results[0][name]), name
+
+
 @pytest.mark.parametrize("user,expected", [({}, ("10000", None)),
                                            ({"OMP_WAIT_POLICY": "ACTIVE"}, (None, "ACTIVE")),
                                            ({"GOMP_SPINCOUNT": "5"}, ("5", None))],
