@@ -39,6 +39,8 @@ def float_array(name, a, dtype=None):
     if type(a) is np.ndarray and (a.dtype is FLOAT_DTYPES[0] or a.dtype is FLOAT_DTYPES[1]) and (
             dtype is None or a.dtype is dtype):
         return a                  # the common case, without the checks below (a cell's step notices them)
+    if a is None:
+        raise TypeError(f"{name}: expected a float32 or float64 array, got None")
     try:
         a = np.asarray(a)
     except Exception as exc:

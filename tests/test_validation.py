@@ -155,6 +155,8 @@ def test_backward_refusals(kind, opts, backend):
     for bad in (d_out.astype(np.float32), d_out.astype(np.complex128), d_out.astype(object)):
         with pytest.raises(TypeError, match="d_out"):
             bwd(bad, d_hn, cache)
+    with pytest.raises(TypeError, match="d_out: expected a float32 or float64 array, got None"):
+        bwd(None, d_hn, cache)    # (d_hn=None means zeros; d_out is required, SPEC §2)
     for bad in (d_hn[:-1], d_hn[None]):
         with pytest.raises(ValueError, match="d_hn"):
             bwd(d_out, bad, cache)
