@@ -23,6 +23,18 @@ def use_threads(n):
     _config._state["threads"] = n
 
 
+def assert_same_at_1_2_3_threads(kind, opts, p, **kwargs):
+    """The "c" backend's results (outputs, h_n, every gradient) on problem p, bitwise the same at
+    1, 2 and 3 threads."""
+    results = []
+    for n in (1, 2, 3):
+        use_threads(n)
+        results.append(run(kind, opts, p, "c", **kwargs))
+    for other in results[1:]:
+        for name in RESULT_NAMES:
+            assert np.array_equal(other[name], results[0][name]), name
+
+
 @pytest.mark.parametrize("kind,opts", KERNELS, ids=KERNEL_IDS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("T,B,lengths,reverse", [(8, 32, None, False), (8, 32, [8, 0, 5, 3, 8, 1, 7, 2] * 4, True),
@@ -35,13 +47,7 @@ def test_bitwise_identical_across_thread_counts(kind, opts, dtype, T, B, lengths
     I, H = 70, 200
     p = make_problem(kind, T, B, I, H, dtype, seed=3)
     lengths = None if lengths is None else np.array(lengths)
-    results = []
-    for n in (1, 2, 3):
-        use_threads(n)
-        results.append(run(kind, opts, p, "c", reverse=reverse, lengths=lengths))
-    for other in results[1:]:
-        for name in RESULT_NAMES:
-            assert np.array_equal(other[name], results[0][name]), name
+    assert_same_at_1_2_3_threads(kind, opts, p, reverse=reverse, lengths=lengths)
 
 
 @pytest.mark.parametrize("kind,opts", KERNELS, ids=KERNEL_IDS)
@@ -51,13 +57,7 @@ def test_bitwise_identical_across_thread_counts_few_rows(kind, opts, dtype, rest
     share their columns), large enough to use every thread."""
     T, B, I, H = 1, 5, 70, 600
     p = make_problem(kind, T, B, I, H, dtype, seed=4)
-    results = []
-    for n in (1, 2, 3):
-        use_threads(n)
-        results.append(run(kind, opts, p, "c"))
-    for other in results[1:]:
-        for name in RESULT_NAMES:
-            assert np.array_equal(other[name], results[0][name]), name
+    assert_same_at_1_2_3_threads(kind, opts, p)
 
 
 @pytest.mark.parametrize("kind,opts", KERNELS, ids=KERNEL_IDS)
@@ -73,13 +73,7 @@ def test_bitwise_identical_across_thread_counts_at_a_chunk_boundary(kind, opts, 
     T, B, I, H = 1030, 1, 300, 16
     p = make_problem(kind, T, B, I, H, dtype, seed=5)
     lengths = None if lengths is None else np.array(lengths)
-    results = []
-    for n in (1, 2, 3):
-        use_threads(n)
-        results.append(run(kind, opts, p, "c", reverse=reverse, lengths=lengths))
-    for other in results[1:]:
-        for name in RESULT_NAMES:
-            assert np.array_equal(other[name], results[0][name]), name
+    assert_same_at_1_2_3_threads(kind, opts, p, reverse=reverse, lengths=lengths)
 
 
 @pytest.mark.parametrize("user,expected", [({}, ("10000", None)),

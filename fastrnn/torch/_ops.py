@@ -169,6 +169,14 @@ def _run_backward(name, d_out, d_hn, data):
     return tuple(_t(a) for a in getattr(_c(), name)(d_out, d_hn, data, nthreads=_nthreads()))
 
 
+def _input_grads(grads, has_h0, has_bias):
+    """The backward's six gradients as autograd takes them for (x, h0, w_ih, w_hh, b_ih, b_hh): None
+    for an h0 or biases the forward was not given."""
+    dx, dh0, dw_ih, dw_hh, db_ih, db_hh = grads
+    return (dx, dh0 if has_h0 else None, dw_ih, dw_hh, db_ih if has_bias else None,
+            db_hh if has_bias else None)
+
+
 def _fake_outputs(x, w_hh):
     """The fake tensors of out (T, B, H) and h_n (B, H), and T, B, H."""
     T, B, _ = x.shape
@@ -253,10 +261,8 @@ def _gru_grad(ctx, d_out, d_hn, _d_states, _d_gates):
     reset_after, reverse, has_h0, has_bias, need_cache = ctx.flags
     if not need_cache:      # slow path: the forward was told to keep nothing; run it again keeping it
         _, _, states, gates = gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reset_after, reverse, True)
-    dx, dh0, dw_ih, dw_hh, db_ih, db_hh = gru_backward(d_out, d_hn, x, w_ih, w_hh, states, gates, lengths,
-                                                       reset_after, reverse)
-    return (dx, dh0 if has_h0 else None, dw_ih, dw_hh, db_ih if has_bias else None,
-            db_hh if has_bias else None, None, None, None, None)
+    grads = gru_backward(d_out, d_hn, x, w_ih, w_hh, states, gates, lengths, reset_after, reverse)
+    return (*_input_grads(grads, has_h0, has_bias), None, None, None, None)
 
 
 gru_forward.register_autograd(_gru_grad, setup_context=_gru_setup)
@@ -317,10 +323,8 @@ def _rnn_grad(ctx, d_out, d_hn, _d_states):
     nonlinearity, reverse, has_h0, has_bias, need_cache = ctx.flags
     if not need_cache:      # slow path: the forward was told to keep nothing; run it again keeping it
         _, _, states = rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity, reverse, True)
-    dx, dh0, dw_ih, dw_hh, db_ih, db_hh = rnn_backward(d_out, d_hn, x, w_ih, w_hh, states, lengths,
-                                                       nonlinearity, reverse)
-    return (dx, dh0 if has_h0 else None, dw_ih, dw_hh, db_ih if has_bias else None,
-            db_hh if has_bias else None, None, None, None, None)
+    grads = rnn_backward(d_out, d_hn, x, w_ih, w_hh, states, lengths, nonlinearity, reverse)
+    return (*_input_grads(grads, has_h0, has_bias), None, None, None, None)
 
 
 rnn_forward.register_autograd(_rnn_grad, setup_context=_rnn_setup)
@@ -381,10 +385,8 @@ def _eager(name, run, kept):
             saved = ctx.saved_tensors
             cache = dict(ctx.cache, **{k: t.numpy() for k, t in zip(kept, saved[6:])})
             with torch.no_grad():
-                dx, dh0, dw_ih, dw_hh, db_ih, db_hh = _run_backward(name, d_out, d_hn, cache)
-            has_h0, has_bias = saved[1] is not None, saved[4] is not None
-            result = (dx, dh0 if has_h0 else None, dw_ih, dw_hh, db_ih if has_bias else None,
-                      db_hh if has_bias else None)
+                grads = _run_backward(name, d_out, d_hn, cache)
+            result = _input_grads(grads, saved[1] is not None, saved[4] is not None)
             if torch.is_grad_enabled():
                 anchor = next((t for t in saved[:6] if t is not None and t.requires_grad), None)
                 if anchor is not None:
