@@ -1,7 +1,9 @@
 """The instruction-set levels: every level this CPU runs passes the backend suite, FASTRNN_SIMD chooses
 one (or fails clearly), show_config() tells which, and the default build runs on older CPUs, emulated
 by qemu-x86_64 (-cpu Westmere: SSE4.2, no AVX; -cpu Haswell: AVX2 + FMA, no AVX-512), each on its
-widest level."""
+widest level: through Python where this interpreter's NumPy runs on that CPU, and always through the C
+entry points (tests/cross_driver.c): NumPy 2.4.6 (built for x86-64-v2) dies with SIGILL at import
+under qemu 7.2's -cpu Westmere and Nehalem (-cpu SandyBridge runs it)."""
 import os
 import platform
 import shutil
@@ -13,6 +15,7 @@ import pytest
 
 import fastrnn
 from conftest import assert_close
+from driver_build import assert_same_outputs, build, outputs, setup_tables
 
 pytestmark = pytest.mark.skipif("c" not in fastrnn.backends(), reason="compiled backend not built")
 
@@ -175,20 +178,64 @@ print("LEVEL", _ckernels.simd_levels()[0], "WORST", worst)
 """
 
 
+_NUMPY_ON = {}
+
+
+def numpy_runs_on(cpu, tmp_path):
+    """Whether this interpreter's NumPy imports under qemu's `cpu` at all (NumPy 2.4.6 under qemu 7.2's
+    Westmere does not: SIGILL, whatever fastrnn does)."""
+    if cpu not in _NUMPY_ON:
+        _NUMPY_ON[cpu] = python("import numpy", tmp_path, prefix=(QEMU, "-cpu", cpu)).returncode == 0
+    return _NUMPY_ON[cpu]
+
+
+def skip_without_numpy(cpu, tmp_path):
+    if not numpy_runs_on(cpu, tmp_path):
+        pytest.skip(f"NumPy {np.__version__} itself does not import under qemu-x86_64 -cpu {cpu} (SIGILL); "
+                    f"test_kernels_run_on_older_cpus runs the kernels there without Python")
+
+
 @needs_qemu
 @pytest.mark.parametrize("cpu,expected", [("Westmere", "baseline"), ("Haswell", "avx2")])
 def test_runs_on_older_cpus(cpu, expected, tmp_path):
     if "native" in levels()[1]:
         pytest.skip("a -march=native build runs only where it was built")
+    skip_without_numpy(cpu, tmp_path)
     res = python(EMULATED, tmp_path, prefix=(QEMU, "-cpu", cpu))
     assert res.returncode == 0, res.stderr[-3000:]
     assert f"LEVEL {expected} " in res.stdout, res.stdout
 
 
 @needs_qemu
-def test_a_level_the_cpu_lacks_is_an_error_not_a_crash(tmp_path):
+def test_kernels_run_on_older_cpus(tmp_path):
+    """The kernels compiled for every x86-64 level as setup.py compiles them, linked into
+    tests/cross_driver.c (the public entry points, no Python): run natively, then under qemu as a
+    Westmere and as a Haswell, each chooses its widest level and gives the native run's outputs."""
+    all_levels = setup_tables()._X86_LEVELS
+    exe = build("gcc" if shutil.which("gcc") else "cc", str(tmp_path), all_levels)
+    env = {k: v for k, v in os.environ.items() if k != "FASTRNN_SIMD"}
+    env["OMP_NUM_THREADS"] = "2"
+
+    def run(*prefix):
+        res = subprocess.run([*prefix, exe], capture_output=True, text=True, env=env, timeout=600)
+        assert res.returncode == 0, (prefix, res.returncode, res.stderr[-2000:])
+        return outputs(res.stdout)
+
+    ref, native_level = run()
+    if "native" not in levels()[1]:
+        assert native_level == levels()[2][0]        # the widest this CPU runs, as the extension chose
+    for cpu, expected in (("Westmere", "baseline"), ("Haswell", "avx2")):
+        got, level = run(QEMU, "-cpu", cpu)
+        assert level == expected, (cpu, level)
+        assert_same_outputs(got, ref)
+
+
+@needs_qemu
+@pytest.mark.parametrize("cpu,asked,runs", [("Westmere", "avx2", "baseline"), ("Haswell", "avx512", "avx2")])
+def test_a_level_the_cpu_lacks_is_an_error_not_a_crash(cpu, asked, runs, tmp_path):
     if "native" in levels()[1]:
         pytest.skip("a -march=native build")
-    res = python("import fastrnn", tmp_path, {"FASTRNN_SIMD": "avx2"}, prefix=(QEMU, "-cpu", "Westmere"))
+    skip_without_numpy(cpu, tmp_path)
+    res = python("import fastrnn", tmp_path, {"FASTRNN_SIMD": asked}, prefix=(QEMU, "-cpu", cpu))
     assert res.returncode == 1, (res.returncode, res.stderr[-2000:])
-    assert "SimdError" in res.stderr and "this CPU cannot run it; it runs baseline" in res.stderr, res.stderr
+    assert "SimdError" in res.stderr and f"this CPU cannot run it; it runs {runs}" in res.stderr, res.stderr
