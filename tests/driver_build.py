@@ -3,8 +3,8 @@ per-level flags and kernel flags, read from setup.py's tables), for tests that r
 Python: test_aarch64 (cross-compiled, under qemu-aarch64) and test_simd (every x86-64 level, under
 qemu-x86_64 as older CPUs). `outputs` reads the driver's printout, `assert_same_outputs` compares two."""
 import collections
-import math
 import importlib.util
+import math
 import os
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
