@@ -150,3 +150,49 @@ def test_long_loop_memory_is_torchs_graph():
     h.sum().backward()
     assert all(r() is None for r in saved)
     assert np.isfinite(fm.weight_hh.grad.numpy()).all()
+
+
+@pytest.mark.parametrize("kind", ["GRUCell", "RNNCell"])
+def test_a_step_runs_its_own_way_unless_it_must_convert(kind, monkeypatch):
+    """A plain step (contiguous tensors of the parameters' dtype) runs _step's autograd.Function; a
+    non-contiguous input or state goes the layer's way, which copies it, and gives torch's results."""
+    from fastrnn.torch import _ops, _step
+    ways = []
+    real_apply, real_layer = _step._Step.apply, getattr(_ops, kind[:-4].lower())
+    monkeypatch.setattr(_step._Step, "apply", lambda *a: ways.append("step") or real_apply(*a))
+    monkeypatch.setattr(_ops, kind[:-4].lower(), lambda *a: ways.append("layer") or real_layer(*a))
+    tm, fm = twins(kind, 3, 5, torch.float64)
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(4, 6, generator=g, dtype=torch.float64)[:, ::2].requires_grad_(True)
+    h = torch.randn(5, 4, generator=g, dtype=torch.float64).t().requires_grad_(True)
+    assert not x.is_contiguous() and not h.is_contiguous()
+    for args in ((x.contiguous(), h.contiguous()), (x, h)):
+        ways.clear()
+        out = fm(*args)
+        assert ways == (["step"] if args[0].is_contiguous() else ["layer"])
+        expect = tm(*args)
+        assert rel_err(out, expect) <= TOL[torch.float64]
+        grads = torch.autograd.grad(out.sum(), (x, h, *fm.parameters()))
+        expect = torch.autograd.grad(expect.sum(), (x, h, *tm.parameters()))
+        for a, b in zip(grads, expect):
+            assert rel_err(a, b) <= TOL[torch.float64]
+
+
+@pytest.mark.parametrize("kind", ["GRUCell", "RNNCell"])
+def test_a_parameter_of_another_dtype_or_shape_is_refused_by_the_layers_rules(kind):
+    fm = getattr(ft, kind)(3, 4)
+    with torch.no_grad():
+        fm.bias_hh.data = fm.bias_hh.data.double()
+    with pytest.raises(TypeError, match="b_hh"):
+        fm(torch.randn(2, 3))
+    fm = getattr(ft, kind)(3, 4)
+    fm.weight_hh.data = fm.weight_hh.data[:, :3].contiguous()
+    with pytest.raises(ValueError, match="w_hh"):
+        fm(torch.randn(2, 3))
+
+
+def test_a_nonlinearity_changed_to_nonsense_after_construction_is_refused():
+    fm = ft.RNNCell(3, 4)
+    fm.nonlinearity = "sigmoid"
+    with pytest.raises(ValueError, match="nonlinearity"):
+        fm(torch.randn(2, 3))

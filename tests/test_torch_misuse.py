@@ -265,6 +265,9 @@ def test_threads_follow_torch_unless_fastrnn_was_told(default_threads, monkeypat
     seen.clear()
     m(x)[0].sum().backward()
     assert seen == [1, 1]
+    seen.clear()
+    ft.GRUCell(3, 4)(x[0]).sum().backward()      # a cell's step (fastrnn/torch/_step.py) too
+    assert seen == [1, 1]
 
 
 def _python(code, tmp_path, **env):

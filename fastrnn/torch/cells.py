@@ -7,16 +7,17 @@ fastrnn's kernels, with torch's constructor, parameter names, shapes and initial
                                  device=None, dtype=None)
     h_next = cell(input, hx=None)     # input (B, I) -> (B, H); unbatched (I,) -> (H,)
 
-One step is the layer's operator with T = 1 (`_ops.gru` / `_ops.rnn` on input[None]), so a cell
-unrolled over T steps computes what fastrnn.torch.GRU / RNN computes (to rounding) and autograd
-backpropagates through the loop as it does through torch's cells. Parameters are registered as torch
+One step runs the layer's kernels with T = 1 (`_step.step`: its own autograd.Function in eager mode,
+the layer's operator under torch.compile), so a cell unrolled over T steps computes what
+fastrnn.torch.GRU / RNN computes (to rounding) and autograd backpropagates through the loop as it
+does through torch's cells. Parameters are registered as torch
 registers them (bias_ih / bias_hh are None without bias). Devices and dtypes the kernels do not
 cover run torch's own cell with one warning, as the layers do (modules.py).
 """
 import torch
 from torch import nn
 
-from . import _ops
+from . import _step
 from .._validation import check
 from .modules import ArgumentError, check_constructor, check_tensor, on_fast_path, reset_parameters
 
@@ -53,7 +54,8 @@ class _CellBase(nn.Module):
     def _extra_options(self):
         return ""
 
-    def _step(self, x, hx, w_ih, w_hh, b_ih, b_hh, need_cache):
+    def _cell(self):
+        """("gru", reset_after) or ("rnn", nonlinearity): the kernel and its option (_step)."""
         raise NotImplementedError
 
     def _torch_step(self, input, hx, w_ih, w_hh, b_ih, b_hh):
@@ -79,12 +81,11 @@ class _CellBase(nn.Module):
         need_cache = torch.is_grad_enabled() and (
             input.requires_grad or (hx is not None and hx.requires_grad) or w_ih.requires_grad or
             w_hh.requires_grad or (b_ih is not None and (b_ih.requires_grad or b_hh.requires_grad)))
-        # the layer's operator on (1, B, I): every torch view costs microseconds here, so one for the
-        # input (two unbatched) and none for a batched hx or the result
+        # every torch view costs a microsecond here: none for a batched call
         if batched:
-            return self._step(input.unsqueeze(0), hx, w_ih, w_hh, b_ih, b_hh, need_cache)
-        h = self._step(input.reshape(1, 1, -1), None if hx is None else hx.reshape(1, -1), w_ih, w_hh, b_ih, b_hh,
-                       need_cache)
+            return _step.step(self._cell(), input, hx, w_ih, w_hh, b_ih, b_hh, need_cache)
+        h = _step.step(self._cell(), input.unsqueeze(0), None if hx is None else hx.unsqueeze(0), w_ih, w_hh, b_ih,
+                       b_hh, need_cache)
         return h.view(-1)
 
 
@@ -97,8 +98,8 @@ class GRUCell(_CellBase):
         self.reset_after = check("reset_after", reset_after)
         super().__init__(input_size, hidden_size, bias, device, dtype)
 
-    def _step(self, x, hx, w_ih, w_hh, b_ih, b_hh, need_cache):
-        return _ops.gru(x, hx, w_ih, w_hh, b_ih, b_hh, None, self.reset_after, False, need_cache)[1]
+    def _cell(self):
+        return "gru", self.reset_after
 
     def _torch_step(self, input, hx, w_ih, w_hh, b_ih, b_hh):
         if not self.reset_after:
@@ -119,8 +120,8 @@ class RNNCell(_CellBase):
         self.nonlinearity = check("nonlinearity", nonlinearity)
         super().__init__(input_size, hidden_size, bias, device, dtype)
 
-    def _step(self, x, hx, w_ih, w_hh, b_ih, b_hh, need_cache):
-        return _ops.rnn(x, hx, w_ih, w_hh, b_ih, b_hh, None, self.nonlinearity, False, need_cache)[1]
+    def _cell(self):
+        return "rnn", self.nonlinearity
 
     def _torch_step(self, input, hx, w_ih, w_hh, b_ih, b_hh):
         return nn.RNNCell.forward(self, input, hx)
