@@ -158,8 +158,8 @@ def test_a_step_runs_its_own_way_unless_it_must_convert(kind, monkeypatch):
     non-contiguous input or state goes the layer's way, which copies it, and gives torch's results."""
     from fastrnn.torch import _ops, _step
     ways = []
-    real_apply, real_layer = _step._Step.apply, getattr(_ops, kind[:-4].lower())
-    monkeypatch.setattr(_step._Step, "apply", lambda *a: ways.append("step") or real_apply(*a))
+    real_apply, real_layer = _step._apply, getattr(_ops, kind[:-4].lower())
+    monkeypatch.setattr(_step, "_apply", lambda *a: ways.append("step") or real_apply(*a))
     monkeypatch.setattr(_ops, kind[:-4].lower(), lambda *a: ways.append("layer") or real_layer(*a))
     tm, fm = twins(kind, 3, 5, torch.float64)
     g = torch.Generator().manual_seed(4)

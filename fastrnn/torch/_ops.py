@@ -31,7 +31,8 @@ as much as a small cell's whole step, so `gru` / `rnn` call the same C forward a
 directly, under a classic `torch.autograd.Function` (_eager) that returns only out and h_n and
 keeps the C backend's cache on its context (its states / gates saved as tensors), so its backward
 has no cache to rebuild (an RNN cell's training step at B = 1, H = 256: 3-5% less time than through
-the operators' setup and formula). Double backward is refused with a RuntimeError on both ways (the
+the operators' setup and formula). The cells' single steps take a leaner way still (_step.py), and
+come here only under torch.compile or for tensors that must be converted. Double backward is refused with a RuntimeError on both ways (the
 kernels have no second derivative).
 
 Torch's autograd guards the saved tensors with its version counters (an in-place change of x or a
