@@ -196,3 +196,12 @@ def test_a_nonlinearity_changed_to_nonsense_after_construction_is_refused():
     fm.nonlinearity = "sigmoid"
     with pytest.raises(ValueError, match="nonlinearity"):
         fm(torch.randn(2, 3))
+
+
+def test_under_a_functorch_transform_the_step_takes_torchs_full_apply():
+    """_step applies its Function straight through torch's C base unless a functorch transform is
+    active; under one (torch.func.grad) the full apply runs and refuses it clearly, as before."""
+    cell = ft.RNNCell(3, 4, dtype=torch.float64)
+    x = torch.randn(2, 3, dtype=torch.float64)
+    with pytest.raises(RuntimeError, match="functorch transforms"):
+        torch.func.grad(lambda x: cell(x).sum())(x)

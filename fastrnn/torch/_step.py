@@ -104,25 +104,7 @@ class _Step(torch.autograd.Function):
         return (*grads, None, None)
 
 
-def _apply_of(function):
-    """function.apply without torch.autograd.Function.apply's Python layer where it does nothing: that
-    layer binds default arguments (only for a Function with setup_context, which _Step has not) and
-    unwraps functorch's dead wrappers (only while a functorch transform is active, when this calls the
-    full apply), then calls the C implementation of its base class, as this does directly. It costs
-    1.9 µs of a 5-7 µs apply (2026-12-02). A torch without that base class gets the full apply."""
-    base = getattr(torch._C, "_FunctionBase", None)
-    raw = base.__dict__.get("apply") if base is not None else None
-    if raw is None or not hasattr(torch._C, "_are_functorch_transforms_active"):
-        return function.apply
-    raw = raw.__get__(None, function)
-    active = torch._C._are_functorch_transforms_active
-
-    def apply(*args):
-        return function.apply(*args) if active() else raw(*args)
-    return apply
-
-
-_apply = _apply_of(_Step)
+_apply = _ops.apply_of(_Step)
 
 
 def step(cell, x, h, w_ih, w_hh, b_ih, b_hh, need_cache):

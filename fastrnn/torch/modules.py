@@ -223,7 +223,7 @@ class _RNNBase(nn.Module):
             inp = outs[0] if D == 1 else torch.cat(outs, dim=2)
             if self.dropout > 0 and self.training and layer < L - 1:
                 inp = torch.nn.functional.dropout(inp, self.dropout, training=True)
-        h_n = torch.stack(h_n)
+        h_n = h_n[0].unsqueeze(0) if len(h_n) == 1 else torch.stack(h_n)   # (a view: a microsecond less)
         out = inp
         if packed:
             sorted_indices = input.sorted_indices
