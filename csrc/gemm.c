@@ -166,21 +166,31 @@ static inline __attribute__((always_inline)) void SFX(ukernel)(const int64_t MRC
 #else
 #define FR_PF_PAIR FR_PF_TERMS
 #endif
+/* Partial sums a panel keeps (FR_U1): four where 32 vector registers hold two panels' 16
+ * accumulators; two with 16 registers (AVX2, SSE2), where 16 accumulators and the broadcast did not
+ * fit and the compiler kept two of them on the stack inside the loop (a store and a reload every four
+ * terms, measured in the disassembly of the AVX2 build); two panels x two vectors x two sums are
+ * still eight independent chains, as many as two FMA units of latency four need. */
+#if FR_VBYTES >= 64
+#define FR_U1 4
+#else
+#define FR_U1 2
+#endif
 static inline __attribute__((always_inline)) void SFX(ukernel1)(const int NP, const int PF, int64_t nc, int64_t K,
                                                                const REAL *A, size_t cs, const REAL *P, size_t ps,
                                                                REAL *C, int acc)
 {
     typedef VEC V;
-    V c0[2][4], c1[2][4];
+    V c0[2][FR_U1], c1[2][FR_U1];
     for (int q = 0; q < NP; q++)
-        for (int u = 0; u < 4; u++) c0[q][u] = c1[q][u] = (V){0};
+        for (int u = 0; u < FR_U1; u++) c0[q][u] = c1[q][u] = (V){0};
     int64_t k = 0;
-    for (; k + 4 <= K; k += 4) {
-        if (PF && k + PF + 4 <= K)       /* (no pointer past the panel) */
+    for (; k + FR_U1 <= K; k += FR_U1) {
+        if (PF && k + PF + FR_U1 <= K)       /* (no pointer past the panel) */
             for (int q = 0; q < NP; q++)
-                for (int64_t b = 0; b < 4 * NR * (int64_t)sizeof(REAL); b += 64)
+                for (int64_t b = 0; b < FR_U1 * NR * (int64_t)sizeof(REAL); b += 64)
                     __builtin_prefetch((const char *)(P + q * ps + (size_t)(k + PF) * NR) + b, 0, 3);
-        for (int64_t u = 0; u < 4; u++) {
+        for (int64_t u = 0; u < FR_U1; u++) {
             REAL av = A[(size_t)(k + u) * cs];
             for (int q = 0; q < NP; q++) {
                 c0[q][u] += av * *(const V *)(P + q * ps + (size_t)(k + u) * NR);
@@ -196,8 +206,12 @@ static inline __attribute__((always_inline)) void SFX(ukernel1)(const int NP, co
         }
     }
     for (int q = 0; q < NP; q++)
+#if FR_U1 == 4
         SFX(store_row)(C + q * NR, (c0[q][0] + c0[q][1]) + (c0[q][2] + c0[q][3]),
                        (c1[q][0] + c1[q][1]) + (c1[q][2] + c1[q][3]), nc, acc);
+#else
+        SFX(store_row)(C + q * NR, c0[q][0] + c0[q][1], c1[q][0] + c1[q][1], nc, acc);
+#endif
 }
 
 /* Any block of mr <= FR_MR_LOOP rows, dispatched to a kernel compiled for exactly that many rows;
