@@ -152,9 +152,10 @@ static inline __attribute__((always_inline)) void SFX(ukernel)(const int64_t MRC
     for (int64_t i = 0; i < MRC; i++) SFX(store_row)(C + (size_t)i * ldc, c0[i], c1[i], nc, acc);
 }
 
-/* The one-row block (B = 1 streaming), on NP panels side by side (NP = 1 or 2 after inlining; panel q
- * at P + q * ps): four partial sums over k per panel break the FMA latency chain that a single
- * accumulator pair would wait on, and every panel gets exactly the sums it would get alone. A step
+/* The one-row block (B = 1 streaming), on NP panels side by side (NP = 1, 2 or FR_NP1 after inlining;
+ * panel q at P + q * ps): FR_U1 partial sums over k per panel (below) and the panels side by side break
+ * the FMA latency chain that a single accumulator pair would wait on, and every panel gets exactly the
+ * sums it would get alone. A step
  * reads every weight once here, two FMAs a vector from L2 (or L3), so the loop runs at the cache's
  * bandwidth: two panels at once keep twice the lines in flight, and with PF the panels are also
  * prefetched PF terms ahead. Measured on the Sapphire Rapids (one thread's share at H = 256 and 512,
@@ -166,22 +167,27 @@ static inline __attribute__((always_inline)) void SFX(ukernel)(const int64_t MRC
 #else
 #define FR_PF_PAIR FR_PF_TERMS
 #endif
-/* Partial sums a panel keeps (FR_U1): four where 32 vector registers hold two panels' 16
- * accumulators; two with 16 registers (AVX2, SSE2), where 16 accumulators and the broadcast did not
- * fit and the compiler kept two of them on the stack inside the loop (a store and a reload every four
- * terms, measured in the disassembly of the AVX2 build); two panels x two vectors x two sums are
- * still eight independent chains, as many as two FMA units of latency four need. */
-#if FR_VBYTES >= 64
-#define FR_U1 4
+/* Partial sums a panel keeps (FR_U1) and panels taken together at B = 1 (FR_NP1). With 32 vector
+ * registers (AVX-512): two panels, four sums each, 16 accumulators. With AVX2's 16 registers that
+ * layout kept two accumulators on the stack inside the loop (a store and a reload every four terms,
+ * seen in the disassembly), so AVX2 takes four panels with one sum each: eight independent chains,
+ * as many as two FMA units of latency four need, and four panels' lines in flight (benches.ab at
+ * the AVX2 level, GRU inference at B = 1, against two panels of two sums: stream-256 0.971x,
+ * stream-512 0.984x; two sums against the four that spilled: 0.958x and 0.987x). SSE2 (baseline)
+ * runs one panel at a time (no B = 1 path), four sums: eight accumulators, no spill. */
+#if FR_VBYTES == 32
+#define FR_U1 1
+#define FR_NP1 4
 #else
-#define FR_U1 2
+#define FR_U1 4
+#define FR_NP1 2
 #endif
 static inline __attribute__((always_inline)) void SFX(ukernel1)(const int NP, const int PF, int64_t nc, int64_t K,
                                                                const REAL *A, size_t cs, const REAL *P, size_t ps,
                                                                REAL *C, int acc)
 {
     typedef VEC V;
-    V c0[2][FR_U1], c1[2][FR_U1];
+    V c0[FR_NP1][FR_U1], c1[FR_NP1][FR_U1];
     for (int q = 0; q < NP; q++)
         for (int u = 0; u < FR_U1; u++) c0[q][u] = c1[q][u] = (V){0};
     int64_t k = 0;
@@ -210,7 +216,7 @@ static inline __attribute__((always_inline)) void SFX(ukernel1)(const int NP, co
         SFX(store_row)(C + q * NR, (c0[q][0] + c0[q][1]) + (c0[q][2] + c0[q][3]),
                        (c1[q][0] + c1[q][1]) + (c1[q][2] + c1[q][3]), nc, acc);
 #else
-        SFX(store_row)(C + q * NR, c0[q][0] + c0[q][1], c1[q][0] + c1[q][1], nc, acc);
+        SFX(store_row)(C + q * NR, c0[q][0], c1[q][0], nc, acc);
 #endif
 }
 
@@ -258,12 +264,19 @@ __attribute__((noinline)) void SFX(packed_gemm)(int64_t M, int64_t Np, int64_t K
        panel: a 64-bit division costs tens of cycles, and a B = 1 step has dozens of panels) */
     const int64_t base = nb ? M / nb : 0, longer = nb ? M % nb : 0;
 #if FR_VBYTES >= 32
-    if (M == 1) {           /* B = 1: two panels at a time (ukernel1), a last odd one alone */
-        for (int64_t q = 0; q + 1 < npanels; q += 2) {
+    if (M == 1) {           /* B = 1: FR_NP1 panels at a time (ukernel1), then two, then a last one alone */
+        int64_t q = 0;
+#if FR_NP1 == 4
+        for (; q + 3 < npanels; q += 4) {
+            const int64_t p = rev ? npanels - 4 - q : q;
+            SFX(ukernel1)(4, FR_PF_PAIR, NR, K, A, 1, P + (size_t)p * K * NR, (size_t)K * NR, C + (size_t)p * NR, 0);
+        }
+#endif
+        for (; q + 1 < npanels; q += 2) {
             const int64_t p = rev ? npanels - 2 - q : q;
             SFX(ukernel1)(2, FR_PF_PAIR, NR, K, A, 1, P + (size_t)p * K * NR, (size_t)K * NR, C + (size_t)p * NR, 0);
         }
-        if (npanels % 2) {
+        if (q < npanels) {
             const int64_t p = rev ? 0 : npanels - 1;
             SFX(ukernel1)(1, FR_PF_TERMS, NR, K, A, 1, P + (size_t)p * K * NR, 0, C + (size_t)p * NR, 0);
         }
