@@ -13,7 +13,8 @@ backward. Through the layer's operator (its input view, its two outputs, its gen
 conversions, its backward rebuilding a cache dict) a training step of torch.nn.RNNCell's usual
 loop took 120 µs against torch's 93 (AMD EPYC Zen 5, 2026-12-02). Here one autograd.Function returns
 only h_next, the C backend's forward and backward are called on NumPy views with nothing else
-around them, and an unused output's gradient never exists.
+around them, and an unused output's gradient never exists: 91-105 µs in the same conditions
+(benches/results-zen5.md).
 
 What it keeps of the layer's way (_ops._eager): x, h and the parameters saved with
 save_for_backward (an in-place change before the backward is torch's version error); the arrays the
@@ -84,16 +85,13 @@ class _Step(torch.autograd.Function):
         nones = (None,) * 8
         if dh is None:
             return nones
-        cache = ctx.cache
-        for k, t in zip(_KEPT[ctx.kind], saved[6:]):
-            cache[k] = t.numpy()
+        cache = dict(ctx.cache)         # (ctx's stays as it is for a second backward, retain_graph=True)
+        cache.update(zip(_KEPT[ctx.kind], (t.numpy() for t in saved[6:])))
         dt = cache["x"].dtype
         d_out = np.zeros((1,) + dh.shape, dt)
         d_hn = np.ascontiguousarray(dh.numpy(force=True))      # (autograd gives h_next's dtype)
         run = _ops._c().gru_backward if ctx.kind == "gru" else _ops._c().rnn_backward
         dx, dh0, dw_ih, dw_hh, db_ih, db_hh = run(d_out, d_hn, cache, nthreads=_ops._nthreads())
-        for k in _KEPT[ctx.kind]:
-            del cache[k]         # (a second backward, retain_graph=True, takes them from saved again)
         t = torch.from_numpy
         grads = (t(dx[0]), t(dh0) if h is not None else None, t(dw_ih), t(dw_hh),
                  t(db_ih) if b_ih is not None else None, t(db_hh) if b_ih is not None else None)
