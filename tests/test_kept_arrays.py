@@ -130,3 +130,26 @@ def test_arrays_that_die_at_interpreter_exit_are_freed_quietly():
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd="/")
     assert run.returncode == 0, run.stderr
     assert run.stderr == ""
+
+
+def test_scratch_views_are_remembered_bounded_and_forgotten_when_the_buffer_grows():
+    """_cbackend._scratch hands a repeated request the views it carved before; a larger request
+    replaces the thread's buffer and forgets every view of the old one; at most _SCRATCH_MEMO
+    requests are remembered; release_buffers forgets them all."""
+    from fastrnn import _cbackend as cb
+
+    dt = np.dtype(np.float32)
+    cb.release_buffers()
+    a = cb._scratch(dt, (2, 3), (5,))
+    assert cb._scratch(dt, (2, 3), (5,)) is a
+    assert [v.shape for v in a] == [(2, 3), (5,)]
+    small = cb._scratch(dt, (4,))
+    assert small[0].base is a[0].base                   # carved from the same buffer
+    big = cb._scratch(dt, (1 << 16,))                   # larger than the buffer: a new one
+    assert big[0].base is not a[0].base
+    assert cb._scratch(dt, (2, 3), (5,)) is not a       # forgotten with the old buffer
+    for n in range(2 * cb._SCRATCH_MEMO):
+        cb._scratch(dt, (n + 1,))
+    assert len(cb._scratch_by_thread.memo) <= cb._SCRATCH_MEMO
+    cb.release_buffers()
+    assert cb._scratch(dt, (4,)) is not small
