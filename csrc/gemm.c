@@ -152,8 +152,8 @@ static inline __attribute__((always_inline)) void SFX(ukernel)(const int64_t MRC
     for (int64_t i = 0; i < MRC; i++) SFX(store_row)(C + (size_t)i * ldc, c0[i], c1[i], nc, acc);
 }
 
-/* The one-row block (B = 1 streaming), on NP panels side by side (NP = 1, 2 or FR_NP1 after inlining;
- * panel q at P + q * ps): FR_U1 partial sums over k per panel (below) and the panels side by side break
+/* The one-row block (B = 1 streaming), on NP panels side by side (NP = 1, 2 or 4 after inlining;
+ * panel q at P + q * ps): U partial sums over k per panel (below) and the panels side by side break
  * the FMA latency chain that a single accumulator pair would wait on, and every panel gets exactly the
  * sums it would get alone. A step
  * reads every weight once here, two FMAs a vector from L2 (or L3), so the loop runs at the cache's
@@ -167,36 +167,36 @@ static inline __attribute__((always_inline)) void SFX(ukernel)(const int64_t MRC
 #else
 #define FR_PF_PAIR FR_PF_TERMS
 #endif
-/* Partial sums a panel keeps (FR_U1) and panels taken together at B = 1 (FR_NP1). With 32 vector
- * registers (AVX-512): two panels, four sums each, 16 accumulators. With AVX2's 16 registers that
- * layout kept two accumulators on the stack inside the loop (a store and a reload every four terms,
- * seen in the disassembly), so AVX2 takes four panels with one sum each: eight independent chains,
- * as many as two FMA units of latency four need, and four panels' lines in flight (benches.ab at
- * the AVX2 level, GRU inference at B = 1, against two panels of two sums: stream-256 0.971x,
- * stream-512 0.984x; two sums against the four that spilled: 0.958x and 0.987x). SSE2 (baseline)
- * runs one panel at a time (no B = 1 path), four sums: eight accumulators, no spill. */
-#if FR_VBYTES == 32
-#define FR_U1 1
-#define FR_NP1 4
-#else
-#define FR_U1 4
-#define FR_NP1 2
-#endif
-static inline __attribute__((always_inline)) void SFX(ukernel1)(const int NP, const int PF, int64_t nc, int64_t K,
-                                                               const REAL *A, size_t cs, const REAL *P, size_t ps,
-                                                               REAL *C, int acc)
+/* Partial sums a panel keeps (U) and panels taken together (NP), both constants after inlining:
+ * U * NP * 2 accumulators must fit the vector registers with a broadcast. With 32 (AVX-512): two
+ * panels, four sums each. With AVX2's 16, two panels of four sums kept two accumulators on the stack
+ * inside the loop (a store and a reload every four terms, seen in the disassembly); AVX2 takes four
+ * panels of one sum where a panel is short (K <= FR_QUAD_K: a 256-unit layer's thread share, in L2),
+ * and two panels of two sums otherwise, eight independent chains either way. Measured with
+ * benches.ab at the AVX2 level against the build that spilled (GRU, B = 1): four panels of one sum,
+ * stream-256 inference 0.923x and training 0.953x, but stream-512 training 1.04x, where two of two
+ * sums gave 0.988x (their weights, 1.5 MiB a thread, stream partly from L3, and four chains a panel
+ * did not hide that latency). This choice against the build that spilled (20 rounds, a slow hour):
+ * stream-256 inference 0.984x, training 0.936x, stream-512 0.967x and 0.976x, RNN stream-256
+ * inference 0.948x. A panel's sums do not depend on how many panels it is taken with, so
+ * a column gets the same bits whichever thread, and however many threads, compute it (U depends on
+ * K alone). SSE2 (baseline, one panel at a time) keeps four sums: eight accumulators, no spill. */
+#define FR_QUAD_K 256
+static inline __attribute__((always_inline)) void SFX(ukernel1)(const int NP, const int U, const int PF, int64_t nc,
+                                                               int64_t K, const REAL *A, size_t cs, const REAL *P,
+                                                               size_t ps, REAL *C, int acc)
 {
     typedef VEC V;
-    V c0[FR_NP1][FR_U1], c1[FR_NP1][FR_U1];
+    V c0[4][4], c1[4][4];               /* (NP <= 4 and U <= 4; only NP x U of each used) */
     for (int q = 0; q < NP; q++)
-        for (int u = 0; u < FR_U1; u++) c0[q][u] = c1[q][u] = (V){0};
+        for (int u = 0; u < U; u++) c0[q][u] = c1[q][u] = (V){0};
     int64_t k = 0;
-    for (; k + FR_U1 <= K; k += FR_U1) {
-        if (PF && k + PF + FR_U1 <= K)       /* (no pointer past the panel) */
+    for (; k + U <= K; k += U) {
+        if (PF && k + PF + U <= K)       /* (no pointer past the panel) */
             for (int q = 0; q < NP; q++)
-                for (int64_t b = 0; b < FR_U1 * NR * (int64_t)sizeof(REAL); b += 64)
+                for (int64_t b = 0; b < U * NR * (int64_t)sizeof(REAL); b += 64)
                     __builtin_prefetch((const char *)(P + q * ps + (size_t)(k + PF) * NR) + b, 0, 3);
-        for (int64_t u = 0; u < FR_U1; u++) {
+        for (int64_t u = 0; u < U; u++) {
             REAL av = A[(size_t)(k + u) * cs];
             for (int q = 0; q < NP; q++) {
                 c0[q][u] += av * *(const V *)(P + q * ps + (size_t)(k + u) * NR);
@@ -211,13 +211,38 @@ static inline __attribute__((always_inline)) void SFX(ukernel1)(const int NP, co
             c1[q][0] += av * *(const V *)(P + q * ps + (size_t)k * NR + VL);
         }
     }
-    for (int q = 0; q < NP; q++)
-#if FR_U1 == 4
-        SFX(store_row)(C + q * NR, (c0[q][0] + c0[q][1]) + (c0[q][2] + c0[q][3]),
-                       (c1[q][0] + c1[q][1]) + (c1[q][2] + c1[q][3]), nc, acc);
-#else
-        SFX(store_row)(C + q * NR, c0[q][0], c1[q][0], nc, acc);
-#endif
+    for (int q = 0; q < NP; q++) {
+        V s0 = c0[q][0], s1 = c1[q][0];
+        if (U == 2) {
+            s0 += c0[q][1];
+            s1 += c1[q][1];
+        } else if (U == 4) {
+            s0 = (c0[q][0] + c0[q][1]) + (c0[q][2] + c0[q][3]);
+            s1 = (c1[q][0] + c1[q][1]) + (c1[q][2] + c1[q][3]);
+        }
+        SFX(store_row)(C + q * NR, s0, s1, nc, acc);
+    }
+}
+
+/* C[0, Np) = A P for one row (B = 1): NPMAX panels at a time (4 or 2), then two, then a last one
+ * alone, all with U sums (taken last to first with rev, see packed_gemm). */
+static inline __attribute__((always_inline)) void SFX(one_row)(const int NPMAX, const int U, int64_t npanels, int64_t K,
+                                                              const REAL *A, const REAL *P, REAL *C, int rev)
+{
+    int64_t q = 0;
+    if (NPMAX == 4)
+        for (; q + 3 < npanels; q += 4) {
+            const int64_t p = rev ? npanels - 4 - q : q;
+            SFX(ukernel1)(4, U, FR_PF_PAIR, NR, K, A, 1, P + (size_t)p * K * NR, (size_t)K * NR, C + (size_t)p * NR, 0);
+        }
+    for (; q + 1 < npanels; q += 2) {
+        const int64_t p = rev ? npanels - 2 - q : q;
+        SFX(ukernel1)(2, U, FR_PF_PAIR, NR, K, A, 1, P + (size_t)p * K * NR, (size_t)K * NR, C + (size_t)p * NR, 0);
+    }
+    if (q < npanels) {
+        const int64_t p = rev ? 0 : npanels - 1;
+        SFX(ukernel1)(1, U, FR_PF_TERMS, NR, K, A, 1, P + (size_t)p * K * NR, 0, C + (size_t)p * NR, 0);
+    }
 }
 
 /* Any block of mr <= FR_MR_LOOP rows, dispatched to a kernel compiled for exactly that many rows;
@@ -227,7 +252,7 @@ static inline __attribute__((always_inline)) void SFX(ukernel_mr)(int64_t mr, in
                                                                  int acc, const char *pf, int64_t pfn)
 {
     switch (mr) {
-    case 1: SFX(ukernel1)(1, FR_PF_TERMS, nc, K, A, cs, P, 0, C, acc); break;
+    case 1: SFX(ukernel1)(1, 4, FR_PF_TERMS, nc, K, A, cs, P, 0, C, acc); break;
     case 2: SFX(ukernel)(2, nc, K, A, rs, cs, P, C, ldc, acc, pf, pfn); break;
     case 3: SFX(ukernel)(3, nc, K, A, rs, cs, P, C, ldc, acc, pf, pfn); break;
     case 4: SFX(ukernel)(4, nc, K, A, rs, cs, P, C, ldc, acc, pf, pfn); break;
@@ -264,22 +289,15 @@ __attribute__((noinline)) void SFX(packed_gemm)(int64_t M, int64_t Np, int64_t K
        panel: a 64-bit division costs tens of cycles, and a B = 1 step has dozens of panels) */
     const int64_t base = nb ? M / nb : 0, longer = nb ? M % nb : 0;
 #if FR_VBYTES >= 32
-    if (M == 1) {           /* B = 1: FR_NP1 panels at a time (ukernel1), then two, then a last one alone */
-        int64_t q = 0;
-#if FR_NP1 == 4
-        for (; q + 3 < npanels; q += 4) {
-            const int64_t p = rev ? npanels - 4 - q : q;
-            SFX(ukernel1)(4, FR_PF_PAIR, NR, K, A, 1, P + (size_t)p * K * NR, (size_t)K * NR, C + (size_t)p * NR, 0);
-        }
+    if (M == 1) {           /* B = 1 (one_row): the panels' sums as ukernel1 explains */
+#if FR_VBYTES == 32
+        if (K <= FR_QUAD_K)
+            SFX(one_row)(4, 1, npanels, K, A, P, C, rev);
+        else
+            SFX(one_row)(2, 2, npanels, K, A, P, C, rev);
+#else
+        SFX(one_row)(2, 4, npanels, K, A, P, C, rev);
 #endif
-        for (; q + 1 < npanels; q += 2) {
-            const int64_t p = rev ? npanels - 2 - q : q;
-            SFX(ukernel1)(2, FR_PF_PAIR, NR, K, A, 1, P + (size_t)p * K * NR, (size_t)K * NR, C + (size_t)p * NR, 0);
-        }
-        if (q < npanels) {
-            const int64_t p = rev ? 0 : npanels - 1;
-            SFX(ukernel1)(1, FR_PF_TERMS, NR, K, A, 1, P + (size_t)p * K * NR, 0, C + (size_t)p * NR, 0);
-        }
         return;
     }
 #endif
