@@ -41,6 +41,9 @@ def _zeros(shape, dt):
     return a
 
 
+_SCRATCH_MEMO = 8       # requests remembered per thread (a layer's forward and backward need two or three)
+
+
 def _scratch(dt, *shapes):
     """Scratch arrays of the given shapes, carved from one buffer that this Python thread reuses from
     call to call (large fresh allocations cost page faults on every call), each starting on a cache
@@ -67,9 +70,6 @@ def _scratch(dt, *shapes):
         memo.clear()
     memo[key] = out
     return out
-
-
-_SCRATCH_MEMO = 8       # requests remembered per thread (a layer's forward and backward need two or three)
 
 
 def _pregrads(dt, cache, T, B, width, shared_width):

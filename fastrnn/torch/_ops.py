@@ -32,8 +32,8 @@ directly, under a classic `torch.autograd.Function` (_eager) that returns only o
 keeps the C backend's cache on its context (its states / gates saved as tensors), so its backward
 has no cache to rebuild (an RNN cell's training step at B = 1, H = 256: 3-5% less time than through
 the operators' setup and formula). The cells' single steps take a leaner way still (_step.py), and
-come here only under torch.compile or for tensors that must be converted. Double backward is refused with a RuntimeError on both ways (the
-kernels have no second derivative).
+come here only under torch.compile or for tensors that must be converted. Double backward is
+refused with a RuntimeError on both ways (the kernels have no second derivative).
 
 Torch's autograd guards the saved tensors with its version counters (an in-place change of x or a
 weight before backward is torch's usual RuntimeError), so these operators skip the fingerprints of
@@ -361,6 +361,17 @@ class _Refuse(torch.autograd.Function):
         raise RuntimeError(_DOUBLE_BACKWARD.format(ctx.name))
 
 
+def refused_twice(name, inputs, grads):
+    """A backward's `grads`, or under create_graph=True (grad mode on inside the backward) the same
+    values through _Refuse, anchored on one of `inputs` that requires grad, so that differentiating
+    them again is the double-backward error of the backward operator `name`."""
+    if torch.is_grad_enabled():
+        anchor = next((t for t in inputs if t is not None and t.requires_grad), None)
+        if anchor is not None:
+            return _Refuse.apply(name, anchor, *grads)
+    return grads
+
+
 def _eager(name, run, kept):
     """A classic autograd.Function on the C forward `run` and the C backward `name`: the way of eager
     mode, cheaper a call than the operators' (a cell's step is tens of microseconds). It returns out
@@ -388,11 +399,7 @@ def _eager(name, run, kept):
             with torch.no_grad():
                 grads = _run_backward(name, d_out, d_hn, cache)
             result = _input_grads(grads, saved[1] is not None, saved[4] is not None)
-            if torch.is_grad_enabled():
-                anchor = next((t for t in saved[:6] if t is not None and t.requires_grad), None)
-                if anchor is not None:
-                    result = _Refuse.apply(name, anchor, *result)
-            return (*result, None, None, None, None)
+            return (*refused_twice(name, saved[:6], result), None, None, None, None)
 
     return Function
 

@@ -29,7 +29,6 @@ from .._validation import NONLINEARITIES
 
 __all__ = ["step"]
 
-_NUMPY = {torch.float32: np.dtype(np.float32), torch.float64: np.dtype(np.float64)}
 _GATES = {"gru": 3, "rnn": 1}
 _KEPT = {"gru": ("states", "gates"), "rnn": ("states",)}
 
@@ -46,7 +45,7 @@ def _plain(G, x, h, w_ih, w_hh, b_ih, b_hh):
             (b_ih is None and b_hh is None or
              b_ih is not None and b_hh is not None and b_ih.dtype is dt and b_hh.dtype is dt and
              b_ih.shape == (GH,) and b_hh.shape == (GH,) and b_ih.is_contiguous() and b_hh.is_contiguous())):
-        return _NUMPY.get(dt)
+        return _ops._NUMPY_DTYPES.get(dt)
     return None
 
 
@@ -81,10 +80,8 @@ class _Step(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dh):
         saved = ctx.saved_tensors
-        x, h, b_ih = saved[0], saved[1], saved[4]
-        nones = (None,) * 8
         if dh is None:
-            return nones
+            return (None,) * 8
         cache = dict(ctx.cache)         # (ctx's stays as it is for a second backward, retain_graph=True)
         cache.update(zip(_KEPT[ctx.kind], (t.numpy() for t in saved[6:])))
         dt = cache["x"].dtype
@@ -92,14 +89,9 @@ class _Step(torch.autograd.Function):
         d_hn = np.ascontiguousarray(dh.numpy(force=True))      # (autograd gives h_next's dtype)
         run = _ops._c().gru_backward if ctx.kind == "gru" else _ops._c().rnn_backward
         dx, dh0, dw_ih, dw_hh, db_ih, db_hh = run(d_out, d_hn, cache, nthreads=_ops._nthreads())
-        t = torch.from_numpy
-        grads = (t(dx[0]), t(dh0) if h is not None else None, t(dw_ih), t(dw_hh),
-                 t(db_ih) if b_ih is not None else None, t(db_hh) if b_ih is not None else None)
-        if torch.is_grad_enabled():              # create_graph=True: differentiating again must fail
-            anchor = next((s for s in saved[:6] if s is not None and s.requires_grad), None)
-            if anchor is not None:
-                grads = _ops._Refuse.apply(ctx.kind + "_backward", anchor, *grads)
-        return (*grads, None, None)
+        grads = _ops._input_grads(tuple(map(torch.from_numpy, (dx[0], dh0, dw_ih, dw_hh, db_ih, db_hh))),
+                                  saved[1] is not None, saved[4] is not None)
+        return (*_ops.refused_twice(ctx.kind + "_backward", saved[:6], grads), None, None)
 
 
 _apply = _ops.apply_of(_Step)
