@@ -4,8 +4,9 @@
  *
  *   gemm peak THREADS                   float32 FMA throughput of independent register-only chains,
  *                                       for each vector width the build allows: GFLOPS, all threads
- *   gemm par THREADS M N K TA REPS      par_gemm (csrc/gemm.h) on C[M,N] = A B, A transposed
- *                                       when TA is 1 (as the weight gradients): best seconds of REPS
+ *   gemm par THREADS M N K TA TB REPS   par_gemm (csrc/gemm.h) on C[M,N] = A B, A transposed when
+ *                                       TA is 1 (as the weight gradients), B when TB is 1 (as w_ih^T
+ *                                       in the input projection): best seconds of REPS
  *
  * Each prints one line of JSON. Built with csrc/gemm.c and csrc/runtime.c, for one level (-DFR_LEVEL
  * and that level's flags, as setup.py compiles the extension's kernels; -DFR_DOUBLE=0).
@@ -97,9 +98,9 @@ int main(int argc, char **argv)
         printf(", \"kernel_vector_bytes\": %d}\n", FR_VBYTES);
         return 0;
     }
-    if (argc == 8 && !strcmp(argv[1], "par")) {
+    if (argc == 9 && !strcmp(argv[1], "par")) {
         int threads = atoi(argv[2]), M = atoi(argv[3]), N = atoi(argv[4]), K = atoi(argv[5]), ta = atoi(argv[6]);
-        int reps = atoi(argv[7]);
+        int tb = atoi(argv[7]), reps = atoi(argv[8]);
         if (threads < 1 || M < 1 || N < 1 || K < 1 || reps < 1) {
             fprintf(stderr, "gemm par: sizes, threads and reps must be positive\n");
             return 2;
@@ -114,6 +115,8 @@ int main(int argc, char **argv)
         fill(Bm, (size_t)K * N, 2);
         /* A(i, k) = A[i + k*M] when transposed (a column of a K x M row-major array), else A[i*K + k] */
         size_t ars = ta ? 1 : (size_t)K, acs = ta ? (size_t)M : 1;
+        /* B(k, j) = Bm[k + j*K] when transposed (a row of an N x K row-major array), else Bm[k*N + j] */
+        size_t brs = tb ? 1 : (size_t)N, bcs = tb ? (size_t)K : 1;
         double best = 1e30;
         int failed = 0;
         for (int rep = 0; rep < reps; rep++) {
@@ -126,7 +129,7 @@ int main(int argc, char **argv)
 #pragma omp atomic write
                     failed = 1;
                 } else {
-                    SFX(par_gemm)(M, N, K, A, ars, acs, Bm, N, 1, C, N, 0, P);
+                    SFX(par_gemm)(M, N, K, A, ars, acs, Bm, brs, bcs, C, N, 0, P);
                 }
                 fr_ftz_restore(csr);
             }
@@ -140,16 +143,16 @@ int main(int argc, char **argv)
         /* one element checked against a plain sum, so that a broken kernel cannot report a time */
         int i = M / 2, j = N / 3;
         double ref = 0;
-        for (int k = 0; k < K; k++) ref += (double)A[i * ars + k * acs] * Bm[(size_t)k * N + j];
+        for (int k = 0; k < K; k++) ref += (double)A[i * ars + k * acs] * Bm[k * brs + j * bcs];
         double err = C[(size_t)i * N + j] - ref;
         if (err > 1e-3 * (1 + K / 100.0) || err < -1e-3 * (1 + K / 100.0)) {
             fprintf(stderr, "gemm par: wrong result %g vs %g\n", (double)C[(size_t)i * N + j], ref);
             return 1;
         }
-        printf("{\"threads\": %d, \"M\": %d, \"N\": %d, \"K\": %d, \"ta\": %d, \"seconds\": %.6g}\n", threads, M, N,
-               K, ta, best);
+        printf("{\"threads\": %d, \"M\": %d, \"N\": %d, \"K\": %d, \"ta\": %d, \"tb\": %d, \"seconds\": %.6g}\n", threads,
+               M, N, K, ta, tb, best);
         return 0;
     }
-    fprintf(stderr, "usage: gemm peak THREADS | gemm par THREADS M N K TA REPS\n");
+    fprintf(stderr, "usage: gemm peak THREADS | gemm par THREADS M N K TA TB REPS\n");
     return 2;
 }

@@ -8,8 +8,8 @@ baseline, avx2, avx512 or native, with the flags setup.py gives that level; defa
 installed extension runs, i.e. FASTRNN_SIMD or the widest the CPU has), then, at each thread count:
   peak    the float32 FMA throughput of register-only loops (no memory traffic): what no GEMM can beat
   gemm    the three big products of a training step at each shape, as the kernels run them
-          (par_gemm: input projection T*B x G*H x I; weight gradient G*H x H x T*B, A transposed;
-          dx T*B x I x G*H), best of --reps calls, and NumPy's matmul (OpenBLAS) on the same shapes
+          (par_gemm in the layouts the kernels give it: input projection T*B x G*H x I, B transposed
+          (w_ih^T); weight gradient G*H x H x T*B, A transposed; dx T*B x I x G*H), best of --reps calls, and NumPy's matmul (OpenBLAS) on the same shapes
           in a worker process of its own with the same thread count.
 Rounds alternate the two; the table gives each one's best round in GFLOPS and as a share of the peak.
 A result is checked against a plain sum before its time is reported. To compare the AVX2 path with
@@ -73,10 +73,11 @@ def build(outdir, level):
 
 
 def products(cell, dims):
-    """(name, M, N, K, A transposed) of the big products of one training step."""
+    """(name, M, N, K, A transposed, B transposed) of the big products of one training step."""
     T, B, I, H = dims
     GH = workloads.GATES[cell] * H
-    return [("input projection", T * B, GH, I, 0), ("weight gradient", GH, H, T * B, 1), ("dx", T * B, I, GH, 0)]
+    return [("input projection", T * B, GH, I, 0, 1), ("weight gradient", GH, H, T * B, 1, 0),
+            ("dx", T * B, I, GH, 0, 0)]
 
 
 def run_c(exe, *args):
@@ -85,15 +86,15 @@ def run_c(exe, *args):
 
 
 def numpy_worker(threads, specs, reps):
-    """Best seconds of NumPy's matmul for each (M, N, K, ta), in this process (started by `measure`
+    """Best seconds of NumPy's matmul for each (M, N, K, ta, tb), in this process (started by `measure`
     with the thread count in its environment). Returns a list in the order given."""
     import numpy as np
 
     rng = np.random.default_rng(0)
     out = []
-    for M, N, K, ta in specs:
+    for M, N, K, ta, tb in specs:
         a = rng.standard_normal((K, M), dtype=np.float32).T if ta else rng.standard_normal((M, K), dtype=np.float32)
-        b = rng.standard_normal((K, N), dtype=np.float32)
+        b = rng.standard_normal((N, K), dtype=np.float32).T if tb else rng.standard_normal((K, N), dtype=np.float32)
         c = np.empty((M, N), np.float32)
         np.matmul(a, b, out=c)
         best = float("inf")
@@ -149,8 +150,8 @@ def main(argv=None):
     counts = [n for n in (args.threads or sorted({1, usable})) if n <= usable]
     if not counts:
         raise SystemExit(f"none of the thread counts fits the {usable} usable cores")
-    rows = [(cell, shape, name, M, N, K, ta) for cell in args.cells for shape, dims in args.shapes.items()
-            for name, M, N, K, ta in products(cell, dims)]
+    rows = [(cell, shape, name, *sizes) for cell in args.cells for shape, dims in args.shapes.items()
+            for name, *sizes in products(cell, dims)]
     specs = [r[3:] for r in rows]
     level = args.simd or default_level()
     report = {"simd": level, "blas_coretype": args.blas_coretype, "peak": {}, "gemm": []}
@@ -164,14 +165,15 @@ def main(argv=None):
             blas = [float("inf")] * len(rows)
             for r in range(args.rounds):
                 print(f"[{n} threads] round {r + 1} of {args.rounds}", file=sys.stderr)
-                for i, (M, N, K, ta) in enumerate(specs):
-                    ours[i] = min(ours[i], run_c(exe, "par", n, M, N, K, ta, args.reps)["seconds"])
+                for i, spec in enumerate(specs):
+                    ours[i] = min(ours[i], run_c(exe, "par", n, *spec, args.reps)["seconds"])
                 blas = [min(a, b) for a, b in zip(blas, measure_numpy(n, specs, args.reps, args.blas_coretype))]
             top = max(v for v in report["peak"][n].values() if v)
-            for row, (M, N, K, ta), t_ours, t_blas in zip(rows, specs, ours, blas):
+            for row, (M, N, K, ta, tb), t_ours, t_blas in zip(rows, specs, ours, blas):
                 flops = 2.0 * M * N * K
                 report["gemm"].append({"threads": n, "cell": row[0], "shape": row[1], "product": row[2], "M": M,
-                                       "N": N, "K": K, "transposed_a": bool(ta), "fastrnn_gflops": flops / t_ours / 1e9,
+                                       "N": N, "K": K, "transposed_a": bool(ta),
+                                       "transposed_b": bool(tb), "fastrnn_gflops": flops / t_ours / 1e9,
                                        "openblas_gflops": flops / t_blas / 1e9, "peak_gflops": top})
     print_report(report)
     if args.json:

@@ -3,7 +3,7 @@ only checked results.
 
     pytest benches/test_gemm.py
 
-par_gemm on small and odd shapes (both A layouts, 1 and 2 threads) must pass the program's own check
+par_gemm on small and odd shapes (both layouts of A and of B, 1 and 2 threads) must pass the program's own check
 of one element against a plain sum and report a positive time; the peak loop reports GFLOPS; bad
 arguments exit with status 2. Needs a C compiler with OpenMP (skipped without one).
 """
@@ -33,12 +33,12 @@ def exe(request, tmp_path_factory):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("ta", [0, 1])
+@pytest.mark.parametrize("ta,tb", [(0, 0), (1, 0), (0, 1)])
 @pytest.mark.parametrize("mnk", [(7, 5, 3), (13, 37, 9), (97, 131, 401), (300, 70, 1000)])
-def test_par_gemm_checked(exe, threads, ta, mnk):
+def test_par_gemm_checked(exe, threads, ta, tb, mnk):
     M, N, K = mnk
-    res = gemm.run_c(exe, "par", threads, M, N, K, ta, 2)
-    assert (res["M"], res["N"], res["K"], res["ta"], res["threads"]) == (M, N, K, ta, threads)
+    res = gemm.run_c(exe, "par", threads, M, N, K, ta, tb, 2)
+    assert (res["M"], res["N"], res["K"], res["ta"], res["tb"], res["threads"]) == (M, N, K, ta, tb, threads)
     assert res["seconds"] > 0
 
 
@@ -48,7 +48,7 @@ def test_peak_reports_gflops(exe):
     assert res["kernel_vector_bytes"] in (16, 32, 64)
 
 
-@pytest.mark.parametrize("args", [[], ["par", "1", "0", "5", "5", "0", "1"], ["peak"], ["nonsense", "1"]])
+@pytest.mark.parametrize("args", [[], ["par", "1", "0", "5", "5", "0", "0", "1"], ["par", "1", "5", "5", "5", "0", "1"], ["peak"], ["nonsense", "1"]])
 def test_bad_arguments_exit_2(exe, args):
     assert subprocess.run([exe, *args], capture_output=True).returncode == 2
 
@@ -56,9 +56,9 @@ def test_bad_arguments_exit_2(exe, args):
 def test_products_are_the_training_step_shapes():
     names = [p[0] for p in gemm.products("gru", gemm.workloads.SHAPES["gnmt"])]
     assert names == ["input projection", "weight gradient", "dx"]
-    assert gemm.products("gru", gemm.workloads.SHAPES["gnmt"])[0][1:] == (3200, 1536, 512, 0)
+    assert gemm.products("gru", gemm.workloads.SHAPES["gnmt"])[0][1:] == (3200, 1536, 512, 0, 1)
 
 
 def test_numpy_worker_times_every_shape():
-    out = gemm.numpy_worker(1, [(9, 7, 5, 0), (9, 7, 5, 1)], 2)
-    assert len(out) == 2 and all(t > 0 for t in out)
+    out = gemm.numpy_worker(1, [(9, 7, 5, 0, 0), (9, 7, 5, 1, 0), (9, 7, 5, 0, 1)], 2)
+    assert len(out) == 3 and all(t > 0 for t in out)
