@@ -195,13 +195,13 @@ static inline __attribute__((always_inline)) void SFX(ukernel)(const int64_t MRC
  * bandwidth: two panels at once keep twice the lines in flight, and with PF the panels are also
  * prefetched PF terms ahead. Measured on the Sapphire Rapids (one thread's share at H = 256 and 512,
  * 2 threads, median of 3000 calls): AVX-512 one panel with PF 8 2.62 / 13.8 us, two without 2.28-2.34
- * / 11.9 us (with PF: slower); AVX2 one panel with PF 8 3.16 us, two with PF 8 2.93 us. */
+ * / 11.9 us (with PF: slower); AVX2 one panel with PF 8 3.16 us, two with PF 8 2.93 us. Panels taken
+ * together are not prefetched at any level (FR_PF_PAIR). On Zen 5 at AVX2 dropping their prefetches
+ * gave (benches.ab, GRU, B = 1) stream-256 inference 0.962x, training 0.965x, stream-512 1.000x /
+ * 0.994x, RNN stream-256 inference 0.948x; prefetching them 64 or 128 terms ahead into L2 instead
+ * made stream-512 inference 1.13x / 1.09x. */
 #define FR_PF_TERMS 8
-#if FR_VBYTES >= 64
 #define FR_PF_PAIR 0
-#else
-#define FR_PF_PAIR FR_PF_TERMS
-#endif
 /* Partial sums a panel keeps (U) and panels taken together (NP), both constants after inlining:
  * U * NP * 2 accumulators must fit the vector registers with a broadcast. With 32 (AVX-512): two
  * panels, four sums each. With AVX2's 16, two panels of four sums kept two accumulators on the stack
