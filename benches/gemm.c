@@ -7,6 +7,14 @@
  *   gemm par THREADS M N K TA TB REPS   par_gemm (csrc/gemm.h) on C[M,N] = A B, A transposed when
  *                                       TA is 1 (as the weight gradients), B when TB is 1 (as w_ih^T
  *                                       in the input projection): best seconds of REPS
+ *   gemm step THREADS H G STEPS REPS    the time loop of a batch of one (B = 1): each thread packs its
+ *                                       slice of G x H recurrent weights (a G H x H w_hh, sliced as
+ *                                       the kernels slice it), then STEPS steps of packed_gemm on the
+ *                                       state, each thread writing its units of the next state and
+ *                                       meeting the others at the loop's barrier; and the same loop
+ *                                       with the product replaced by one plain read of the thread's
+ *                                       packed weights (one stream, no broadcast): what a step
+ *                                       cannot beat where they stay. Best seconds a step of REPS each
  *
  * Each prints one line of JSON. Built with csrc/gemm.c and csrc/runtime.c, for one level (-DFR_LEVEL
  * and that level's flags, as setup.py compiles the extension's kernels; -DFR_DOUBLE=0).
@@ -76,12 +84,115 @@ static double peak_all(int threads, int width)
     return total;
 }
 
+/* The sum of n floats (n a multiple of 8 vectors) as 8 independent vector chains: one sequential read,
+ * first to last, or with `rev` last to first (as packed_gemm sweeps its panels every other step). */
+static float read_all(const float *p, size_t n, int rev)
+{
+    typedef float V __attribute__((vector_size(FR_VBYTES)));
+    enum { W = FR_VBYTES / 4 };
+    V acc[8] = {{0}};
+    for (size_t b = 0; b < n / (8 * W); b++) {
+        const float *q = p + (rev ? n / (8 * W) - 1 - b : b) * 8 * W;
+        for (int u = 0; u < 8; u++) acc[u] += *(const V *)(q + u * W);
+    }
+    V s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    float t = 0;
+    for (int l = 0; l < W; l++) t += s[l];
+    return t;
+}
+
 static void fill(float *p, size_t n, unsigned seed)
 {
     for (size_t i = 0; i < n; i++) {
         seed = seed * 1103515245u + 12345u;
         p[i] = (float)((seed >> 9) & 0xffff) / 65536.0f - 0.5f;
     }
+}
+
+/* gemm step (see the top): best seconds a step of the loop with packed_gemm ("step") and with a plain
+ * read of the same packed weights ("read"); a column of the product checked against a plain sum. */
+static int step_main(int threads, int H, int G, int steps, int reps)
+{
+    if (threads < 1 || H < 1 || G < 1 || steps < 1 || reps < 1) {
+        fprintf(stderr, "gemm step: threads, sizes, steps and reps must be positive\n");
+        return 2;
+    }
+    float *w = fr_alloc(sizeof(float) * (size_t)G * H * H), *h = fr_alloc(sizeof(float) * 2 * (size_t)H);
+    if (!w || !h) {
+        fprintf(stderr, "gemm step: out of memory\n");
+        return 1;
+    }
+    fill(w, (size_t)G * H * H, 3);
+    fill(h, 2 * (size_t)H, 4);
+    double best[2] = {1e30, 1e30}, err = 0;
+    int failed = 0;
+    size_t bytes = 0;
+    fr_barrier_t bar = {0};
+    bar.n = threads;
+#pragma omp parallel num_threads(threads) reduction(max : err) reduction(+ : bytes)
+    {
+        int64_t j0, hs;
+        fr_slice(H, omp_get_num_threads(), omp_get_thread_num(), UNITS, &j0, &hs);
+        const int64_t np = (G * hs + NR - 1) / NR * NR;
+        float *P = fr_alloc(sizeof(float) * (size_t)(np * H + 8 * NR)), *C = fr_alloc(sizeof(float) * (size_t)(np + 1));
+        if (!P || !C) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp barrier
+        if (!failed && hs > 0) {
+            SFX(pack_panels)(P, w, H, G, hs, j0, (size_t)H * H, H, 1, np);
+            bytes = sizeof(float) * (size_t)np * H;
+            SFX(packed_gemm)(1, np, H, h, H, P, C, np, 0);
+            for (int64_t c = 0; c < G * hs; c++) {      /* unit j0 + c % hs of group c / hs */
+                const float *row = w + ((size_t)(c / hs) * H + j0 + c % hs) * H;
+                double ref = 0;
+                for (int64_t k = 0; k < H; k++) ref += (double)row[k] * h[k];
+                double e = (C[c] - ref) / (1 + H / 100.0);
+                err = e > err ? e : -e > err ? -e : err;
+            }
+        }
+        float sink = 0;
+        for (int kind = 0; kind < 2; kind++)
+            for (int rep = 0; rep < reps && !failed; rep++) {
+                int phase = 0, rev = 0;
+#pragma omp barrier
+                double t0 = now();
+                for (int s = 0; s < steps; s++) {
+                    const float *cur = h + (size_t)(s & 1) * H;
+                    float *next = h + (size_t)(~s & 1) * H;
+                    if (hs > 0 && kind == 0) {
+                        SFX(packed_gemm)(1, np, H, cur, H, P, C, np, rev);
+                        for (int64_t u = 0; u < hs; u++) next[j0 + u] = C[u] * 0.01f;
+                    } else if (hs > 0) {
+                        sink += read_all(P, (size_t)np * H, rev);
+                        next[j0] = cur[j0];
+                    }
+                    rev ^= 1;
+                    fr_barrier_wait(&bar, &phase);
+                }
+                double dt = (now() - t0) / steps;
+#pragma omp barrier
+#pragma omp master
+                if (dt < best[kind]) best[kind] = dt;
+            }
+        __asm__ volatile("" ::"x"(sink));
+        free(P);
+        free(C);
+    }
+    free(w);
+    free(h);
+    if (failed) {
+        fprintf(stderr, "gemm step: out of memory\n");
+        return 1;
+    }
+    if (err > 1e-3) {
+        fprintf(stderr, "gemm step: wrong result (error %g)\n", err);
+        return 1;
+    }
+    printf("{\"threads\": %d, \"H\": %d, \"G\": %d, \"steps\": %d, \"step_seconds\": %.6g, \"read_seconds\": %.6g, "
+           "\"bytes_per_thread\": %zu}\n", threads, H, G, steps, best[0], best[1], bytes / threads);
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -153,6 +264,8 @@ int main(int argc, char **argv)
                M, N, K, ta, tb, best);
         return 0;
     }
-    fprintf(stderr, "usage: gemm peak THREADS | gemm par THREADS M N K TA TB REPS\n");
+    if (argc == 7 && !strcmp(argv[1], "step"))
+        return step_main(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), atoi(argv[6]));
+    fprintf(stderr, "usage: gemm peak THREADS | gemm par THREADS M N K TA TB REPS | gemm step THREADS H G STEPS REPS\n");
     return 2;
 }

@@ -11,6 +11,13 @@ installed extension runs, i.e. FASTRNN_SIMD or the widest the CPU has), then, at
           (par_gemm in the layouts the kernels give it: input projection T*B x G*H x I, B transposed
           (w_ih^T); weight gradient G*H x H x T*B, A transposed; dx T*B x I x G*H), best of --reps calls, and NumPy's matmul (OpenBLAS) on the same shapes
           in a worker process of its own with the same thread count.
+  step    at shapes with a batch of one (stream-256, stream-512: B = 1, where a step's product reads
+          every recurrent weight for two flops each), the time loop's step as the kernels run it (the
+          thread's packed slice of w_hh times the state, its units of the next state written, the
+          barrier) against the same loop reading those packed weights once with no arithmetic (one
+          stream, the direction alternating as the product's does): how close the step comes to the
+          cache's bandwidth. Its floor for the whole B = 1 forward: the input projection at the FMA
+          peak plus T plain reads.
 Rounds alternate the two; the table gives each one's best round in GFLOPS and as a share of the peak.
 A result is checked against a plain sum before its time is reported. To compare the AVX2 path with
 OpenBLAS's AVX2 kernel on an AVX-512 machine: --simd avx2 --blas-coretype Haswell (OPENBLAS_CORETYPE
@@ -78,6 +85,12 @@ def products(cell, dims):
     GH = workloads.GATES[cell] * H
     return [("input projection", T * B, GH, I, 0, 1), ("weight gradient", GH, H, T * B, 1, 0),
             ("dx", T * B, I, GH, 0, 0)]
+
+
+def steps(cell, dims):
+    """(T, H, G, I) of the B = 1 time loop at these dims, or None where the batch is not one."""
+    T, B, I, H = dims
+    return (T, H, workloads.GATES[cell], I) if B == 1 else None
 
 
 def run_c(exe, *args):
@@ -153,8 +166,10 @@ def main(argv=None):
     rows = [(cell, shape, name, *sizes) for cell in args.cells for shape, dims in args.shapes.items()
             for name, *sizes in products(cell, dims)]
     specs = [r[3:] for r in rows]
+    loops = [(cell, shape, loop) for cell in args.cells for shape, dims in args.shapes.items()
+             if (loop := steps(cell, dims))]
     level = args.simd or default_level()
-    report = {"simd": level, "blas_coretype": args.blas_coretype, "peak": {}, "gemm": []}
+    report = {"simd": level, "blas_coretype": args.blas_coretype, "peak": {}, "gemm": [], "step": []}
     with tempfile.TemporaryDirectory() as tmp:
         exe = build(tmp, level)
         for n in counts:
@@ -169,6 +184,14 @@ def main(argv=None):
                     ours[i] = min(ours[i], run_c(exe, "par", n, *spec, args.reps)["seconds"])
                 blas = [min(a, b) for a, b in zip(blas, measure_numpy(n, specs, args.reps, args.blas_coretype))]
             top = max(v for v in report["peak"][n].values() if v)
+            for cell, shape, (T, H, G, I) in loops:
+                best = {"step_seconds": float("inf"), "read_seconds": float("inf")}
+                for _ in range(args.rounds):
+                    res = run_c(exe, "step", n, H, G, T, args.reps)
+                    best = {k: min(v, res[k]) for k, v in best.items()}
+                report["step"].append({"threads": n, "cell": cell, "shape": shape, "T": T, "I": I, "H": H, "G": G,
+                                       "bytes_per_thread": res["bytes_per_thread"], **best,
+                                       "floor_seconds": 2.0 * T * I * G * H / (top * 1e9) + T * best["read_seconds"]})
             for row, (M, N, K, ta, tb), t_ours, t_blas in zip(rows, specs, ours, blas):
                 flops = 2.0 * M * N * K
                 report["gemm"].append({"threads": n, "cell": row[0], "shape": row[1], "product": row[2], "M": M,
@@ -197,6 +220,15 @@ def print_report(report):
         ours, blas, peak = g["fastrnn_gflops"], g["openblas_gflops"], g["peak_gflops"]
         print(f"| {g['threads']} | {g['cell']} | {g['shape']} | {g['product']} | {g['M']} × {g['N']} × {g['K']} "
               f"| {ours:.0f} ({100 * ours / peak:.0f}%) | {blas:.0f} ({100 * blas / peak:.0f}%) |")
+    if report.get("step"):
+        print()
+        print("| threads | cell | shape | w_hh a thread (KiB) | step µs | plain read µs | step / read "
+              "| B = 1 forward floor ms |")
+        print("|---|---|---|---|---|---|---|---|")
+        for r in report["step"]:
+            print(f"| {r['threads']} | {r['cell']} | {r['shape']} | {r['bytes_per_thread'] / 1024:.0f} "
+                  f"| {1e6 * r['step_seconds']:.2f} | {1e6 * r['read_seconds']:.2f} "
+                  f"| {r['step_seconds'] / r['read_seconds']:.2f} | {1e3 * r['floor_seconds']:.2f} |")
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@ only checked results.
     pytest benches/test_gemm.py
 
 par_gemm on small and odd shapes (both layouts of A and of B, 1 and 2 threads) must pass the program's own check
-of one element against a plain sum and report a positive time; the peak loop reports GFLOPS; bad
-arguments exit with status 2. Needs a C compiler with OpenMP (skipped without one).
+of one element against a plain sum and report a positive time; so must the B = 1 step loop (every
+column of its product checked), with more threads than slices of units too; the peak loop reports
+GFLOPS; bad arguments exit with status 2. Needs a C compiler with OpenMP (skipped without one).
 """
 import shutil
 import subprocess
@@ -42,13 +43,23 @@ def test_par_gemm_checked(exe, threads, ta, tb, mnk):
     assert res["seconds"] > 0
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("H,G", [(8, 1), (40, 3), (131, 1), (256, 3)])
+def test_step_loop_checked(exe, threads, H, G):
+    res = gemm.run_c(exe, "step", threads, H, G, 20, 2)
+    assert (res["threads"], res["H"], res["G"], res["steps"]) == (threads, H, G, 20)
+    assert res["step_seconds"] > 0 and res["read_seconds"] > 0
+    assert res["bytes_per_thread"] >= 4 * G * H * H // threads
+
+
 def test_peak_reports_gflops(exe):
     res = gemm.run_c(exe, "peak", 1)
     assert res["sse_gflops"] > 0
     assert res["kernel_vector_bytes"] in (16, 32, 64)
 
 
-@pytest.mark.parametrize("args", [[], ["par", "1", "0", "5", "5", "0", "0", "1"], ["par", "1", "5", "5", "5", "0", "1"], ["peak"], ["nonsense", "1"]])
+@pytest.mark.parametrize("args", [[], ["par", "1", "0", "5", "5", "0", "0", "1"], ["par", "1", "5", "5", "5", "0", "1"], ["peak"], ["nonsense", "1"],
+                                  ["step", "2", "0", "3", "10", "1"], ["step", "2", "8", "3", "10"]])
 def test_bad_arguments_exit_2(exe, args):
     assert subprocess.run([exe, *args], capture_output=True).returncode == 2
 
@@ -57,6 +68,11 @@ def test_products_are_the_training_step_shapes():
     names = [p[0] for p in gemm.products("gru", gemm.workloads.SHAPES["gnmt"])]
     assert names == ["input projection", "weight gradient", "dx"]
     assert gemm.products("gru", gemm.workloads.SHAPES["gnmt"])[0][1:] == (3200, 1536, 512, 0, 1)
+
+
+def test_steps_only_at_a_batch_of_one():
+    assert gemm.steps("gru", gemm.workloads.SHAPES["stream-512"]) == (1000, 512, 3, 512)
+    assert gemm.steps("rnn", gemm.workloads.SHAPES["gnmt"]) is None
 
 
 def test_numpy_worker_times_every_shape():

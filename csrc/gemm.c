@@ -206,17 +206,21 @@ static inline __attribute__((always_inline)) void SFX(ukernel)(const int64_t MRC
  * U * NP * 2 accumulators must fit the vector registers with a broadcast. With 32 (AVX-512): two
  * panels, four sums each. With AVX2's 16, two panels of four sums kept two accumulators on the stack
  * inside the loop (a store and a reload every four terms, seen in the disassembly); AVX2 takes four
- * panels of one sum where a panel is short (K <= FR_QUAD_K: a 256-unit layer's thread share, in L2),
- * and two panels of two sums otherwise, eight independent chains either way. Measured with
- * benches.ab at the AVX2 level against the build that spilled (GRU, B = 1): four panels of one sum,
+ * panels of one sum where a panel is short (K <= FR_QUAD_K: the forward of a layer of up to 512 units),
+ * and two panels of two sums otherwise (the backward's K = G H), eight independent chains either
+ * way. Measured with benches.ab at the AVX2 level against the build that spilled (GRU, B = 1): four panels of one sum,
  * stream-256 inference 0.923x and training 0.953x, but stream-512 training 1.04x, where two of two
  * sums gave 0.988x (their weights, 1.5 MiB a thread, stream partly from L3, and four chains a panel
  * did not hide that latency). This choice against the build that spilled (20 rounds, a slow hour):
  * stream-256 inference 0.984x, training 0.936x, stream-512 0.967x and 0.976x, RNN stream-256
- * inference 0.948x. A panel's sums do not depend on how many panels it is taken with, so
+ * inference 0.948x. FR_QUAD_K was 256 until a later session (Zen 5, benches.ab at AVX2, 20 rounds) gave
+ * 512: GRU stream-512 inference 0.949x and 0.975x (rounds' medians 0.944, 0.959), training 0.990x (the
+ * forward 0.969x), RNN stream-512 inference 0.928x, training 0.963x; stream-256 bitwise the same. One
+ * panel of four sums (one stream, as a plain read) for K > 512 made the GRU backward 1.04x (stream-512)
+ * and 1.10x (stream-256) slower. A panel's sums do not depend on how many panels it is taken with, so
  * a column gets the same bits whichever thread, and however many threads, compute it (U depends on
  * K alone). SSE2 (baseline, one panel at a time) keeps four sums: eight accumulators, no spill. */
-#define FR_QUAD_K 256
+#define FR_QUAD_K 512
 static inline __attribute__((always_inline)) void SFX(ukernel1)(const int NP, const int U, const int PF, int64_t nc,
                                                                int64_t K, const REAL *A, size_t cs, const REAL *P,
                                                                size_t ps, REAL *C, int acc)
