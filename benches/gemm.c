@@ -84,8 +84,9 @@ static double peak_all(int threads, int width)
     return total;
 }
 
-/* The sum of n floats (n a multiple of 8 vectors) as 8 independent vector chains: one sequential read,
- * first to last, or with `rev` last to first (as packed_gemm sweeps its panels every other step). */
+/* The sum of the first n floats in whole blocks of 8 vectors (the rest, under 8 vectors, unread) as 8
+ * independent vector chains: one sequential read, first to last, or with `rev` last to first (as
+ * packed_gemm sweeps its panels every other step). */
 static float read_all(const float *p, size_t n, int rev)
 {
     typedef float V __attribute__((vector_size(FR_VBYTES)));
@@ -110,7 +111,7 @@ static void fill(float *p, size_t n, unsigned seed)
 }
 
 /* gemm step (see the top): best seconds a step of the loop with packed_gemm ("step") and with a plain
- * read of the same packed weights ("read"); a column of the product checked against a plain sum. */
+ * read of the same packed weights ("read"); every column of the product checked against a plain sum. */
 static int step_main(int threads, int H, int G, int steps, int reps)
 {
     if (threads < 1 || H < 1 || G < 1 || steps < 1 || reps < 1) {
@@ -134,7 +135,7 @@ static int step_main(int threads, int H, int G, int steps, int reps)
         int64_t j0, hs;
         fr_slice(H, omp_get_num_threads(), omp_get_thread_num(), UNITS, &j0, &hs);
         const int64_t np = (G * hs + NR - 1) / NR * NR;
-        float *P = fr_alloc(sizeof(float) * (size_t)(np * H + 8 * NR)), *C = fr_alloc(sizeof(float) * (size_t)(np + 1));
+        float *P = fr_alloc(sizeof(float) * (size_t)(np * H)), *C = fr_alloc(sizeof(float) * (size_t)np);
         if (!P || !C) {
 #pragma omp atomic write
             failed = 1;

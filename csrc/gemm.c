@@ -206,10 +206,10 @@ static inline __attribute__((always_inline)) void SFX(ukernel)(const int64_t MRC
  * U * NP * 2 accumulators must fit the vector registers with a broadcast. With 32 (AVX-512): two
  * panels, four sums each. With AVX2's 16, two panels of four sums kept two accumulators on the stack
  * inside the loop (a store and a reload every four terms, seen in the disassembly); AVX2 takes four
- * panels of one sum where a panel is short (K <= FR_QUAD_K: the forward of a layer of up to 512 units),
- * and two panels of two sums otherwise (the backward's K = G H), eight independent chains either
- * way. Measured with benches.ab at the AVX2 level against the build that spilled (GRU, B = 1): four panels of one sum,
- * stream-256 inference 0.923x and training 0.953x, but stream-512 training 1.04x, where two of two
+ * panels of one sum where a panel is short (K <= FR_QUAD_K: a forward's recurrent product up to 512
+ * units, the RNN's backward too), and two panels of two sums otherwise (the GRU backward's K = 3 H),
+ * eight independent chains either way. Measured with benches.ab at the AVX2 level against the build
+ * that spilled (GRU, B = 1): four panels of one sum, stream-256 inference 0.923x and training 0.953x, but stream-512 training 1.04x, where two of two
  * sums gave 0.988x (their weights, 1.5 MiB a thread, stream partly from L3, and four chains a panel
  * did not hide that latency). This choice against the build that spilled (20 rounds, a slow hour):
  * stream-256 inference 0.984x, training 0.936x, stream-512 0.967x and 0.976x, RNN stream-256
