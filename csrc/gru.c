@@ -21,28 +21,42 @@
 /* ---- the gate math of one row of a thread's units [j0, j0 + hs) -------------------------------- */
 
 /* Reset after: the whole step from one product S = h (W_hr, W_hz, W_hn)^T; the gates are stored only
- * with `keep` (a constant after inlining): no backward reads those of an inference forward. */
+ * with `keep` (a constant after inlining): no backward reads those of an inference forward. Two
+ * passes over chunks of FR_GATE_CHUNK units: r and z, then n and h'. In one pass a unit's chain
+ * (sigmoid r, then tanh of what r gives) is too long for the core to overlap enough units' chains;
+ * apart, each pass's chains overlap (AVX2, a loop of this row at 64 units: 0.72x the time). */
+#define FR_GATE_CHUNK 64
 static inline __attribute__((always_inline)) void SFX(gru_after_row)(REAL *hb, REAL *ob, REAL *g, const REAL *xq,
                                                                     int64_t xg, const REAL *bx, const REAL *b_hn,
                                                                     const REAL *S, const REAL *hp, int64_t j0,
                                                                     int64_t hs, int64_t H, const int keep)
 {
+    for (int64_t u0 = 0; u0 < hs; u0 += FR_GATE_CHUNK) {
+        const int64_t m = hs - u0 < FR_GATE_CHUNK ? hs - u0 : FR_GATE_CHUNK;
+        REAL za[FR_GATE_CHUNK], na[FR_GATE_CHUNK];   /* z, and tanh's argument */
 #pragma omp simd
-    for (int64_t u = 0; u < hs; u++) {
-        int64_t j = j0 + u;
-        REAL r = SIGMOID(xq[u] + bx[j] + S[u]);
-        REAL z = SIGMOID(xq[xg + u] + bx[H + j] + S[hs + u]);
-        REAL hn = S[2 * hs + u] + b_hn[j];
-        REAL n = TANH(xq[2 * xg + u] + bx[2 * H + j] + r * hn);
-        REAL h = (1 - z) * n + z * hp[j];
-        if (keep) {
-            g[j] = r;
-            g[H + j] = z;
-            g[2 * H + j] = n;
-            g[3 * H + j] = hn;
+        for (int64_t v = 0; v < m; v++) {
+            int64_t u = u0 + v, j = j0 + u;
+            REAL r = SIGMOID(xq[u] + bx[j] + S[u]);
+            REAL z = SIGMOID(xq[xg + u] + bx[H + j] + S[hs + u]);
+            REAL hn = S[2 * hs + u] + b_hn[j];
+            za[v] = z;
+            na[v] = xq[2 * xg + u] + bx[2 * H + j] + r * hn;
+            if (keep) {
+                g[j] = r;
+                g[H + j] = z;
+                g[3 * H + j] = hn;
+            }
         }
-        hb[j] = h;
-        ob[j] = h;
+#pragma omp simd
+        for (int64_t v = 0; v < m; v++) {
+            int64_t j = j0 + u0 + v;
+            REAL n = TANH(na[v]), z = za[v];
+            REAL h = (1 - z) * n + z * hp[j];
+            if (keep) g[2 * H + j] = n;
+            hb[j] = h;
+            ob[j] = h;
+        }
     }
 }
 
