@@ -129,12 +129,13 @@ def test_every_level_matches_the_reference(kind):
 @pytest.mark.parametrize("level", ["avx2", "baseline"])
 def test_backend_suite_at_level(level, tmp_path):
     """The backend suite (vs the reference, every option; bitwise thread invariance; gradients added
-    into given arrays) run again with FASTRNN_SIMD=level, for each level this CPU runs besides the
-    default (which the rest of the test run covers)."""
+    into given arrays; the activations' ulp bound) run again with FASTRNN_SIMD=level, for each level
+    this CPU runs besides the default (which the rest of the test run covers)."""
     now, _, cpu = levels()
     if level not in cpu or level == now:
         pytest.skip(f"{level}: {'the default level' if level == now else 'not run by this CPU'}")
-    files = [os.path.join(HERE, f) for f in ("test_backends.py", "test_threads.py", "test_grads_into.py")]
+    files = [os.path.join(HERE, f) for f in ("test_backends.py", "test_threads.py", "test_grads_into.py",
+                                                 "test_activations.py")]
     env = dict(os.environ, FASTRNN_SIMD=level)
     res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *files], cwd=tmp_path,
                          env=env, capture_output=True, text=True, timeout=1800)
