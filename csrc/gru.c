@@ -23,8 +23,8 @@
 /* Reset after: the whole step from one product S = h (W_hr, W_hz, W_hn)^T; the gates are stored only
  * with `keep` (a constant after inlining): no backward reads those of an inference forward. Two
  * passes over chunks of FR_GATE_CHUNK units: r and z, then n and h'. In one pass a unit's chain
- * (sigmoid r, then tanh of what r gives) is too long for the core to overlap enough units' chains;
- * apart, each pass's chains overlap (AVX2, this row's loop alone at 64 units in L1: 0.75x the time). */
+ * (sigmoid r, then tanh of what r gives) is long, and too few units' chains overlap; in two, each
+ * pass's chains are half as long (AVX2, this row's loop alone at 64 units in L1: 0.75x the time). */
 #define FR_GATE_CHUNK 64
 static inline __attribute__((always_inline)) void SFX(gru_after_row)(REAL *hb, REAL *ob, REAL *g, const REAL *xq,
                                                                     int64_t xg, const REAL *bx, const REAL *b_hn,
