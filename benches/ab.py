@@ -2,7 +2,7 @@
 decide a change of a few percent on a machine whose speed drifts by more than that within the hour.
 
     python -m benches.ab A.so B.so [--shape 50x64x512x512] [--cell gru|rnn] [--pass train|fwd|inf]
-                                   [--rounds 20] [--simd LEVEL] [--threads 2]
+                                   [--rounds 20] [--simd LEVEL] [--simd-b LEVEL] [--threads 2]
 
 A.so and B.so are copies of the compiled extension (fastrnn/_ckernels*.so) of the two versions, e.g.
 
@@ -19,6 +19,10 @@ buffer); "fwd": the forward keeping its cache; "inf": the inference forward (no 
 After three rounds of warm-up it reports the median forward and backward time of each, B / A, the
 median of the rounds' B / A, and whether the two gave bitwise the same outputs and gradients (a
 change meant to keep the bits keeps them). `run` returns the same as a dict.
+
+With `--simd-b LEVEL`, B runs on that level and A on `--simd`'s: two levels of one build against
+each other (A.so and B.so two copies of the same file, as ctypes loads a path once). Their bits may
+differ, as levels' do.
 """
 import argparse
 import ctypes
@@ -121,13 +125,14 @@ def widest_common_level(paths):
     raise ValueError("the builds share no SIMD level this CPU runs")
 
 
-def run(path_a, path_b, dims, cell="gru", pass_="train", rounds=20, level=None, threads=2):
+def run(path_a, path_b, dims, cell="gru", pass_="train", rounds=20, level=None, threads=2, level_b=None):
     """{"ms": {"A": (fwd, bwd), "B": (fwd, bwd)}, "ratio": B/A of the medians' sums, "round_ratio": the
-    median of the rounds' B/A, "bitwise_same": bool, "level": ...}."""
+    median of the rounds' B/A, "bitwise_same": bool, "level": A's, "level_b": B's (default A's)}."""
     if pass_ not in PASSES:
         raise ValueError(f"pass: expected one of {', '.join(PASSES)}, got {pass_!r}")
     level = level or widest_common_level([path_a, path_b])
-    builds = [_Build(path_a, level, dims, cell), _Build(path_b, level, dims, cell)]
+    level_b = level_b or level
+    builds = [_Build(path_a, level, dims, cell), _Build(path_b, level_b, dims, cell)]
     inputs = make_inputs(dims, cell)
     T, B, I, H = dims
     layer = Layer(T, B, I, H, None, 0, FR_GRU_RESET_AFTER if cell == "gru" else FR_RNN_TANH, threads)
@@ -147,7 +152,7 @@ def run(path_a, path_b, dims, cell="gru", pass_="train", rounds=20, level=None, 
     med = np.median(times, axis=0) * 1e3
     return {"ms": {"A": tuple(med[0]), "B": tuple(med[1])}, "ratio": float(med[1].sum() / med[0].sum()),
             "round_ratio": float(np.median(times[:, 1].sum(1) / times[:, 0].sum(1))),
-            "bitwise_same": all(np.array_equal(a[k], b[k]) for k in a), "level": level,
+            "bitwise_same": all(np.array_equal(a[k], b[k]) for k in a), "level": level, "level_b": level_b,
             "results": (a, b)}
 
 
@@ -160,14 +165,16 @@ def main(argv=None):
     ap.add_argument("--pass", dest="pass_", choices=PASSES, default="train")
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--simd", default=None, help="the SIMD level of both (default: the widest both run)")
+    ap.add_argument("--simd-b", default=None, help="B's SIMD level, if not A's (two levels compared)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     if args.rounds < 1 or args.threads < 1:
         ap.error("--rounds and --threads must be positive")
     dims = parse_shape(args.shape)
-    res = run(args.a, args.b, dims, args.cell, args.pass_, args.rounds, args.simd, args.threads)
+    res = run(args.a, args.b, dims, args.cell, args.pass_, args.rounds, args.simd, args.threads, args.simd_b)
     (fa, ba), (fb, bb) = res["ms"]["A"], res["ms"]["B"]
-    line = f"{args.cell} {args.shape} {args.pass_}, level {res['level']}, {args.threads} threads, {args.rounds} rounds:"
+    levels = res['level'] if res['level_b'] == res['level'] else f"A {res['level']}, B {res['level_b']}"
+    line = f"{args.cell} {args.shape} {args.pass_}, level {levels}, {args.threads} threads, {args.rounds} rounds:"
     line += f" forward A {fa:.3f} B {fb:.3f} ms ({fb / fa:.3f})"
     if args.pass_ == "train":
         line += f", backward A {ba:.3f} B {bb:.3f} ms ({bb / ba:.3f})"

@@ -63,3 +63,18 @@ def test_cli_prints_one_line(builds, capsys):
 def test_unknown_pass_is_refused(builds):
     with pytest.raises(ValueError, match="pass"):
         ab.run(*builds, (2, 2, 2, 2), "gru", "backward", rounds=1, level="baseline")
+
+
+def test_b_on_another_level(builds, capsys):
+    """--simd-b: B on the baseline level (every x86-64 CPU runs it), A on the widest; both right."""
+    from fastrnn import _ckernels
+
+    top = _ckernels.simd_levels()[0]
+    res = ab.run(*builds, (6, 3, 10, 40), "gru", "train", rounds=1, level=top, level_b="baseline")
+    assert (res["level"], res["level_b"]) == (top, "baseline")
+    a, b = res["results"]
+    for name in a:
+        np.testing.assert_allclose(b[name], a[name], rtol=1e-4, atol=1e-5, err_msg=name)
+    assert ab.main([*builds, "--shape", "5x4x8x16", "--rounds", "1", "--simd", top, "--simd-b", "baseline"]) == 0
+    line = capsys.readouterr().out
+    assert (f"level A {top}, B baseline" if top != "baseline" else "level baseline,") in line
