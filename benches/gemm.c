@@ -127,10 +127,11 @@ static int step_main(int threads, int H, int G, int steps, int reps)
     fill(h, 2 * (size_t)H, 4);
     double best[2] = {1e30, 1e30}, err = 0;
     int failed = 0;
-    size_t bytes = 0;
+    size_t bytes = 0;          /* the packed bytes of all threads, and how many threads hold some */
+    int busy = 0;
     fr_barrier_t bar = {0};
     bar.n = threads;
-#pragma omp parallel num_threads(threads) reduction(max : err) reduction(+ : bytes)
+#pragma omp parallel num_threads(threads) reduction(max : err) reduction(+ : bytes, busy)
     {
         int64_t j0, hs;
         fr_slice(H, omp_get_num_threads(), omp_get_thread_num(), UNITS, &j0, &hs);
@@ -144,6 +145,7 @@ static int step_main(int threads, int H, int G, int steps, int reps)
         if (!failed && hs > 0) {
             SFX(pack_panels)(P, w, H, G, hs, j0, (size_t)H * H, H, 1, np);
             bytes = sizeof(float) * (size_t)np * H;
+            busy = 1;
             SFX(packed_gemm)(1, np, H, h, H, P, C, np, 0);
             for (int64_t c = 0; c < G * hs; c++) {      /* unit j0 + c % hs of group c / hs */
                 const float *row = w + ((size_t)(c / hs) * H + j0 + c % hs) * H;
@@ -192,7 +194,7 @@ static int step_main(int threads, int H, int G, int steps, int reps)
         return 1;
     }
     printf("{\"threads\": %d, \"H\": %d, \"G\": %d, \"steps\": %d, \"step_seconds\": %.6g, \"read_seconds\": %.6g, "
-           "\"bytes_per_thread\": %zu}\n", threads, H, G, steps, best[0], best[1], bytes / threads);
+           "\"bytes_per_thread\": %zu}\n", threads, H, G, steps, best[0], best[1], busy ? bytes / busy : 0);
     return 0;
 }
 
