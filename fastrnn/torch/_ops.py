@@ -48,8 +48,11 @@ holds for the recurrent layers too.
 
 Tensors go to NumPy as `tensor.numpy(force=True)` views (detached; 0.7 µs where `detach().numpy()`
 took 1.0, six times a cell's step): nothing is copied for contiguous CPU float32/float64 tensors,
-and results come back with `torch.from_numpy`.
+and results come back with `torch.from_numpy`. A parameter's view is kept from call to call
+(param_view).
 """
+import weakref
+
 import numpy as np
 import torch
 
@@ -71,6 +74,31 @@ def _np(name, t):
     if t.dtype not in _DTYPES:
         raise TypeError(f"{name}: expected a torch.float32 or torch.float64 tensor, got {t.dtype}")
     return t.numpy(force=True)
+
+
+# id(parameter) -> (weakref to it, data_ptr, shape, dtype, its NumPy view); an entry leaves when its
+# parameter is collected, so a view never outlives (nor keeps alive) the parameter's module
+_VIEWS = {}
+
+
+def _forget(key):
+    return lambda _: _VIEWS.pop(key, None)
+
+
+def param_view(t):
+    """t.numpy(force=True) for a contiguous CPU float32/float64 tensor the caller has checked; for an
+    nn.Parameter, the same view as at the last call while the parameter still has the storage address,
+    shape and dtype it had then (`p.data = ...`, or a resize, makes a new view; in-place changes of its
+    values show through the view). On a Zen 4, 0.3 µs instead of numpy's 1.5: four per cell step."""
+    if type(t) is not torch.nn.Parameter:
+        return t.numpy(force=True)
+    key = id(t)
+    e = _VIEWS.get(key)
+    if e is not None and e[0]() is t and e[1] == t.data_ptr() and e[2] == t.shape and e[3] is t.dtype:
+        return e[4]
+    v = t.numpy(force=True)
+    _VIEWS[key] = (weakref.ref(t, _forget(key)), t.data_ptr(), t.shape, t.dtype, v)
+    return v
 
 
 def _lengths(lengths):
@@ -145,8 +173,8 @@ def _plain(G, x, h0, w_ih, w_hh, b_ih, b_hh, lengths):
     if b_ih is None:
         b_ih = b_hh = np.zeros(GH, dtype)
     else:
-        b_ih, b_hh = b_ih.numpy(force=True), b_hh.numpy(force=True)
-    return x.numpy(force=True), h0, w_ih.numpy(force=True), w_hh.numpy(force=True), b_ih, b_hh, None
+        b_ih, b_hh = param_view(b_ih), param_view(b_hh)
+    return x.numpy(force=True), h0, param_view(w_ih), param_view(w_hh), b_ih, b_hh, None
 
 
 def _backward_data(x, w_ih, w_hh, states, lengths, T, B, I, H, **extra):

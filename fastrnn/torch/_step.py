@@ -58,9 +58,9 @@ def _forward(cell, x, h, w_ih, w_hh, b_ih, b_hh, dt, need_cache):
     if b_ih is None:
         bi = bh = np.zeros(GH, dt)
     else:
-        bi, bh = b_ih.numpy(force=True), b_hh.numpy(force=True)
+        bi, bh = _ops.param_view(b_ih), _ops.param_view(b_hh)
     run = _ops._c().gru_forward if kind == "gru" else _ops._c().rnn_forward
-    _, h_n, cache = run(x.numpy(force=True)[None], h0, w_ih.numpy(force=True), w_hh.numpy(force=True), bi, bh,
+    _, h_n, cache = run(x.numpy(force=True)[None], h0, _ops.param_view(w_ih), _ops.param_view(w_hh), bi, bh,
                         option, False, None, need_cache=need_cache, nthreads=_ops._nthreads())
     return h_n, cache
 
