@@ -196,8 +196,9 @@ int SFX(fr_gru_forward)(REAL *out, REAL *h_n, REAL *states, REAL *gates, REAL *x
         int failed = 0;
         fr_barrier_t bar = {0};
         const int nloop = fr_loop_threads(L->nthreads, T, B, H, H, 3, UNITS);
-        /* the input projection without BLAS: step by step (product 2) or by chunks of steps (loop.h) */
-        const int stepx = !gemm && SFX(step_projection)(T, B, I, GH, lengths, reverse);
+        /* the input projection without BLAS: by blocks of steps (product 2) or by chunks of steps (loop.h) */
+        const int64_t xsteps = gemm ? 0 : SFX(step_projection)(T, B, I, GH, lengths, reverse);
+        const int stepx = xsteps > 0;
 #pragma omp parallel num_threads(fr_team_threads(L->nthreads, nloop, gemm != NULL || stepx, T, B, I, GH))
         {
             unsigned csr = fr_ftz_on();
@@ -207,8 +208,7 @@ int SFX(fr_gru_forward)(REAL *out, REAL *h_n, REAL *states, REAL *gates, REAL *x
                reset before: P1 = rows r, z (on h), P2 = rows n (on r * h, after a barrier) */
             int64_t g1 = reset_after ? 3 : 2, g2 = reset_after ? 0 : 1;
             if (SFX(loop_begin)(&sl, &bar, &failed, nloop, !gemm && !stepx, SFX(direct_step)(T, B, I, H, 1), H, B, H,
-                                g1, H, g2, stepx ? I : 0,
-                                stepx ? 3 : 0)) {
+                                g1, H, g2, stepx ? I : 0, stepx ? 3 : 0, xsteps)) {
                 SFX(slice_weights)(&sl, 0, w_hh, H, g1, (size_t)H * H, H, 1);
                 if (g2) SFX(slice_weights)(&sl, 1, w_hh + (size_t)2 * H * H, H, 1, 0, H, 1);
                 if (stepx) SFX(slice_weights)(&sl, 2, w_ih, I, 3, (size_t)H * I, I, 1);
@@ -309,7 +309,7 @@ int SFX(fr_gru_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
         int phase = 0;
         REAL *dbi = NULL, *dbh = NULL;      /* this thread's copies of db_ih, db_hh (bias_grads_take) */
         if (SFX(loop_begin)(&sl, &bar, &failed, nloop, !gemm, SFX(direct_step)(T, B, I, H, 0), H, B, K1, 1, K2,
-                            K2 ? 1 : 0, 0, 0)) {
+                            K2 ? 1 : 0, 0, 0, 0)) {
             SFX(slice_weights)(&sl, 0, w_hh, K1, 1, 0, 1, H);
             if (K2) SFX(slice_weights)(&sl, 1, w_hh + (size_t)2 * H * H, K2, 1, 0, 1, H);
             if (sl.hs > 0 && !(dbi = SFX(bias_grads_take)(db_ih, db_hh, 3, H, sl.j0, sl.hs, L->overwrite))) {

@@ -102,13 +102,15 @@ static void SFX(input_projection_par)(REAL *xproj, const REAL *x, const REAL *w_
  * thread FR_CHUNK_ROWS rows of the product, enough to pay for packing w_ih again. Not with both
  * lengths and reverse, where one step reads different times for different sequences. */
 #define FR_CHUNK_ROWS 1024
-#define FR_STEPX_MIN_BATCH 32
+#define FR_STEPX_ROWS 32
 #define FR_STEPX_MAX_BYTES ((size_t)2 << 20)
-int SFX(step_projection)(int64_t T, int64_t B, int64_t I, int64_t GH, const int64_t *lengths, int reverse)
+int64_t SFX(step_projection)(int64_t T, int64_t B, int64_t I, int64_t GH, const int64_t *lengths, int reverse)
 {
     if (I == 0 || (lengths && reverse)) return 0;
     if (T == 1) return 1;       /* one step: nothing to keep in cache; each thread reads (or packs) only its rows */
-    return B >= FR_STEPX_MIN_BATCH && (size_t)I * (size_t)GH * sizeof(REAL) <= FR_STEPX_MAX_BYTES;
+    if ((size_t)I * (size_t)GH * sizeof(REAL) > FR_STEPX_MAX_BYTES) return 0;
+    const int64_t steps = (FR_STEPX_ROWS + B - 1) / B;
+    return steps < T ? steps : T;
 }
 
 int64_t SFX(chunk_steps)(int64_t T, int64_t B, const int64_t *lengths, int reverse)
@@ -203,9 +205,11 @@ void SFX(add_product)(REAL *dh, const SFX(slice_t) *sl, int64_t s, int64_t T, in
 }
 
 static int SFX(slice_alloc)(SFX(slice_t) *sl, int nt, int direct, int pack, int64_t H, int64_t B, int64_t K1, int64_t g1, int64_t K2,
-                           int64_t g2, int64_t K3, int64_t g3)
+                           int64_t g2, int64_t K3, int64_t g3, int64_t xsteps)
 {
     sl->direct = direct;
+    sl->xsteps = xsteps;
+    sl->xt0 = 0;
     sl->rev[0] = sl->rev[1] = sl->rev[2] = 0;
     if (direct) K1 = K2 = K3 = 0;     /* nothing to pack */
     int tid = omp_get_thread_num();
@@ -219,7 +223,7 @@ static int SFX(slice_alloc)(SFX(slice_t) *sl, int nt, int direct, int pack, int6
     sl->P2 = (REAL *)fr_buffer(FR_BUF_P2, sizeof(REAL) * (size_t)K2 * sl->np2);
     sl->P3 = (REAL *)fr_buffer(FR_BUF_P3, sizeof(REAL) * (size_t)K3 * sl->np3);
     sl->S = (REAL *)fr_buffer(FR_BUF_S, sizeof(REAL) * (size_t)B * npmax);
-    sl->XS = (REAL *)fr_buffer(FR_BUF_XS, sizeof(REAL) * (size_t)B * sl->np3);
+    sl->XS = (REAL *)fr_buffer(FR_BUF_XS, sizeof(REAL) * (size_t)xsteps * B * sl->np3);
     sl->PB = pack ? (REAL *)fr_buffer(FR_BUF_PACK, sizeof(REAL) * SFX(pack_size)()) : NULL;
     return sl->P1 && sl->P2 && sl->P3 && sl->S && sl->XS && (sl->PB || !pack);
 }
@@ -230,9 +234,10 @@ int SFX(direct_step)(int64_t T, int64_t B, int64_t I, int64_t H, int forward)
 }
 
 int SFX(loop_begin)(SFX(slice_t) *sl, fr_barrier_t *bar, int *failed, int nt, int pack, int direct, int64_t H,
-                    int64_t B, int64_t K1, int64_t g1, int64_t K2, int64_t g2, int64_t K3, int64_t g3)
+                    int64_t B, int64_t K1, int64_t g1, int64_t K2, int64_t g2, int64_t K3, int64_t g3,
+                    int64_t xsteps)
 {
-    int ok = SFX(slice_alloc)(sl, nt, direct, pack, H, B, K1, g1, K2, g2, K3, g3);
+    int ok = SFX(slice_alloc)(sl, nt, direct, pack, H, B, K1, g1, K2, g2, K3, g3, xsteps);
     if (!ok) {
 #pragma omp atomic write
         *failed = 1;

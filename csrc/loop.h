@@ -24,7 +24,8 @@ typedef struct {
     int64_t j0, hs;          /* first unit and number of units */
     int64_t np1, np2, np3;   /* padded widths of P1, P2 and P3 */
     REAL *P1, *P2, *P3, *S;  /* packed weights (K x np), and the product buffer (B x max(np1, np2)) */
-    REAL *XS;                /* product 2's buffer (B x np3) */
+    REAL *XS;                /* product 2's buffer (xsteps * B rows of np3) */
+    int64_t xsteps, xt0;     /* steps per product 2 (step_projection; 0: none), and the first time of its rows */
     REAL *PB;                /* packing buffer of the big products (par_gemm), NULL with BLAS */
     int direct;              /* a single step: read the weights in place (w[..]) instead of packing */
     int rev[3];              /* sweep direction of the next product on P1 / P2 / P3, alternating (packed_gemm) */
@@ -34,12 +35,13 @@ typedef struct {
 /* The start of every time loop, run by each thread of the parallel region: take this thread's slice
  * of the H units among `nt` threads (none when its number is nt or more) and its buffers: P1 for
  * product 0 (K1 x g1 groups), P2 for product 1 (K2 x g2 groups, may be empty), S (B rows), P3 and XS
- * for product 2 (K3 x g3 groups; g3 = 0: none), and with `pack` the big products' buffer; thread 0
- * sizes the per-step barrier. Returns 0 (and raises
+ * for product 2 (K3 x g3 groups, XS of xsteps * B rows; xsteps = 0: none), and with `pack` the big
+ * products' buffer; thread 0 sizes the per-step barrier. Returns 0 (and raises
  * *failed for everyone) when out of memory. `direct` (direct_step): no packing (slice_weights keeps
  * views). */
 int SFX(loop_begin)(SFX(slice_t) *sl, fr_barrier_t *bar, int *failed, int nt, int pack, int direct, int64_t H,
-                    int64_t B, int64_t K1, int64_t g1, int64_t K2, int64_t g2, int64_t K3, int64_t g3);
+                    int64_t B, int64_t K1, int64_t g1, int64_t K2, int64_t g2, int64_t K3, int64_t g3,
+                    int64_t xsteps);
 
 /* Whether a loop of T steps reads its weights in place rather than packed (loop_begin's `direct`):
  * only a single step (T = 1, a cell's), of a batch small enough that packing would cost more than
@@ -83,32 +85,38 @@ int SFX(input_projection)(REAL *xproj, const REAL *x, const REAL *w_ih, int64_t 
 
 /* Without BLAS, a forward makes its input projection in one of two ways, chosen by step_projection
  * from the sizes alone (so that the bits do not depend on the thread count):
- *  - step by step (1): each thread multiplies the step's x rows by its own rows of w_ih, packed once
- *    like those of w_hh (product 2, into XS), right before the recurrent product; nothing is written
- *    to xproj, no thread waits for another, and the projection is read from L1/L2 by the gate math.
- *    For batches of at least FR_STEPX_MIN_BATCH rows (each weight read is used by as many), with w_ih
- *    of at most FR_STEPX_MAX_BYTES (the threads' packed rows of w_ih and w_hh then stay near their
- *    L2), and not with both lengths and reverse (one step reads different times); and for a single
- *    step (T = 1, a cell) always: each thread reads in place (direct_step) or packs only its
- *    own rows of w_ih, where chunks would have every thread pack the whole of it for one use.
+ *  - by blocks of steps, each thread for its own units (step_projection returns the steps a block,
+ *    xsteps >= 1): every xsteps steps, the block's rows of x times the thread's own rows of w_ih,
+ *    packed once like those of w_hh (product 2, into XS), right before that step's recurrent product;
+ *    nothing is written to xproj, no thread waits for another, and the gate math reads the projection
+ *    from L1/L2. A block holds at least FR_STEPX_ROWS rows (B >= FR_STEPX_ROWS: one step; B = 1: 32),
+ *    so that each weight read serves as many. For w_ih of at most FR_STEPX_MAX_BYTES (the threads'
+ *    packed rows of w_ih and w_hh then stay near their L2), and not with both lengths and reverse (one
+ *    step reads different times); and for a single step (T = 1, a cell) always: each thread reads in
+ *    place (direct_step) or packs only its own rows of w_ih, where chunks would have every thread pack
+ *    the whole of it for one use.
  *  - by chunks of steps (0): the steps per chunk of the input projection, and the projection of
  * steps [s0, s1) (times [s0, s1), or [T - s1, T - s0) in reverse), by every thread, P its buffer. */
-int SFX(step_projection)(int64_t T, int64_t B, int64_t I, int64_t GH, const int64_t *lengths, int reverse);
+int64_t SFX(step_projection)(int64_t T, int64_t B, int64_t I, int64_t GH, const int64_t *lengths, int reverse);
 
-/* Step by step: product 2 of step s, the step's rows of x (time s, or T - 1 - s in reverse) times the
- * thread's rows of w_ih, into XS. */
+/* By blocks: at the first step s of a block, product 2 of its steps [s, s + xsteps) (at most T), their
+ * rows of x (times [s, ..), or in reverse the times [T - s - xsteps, T - s), in time order either way)
+ * times the thread's rows of w_ih, into XS; xt0 becomes the block's first time. */
 static inline void SFX(project_step)(SFX(slice_t) *sl, const REAL *x, int64_t s, int64_t T, int64_t B, int64_t I,
                                      int reverse)
 {
-    SFX(slice_product)(sl, 2, B, x + (size_t)(reverse ? T - 1 - s : s) * B * I, I);
+    if (s % sl->xsteps) return;
+    const int64_t s1 = s + sl->xsteps < T ? s + sl->xsteps : T;
+    sl->xt0 = reverse ? T - s1 : s;
+    SFX(slice_product)(sl, 2, (s1 - s) * B, x + (size_t)sl->xt0 * B * I, I);
 }
 
-/* The input projection of row b (time t) at the thread's units: XS's row (step by step, `stepx`; its
+/* The input projection of row b (time t) at the thread's units: XS's row (by blocks, `stepx`; its
  * groups hs apart) or xproj's (groups H apart, GH = G H a row). */
 static inline const REAL *SFX(projection_row)(const SFX(slice_t) *sl, int stepx, const REAL *xproj, int64_t t,
                                               int64_t b, int64_t B, int64_t GH)
 {
-    return stepx ? sl->XS + (size_t)b * sl->np3 : xproj + ((size_t)t * B + b) * GH + sl->j0;
+    return stepx ? sl->XS + ((size_t)(t - sl->xt0) * B + b) * sl->np3 : xproj + ((size_t)t * B + b) * GH + sl->j0;
 }
 int64_t SFX(chunk_steps)(int64_t T, int64_t B, const int64_t *lengths, int reverse);
 /* The end of the chunk of tc steps from c0: c0 + tc, or T, also when fewer than FR_DIRECT + 1 rows

@@ -93,8 +93,9 @@ int SFX(fr_rnn_forward)(REAL *out, REAL *h_n, REAL *states, REAL *xproj, const R
         int failed = 0;
         fr_barrier_t bar = {0};
         const int nloop = fr_loop_threads(L->nthreads, T, B, H, H, 1, UNITS);
-        /* the input projection without BLAS: step by step (product 2) or by chunks of steps (loop.h) */
-        const int stepx = !gemm && SFX(step_projection)(T, B, I, H, lengths, reverse);
+        /* the input projection without BLAS: by blocks of steps (product 2) or by chunks of steps (loop.h) */
+        const int64_t xsteps = gemm ? 0 : SFX(step_projection)(T, B, I, H, lengths, reverse);
+        const int stepx = xsteps > 0;
 #pragma omp parallel num_threads(fr_team_threads(L->nthreads, nloop, gemm != NULL || stepx, T, B, I, H))
         {
             unsigned csr = fr_ftz_on();
@@ -102,7 +103,7 @@ int SFX(fr_rnn_forward)(REAL *out, REAL *h_n, REAL *states, REAL *xproj, const R
             int phase = 0;
             /* P1[k][c] = w_hh[j0 + c][k]: my units' rows; P3 the same of w_ih */
             if (SFX(loop_begin)(&sl, &bar, &failed, nloop, !gemm && !stepx, SFX(direct_step)(T, B, I, H, 1), H, B,
-                                H, 1, 0, 0, stepx ? I : 0, stepx ? 1 : 0)) {
+                                H, 1, 0, 0, stepx ? I : 0, stepx ? 1 : 0, xsteps)) {
                 SFX(slice_weights)(&sl, 0, w_hh, H, 1, 0, H, 1);
                 if (stepx) SFX(slice_weights)(&sl, 2, w_ih, I, 1, 0, I, 1);
             }
@@ -173,7 +174,7 @@ int SFX(fr_rnn_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
         /* P1[k][c] = w_hh[k][j0 + c]: dh_{s-1}[:, my units] = dgh_s w_hh[:, my units] */
         REAL *dbi = NULL, *dbh = NULL;      /* this thread's copies of db_ih, db_hh (bias_grads_take) */
         if (SFX(loop_begin)(&sl, &bar, &failed, nloop, !gemm, SFX(direct_step)(T, B, I, H, 0), H, B, H, 1, 0, 0, 0,
-                            0)) {
+                            0, 0)) {
             SFX(slice_weights)(&sl, 0, w_hh, H, 1, 0, 1, H);
             if (sl.hs > 0 && !(dbi = SFX(bias_grads_take)(db_ih, db_hh, 1, H, sl.j0, sl.hs, L->overwrite))) {
 #pragma omp atomic write

@@ -44,12 +44,16 @@ CASES = {
     "step-batch": (1, 33, 300, 21, {}),
     # ... with rows of I + H >= 16 B terms: the forward reads in place, the backward packs (direct_step)
     "step-batch-wide": (1, 40, 400, 260, {}),
-    # T * B beyond 1024 rows per thread: the forward makes its input projection in several chunks
+    # B < 32: the forward projects its input by blocks of steps (B = 4: 8 steps, the last block of 700
+    # shorter), into each thread's own buffer (loop.h: step_projection)
     "long": (700, 4, 3, 9, {}),
     "long-rev": (700, 4, 3, 9, {"reverse": True}),
     "long-lengths": (700, 4, 3, 9, {"lengths": [700, 513, 0, 300]}),
-    # B >= 32: the forward projects its input step by step, into each thread's own buffer (loop.h:
-    # step_projection), except with both lengths and reverse
+    # ... except with both lengths and reverse: then by chunks of steps, T * B beyond 1024 rows per
+    # thread in several chunks
+    "long-lengths-rev": (700, 4, 3, 9, {"lengths": [700, 513, 0, 300], "reverse": True}),
+    # B >= 32: the forward projects its input step by step (blocks of one step), except with both
+    # lengths and reverse
     "batch": (6, 33, 10, 21, {}),
     "batch-rev": (6, 33, 10, 21, {"reverse": True}),
     "batch-lengths": (6, 33, 10, 21, {"lengths": [b % 7 for b in range(33)]}),

@@ -62,14 +62,16 @@ def test_bitwise_identical_across_thread_counts_few_rows(kind, opts, dtype, rest
 
 @pytest.mark.parametrize("kind,opts", KERNELS, ids=KERNEL_IDS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
-@pytest.mark.parametrize("lengths,reverse", [(None, False), (None, True), ([1030], False)],
-                         ids=["full", "reverse", "lengths"])
+@pytest.mark.parametrize("lengths,reverse", [(None, False), (None, True), ([1030], False), ([1030], True)],
+                         ids=["blocks", "blocks-reverse", "blocks-lengths", "chunks"])
 def test_bitwise_identical_across_thread_counts_at_a_chunk_boundary(kind, opts, dtype, lengths, reverse,
                                                                    restore_threads):
-    """The input projection is made in chunks of about 1024 rows a thread (loop.h: chunk_steps), so at
-    B = 1 and T = 1030 one thread's chunks would end 6 rows short of T, and rows that few take the
-    product's in-place path, whose sums differ from the packed one's when I > 256 (gemm.h:
-    FR_DIRECT). The last chunk takes them (chunk_end); before, they differed from 2 threads'."""
+    """With both lengths and reverse the input projection is made in chunks of about 1024 rows a
+    thread (loop.h: chunk_steps), so at B = 1 and T = 1030 one thread's chunks would end 6 rows short
+    of T, and rows that few take the product's in-place path, whose sums differ from the packed one's
+    when I > 256 (gemm.h: FR_DIRECT). The last chunk takes them (chunk_end); before, they differed
+    from 2 threads'. Otherwise each thread projects its own units by blocks of 32 steps (the last one
+    6)."""
     T, B, I, H = 1030, 1, 300, 16
     p = make_problem(kind, T, B, I, H, dtype, seed=5)
     lengths = None if lengths is None else np.array(lengths)
