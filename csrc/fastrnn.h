@@ -52,7 +52,7 @@ typedef struct {
 #define FR_GRU_RESET_AFTER 1   /* PyTorch / cuDNN: n = tanh(W_in x + b_in + r * (W_hn h + b_hn)) */
 
 /* Fortran BLAS gemm (column-major), as scipy.linalg.cython_blas exports it. With `gemm` NULL, the big
- * products (the input projection, by chunks of steps inside the loop; dx and the weight gradients
+ * products (the input projection, by blocks or chunks of steps inside the loop; dx and the weight gradients
  * after it, K = T*B) are fastrnn's own packed GEMM, run by the same parallel region as the time loop;
  * with `gemm` set they are single BLAS calls (the input projection then all at once before the
  * loop), which run on the BLAS's own thread pool. */

@@ -1,5 +1,5 @@
 /* What the time loops of rnn.c and gru.c share (loop.c), for one level and type (kernel.h): a
- * thread's slice of hidden units with its packed weights, the input projection by chunks of steps,
+ * thread's slice of hidden units with its packed weights, the input projection by blocks or chunks of steps,
  * the weight gradients after a backward loop, the inference forward's two states, and the idle rows
  * of padded batches. Buffer names and shapes as in fastrnn.h. */
 #ifndef FASTRNN_LOOP_H
@@ -18,8 +18,8 @@ typedef struct {
 
 /* Everything a thread of a time loop owns: its hidden units [j0, j0 + hs), its packed weights, one
  * step's products. The buffers are the thread's own (runtime.h: fr_buffer). Products 0 and 1 are on
- * the recurrent weights (P1, P2) and go to S; product 2, the forward's input projection made step by
- * step (step_projection), is on the thread's rows of w_ih (P3) and goes to XS. */
+ * the recurrent weights (P1, P2) and go to S; product 2, the forward's input projection made by blocks
+ * of steps (step_projection), is on the thread's rows of w_ih (P3) and goes to XS. */
 typedef struct {
     int64_t j0, hs;          /* first unit and number of units */
     int64_t np1, np2, np3;   /* padded widths of P1, P2 and P3 */
