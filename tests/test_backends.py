@@ -49,6 +49,10 @@ CASES = {
     "long": (700, 4, 3, 9, {}),
     "long-rev": (700, 4, 3, 9, {"reverse": True}),
     "long-lengths": (700, 4, 3, 9, {"lengths": [700, 513, 0, 300]}),
+    # B = 1: blocks of 32 steps, the last of 70 six, in either direction
+    "stream-blocks": (70, 1, 5, 9, {}),
+    "stream-blocks-rev": (70, 1, 5, 9, {"reverse": True}),
+    "stream-blocks-lengths": (70, 1, 5, 9, {"lengths": [41]}),
     # ... except with both lengths and reverse: then by chunks of steps, T * B beyond 1024 rows per
     # thread in several chunks
     "long-lengths-rev": (700, 4, 3, 9, {"lengths": [700, 513, 0, 300], "reverse": True}),
