@@ -209,7 +209,7 @@ static int SFX(slice_alloc)(SFX(slice_t) *sl, int nt, int direct, int pack, int6
 {
     sl->direct = direct;
     sl->xsteps = xsteps;
-    sl->xt0 = 0;
+    sl->xt0 = sl->xend = 0;
     sl->rev[0] = sl->rev[1] = sl->rev[2] = 0;
     if (direct) K1 = K2 = K3 = 0;     /* nothing to pack */
     int tid = omp_get_thread_num();

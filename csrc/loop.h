@@ -26,6 +26,7 @@ typedef struct {
     REAL *P1, *P2, *P3, *S;  /* packed weights (K x np), and the product buffer (B x max(np1, np2)) */
     REAL *XS;                /* product 2's buffer (xsteps * B rows of np3) */
     int64_t xsteps, xt0;     /* steps per product 2 (step_projection; 0: none), and the first time of its rows */
+    int64_t xend;            /* the step after the current block (project_step) */
     REAL *PB;                /* packing buffer of the big products (par_gemm), NULL with BLAS */
     int direct;              /* a single step: read the weights in place (w[..]) instead of packing */
     int rev[3];              /* sweep direction of the next product on P1 / P2 / P3, alternating (packed_gemm) */
@@ -99,16 +100,17 @@ int SFX(input_projection)(REAL *xproj, const REAL *x, const REAL *w_ih, int64_t 
  * steps [s0, s1) (times [s0, s1), or [T - s1, T - s0) in reverse), by every thread, P its buffer. */
 int64_t SFX(step_projection)(int64_t T, int64_t B, int64_t I, int64_t GH, const int64_t *lengths, int reverse);
 
-/* By blocks: at the first step s of a block, product 2 of its steps [s, s + xsteps) (at most T), their
- * rows of x (times [s, ..), or in reverse the times [T - s - xsteps, T - s), in time order either way)
- * times the thread's rows of w_ih, into XS; xt0 becomes the block's first time. */
+/* By blocks, called at every step s from 0 on: at the first step of a block, product 2 of its steps
+ * [s, s + xsteps) (at most T), their rows of x (times [s, ..), or in reverse the times
+ * [T - s - xsteps, T - s), in time order either way) times the thread's rows of w_ih, into XS; xt0
+ * becomes the block's first time, xend its end. */
 static inline void SFX(project_step)(SFX(slice_t) *sl, const REAL *x, int64_t s, int64_t T, int64_t B, int64_t I,
                                      int reverse)
 {
-    if (s % sl->xsteps) return;
-    const int64_t s1 = s + sl->xsteps < T ? s + sl->xsteps : T;
-    sl->xt0 = reverse ? T - s1 : s;
-    SFX(slice_product)(sl, 2, (s1 - s) * B, x + (size_t)sl->xt0 * B * I, I);
+    if (s < sl->xend) return;
+    sl->xend = s + sl->xsteps < T ? s + sl->xsteps : T;
+    sl->xt0 = reverse ? T - sl->xend : s;
+    SFX(slice_product)(sl, 2, (sl->xend - s) * B, x + (size_t)sl->xt0 * B * I, I);
 }
 
 /* The input projection of row b (time t) at the thread's units: XS's row (by blocks, `stepx`; its
