@@ -199,19 +199,22 @@ int SFX(fr_gru_forward)(REAL *out, REAL *h_n, REAL *states, REAL *gates, REAL *x
         /* the input projection without BLAS: by blocks of steps (product 2) or by chunks of steps (loop.h) */
         const int64_t xsteps = gemm ? 0 : SFX(step_projection)(T, B, I, GH, lengths, reverse);
         const int stepx = xsteps > 0;
+        /* reset after: product 0 = rows r, z, n of my units (one product per step);
+           reset before: product 0 = rows r, z (on h), product 1 = rows n (on r * h, after a barrier);
+           product 2 = my rows r, z, n of w_ih (by blocks) */
+        const fr_loop_plan plan = {.nt = nloop, .pack = !gemm && !stepx, .direct = SFX(direct_step)(T, B, I, H, 1),
+                                   .H = H, .B = B, .K = {H, H, I},
+                                   .groups = {reset_after ? 3 : 2, reset_after ? 0 : 1, stepx ? 3 : 0},
+                                   .xsteps = xsteps};
 #pragma omp parallel num_threads(fr_team_threads(L->nthreads, nloop, gemm != NULL || stepx, T, B, I, GH))
         {
             unsigned csr = fr_ftz_on();
             SFX(slice_t) sl;
             int phase = 0;
-            /* reset after: P1 = rows r, z, n of my units (one product per step);
-               reset before: P1 = rows r, z (on h), P2 = rows n (on r * h, after a barrier) */
-            int64_t g1 = reset_after ? 3 : 2, g2 = reset_after ? 0 : 1;
-            if (SFX(loop_begin)(&sl, &bar, &failed, nloop, !gemm && !stepx, SFX(direct_step)(T, B, I, H, 1), H, B, H,
-                                g1, H, g2, stepx ? I : 0, stepx ? 3 : 0, xsteps)) {
-                SFX(slice_weights)(&sl, 0, w_hh, H, g1, (size_t)H * H, H, 1);
-                if (g2) SFX(slice_weights)(&sl, 1, w_hh + (size_t)2 * H * H, H, 1, 0, H, 1);
-                if (stepx) SFX(slice_weights)(&sl, 2, w_ih, I, 3, (size_t)H * I, I, 1);
+            if (SFX(loop_begin)(&sl, &bar, &failed, &plan)) {
+                SFX(slice_weights)(&sl, 0, w_hh, (size_t)H * H, H, 1);
+                if (!reset_after) SFX(slice_weights)(&sl, 1, w_hh + (size_t)2 * H * H, 0, H, 1);
+                if (stepx) SFX(slice_weights)(&sl, 2, w_ih, (size_t)H * I, I, 1);
             }
 #pragma omp barrier
             const int64_t j0 = sl.j0, hs = sl.hs, tc = stepx ? T : SFX(chunk_steps)(T, B, lengths, reverse);
@@ -240,7 +243,7 @@ int SFX(fr_gru_forward)(REAL *out, REAL *h_n, REAL *states, REAL *gates, REAL *x
                             continue;
                         }
                         const REAL *xq = SFX(projection_row)(&sl, stepx, xproj, t, b, B, GH);
-                        const REAL *Sb = sl.S + (size_t)b * sl.np1;
+                        const REAL *Sb = sl.S + (size_t)b * sl.np[0];
                         if (reset_after && g)
                             SFX(gru_after_row)(hnew + (size_t)b * H, out + ((size_t)t * B + b) * H, g, xq, xg, bx,
                                                b_hn, Sb, hpb, j0, hs, H, 1);
@@ -257,7 +260,7 @@ int SFX(fr_gru_forward)(REAL *out, REAL *h_n, REAL *states, REAL *gates, REAL *x
                         int64_t t = fr_time_index(s, b, T, lengths, reverse);
                         if (t < 0) continue;
                         SFX(gru_before_n_row)(hnew + (size_t)b * H, out + ((size_t)t * B + b) * H, gs + (size_t)b * 4 * H,
-                                              SFX(projection_row)(&sl, stepx, xproj, t, b, B, GH), xg, bx, sl.S + (size_t)b * sl.np2, hp + (size_t)b * H, j0, hs, H);
+                                              SFX(projection_row)(&sl, stepx, xproj, t, b, B, GH), xg, bx, sl.S + (size_t)b * sl.np[1], hp + (size_t)b * H, j0, hs, H);
                     }
                     fr_barrier_wait(&bar, &phase);
                 }
@@ -298,20 +301,21 @@ int SFX(fr_gru_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
     const SFX(pregrads_t) pg = {dgh, dgx, wide ? dgh + 3 * H : NULL, (size_t)ldg, 2 * H};
     int failed = 0;
     fr_barrier_t bar = {0};
-    /* reset after: P1[k][c] = w_hh[k][j0 + c], k < 3H: dh[:, my units] += dgh_s w_hh[:, my units]
-       reset before: P1 = rows r, z (K = 2H) for dh; P2 = rows n (K = H) for d(r * h) */
+    /* reset after: P[0][k][c] = w_hh[k][j0 + c], k < 3H: dh[:, my units] += dgh_s w_hh[:, my units]
+       reset before: P[0] = rows r, z (K = 2H) for dh; P[1] = rows n (K = H) for d(r * h) */
     const int64_t K1 = reset_after ? GH : 2 * H, K2 = reset_after ? 0 : H;
     const int nloop = fr_loop_threads(L->nthreads, T, B, H, H, 3, UNITS);
+    const fr_loop_plan plan = {.nt = nloop, .pack = !gemm, .direct = SFX(direct_step)(T, B, I, H, 0), .H = H, .B = B,
+                               .K = {K1, K2, 0}, .groups = {1, K2 ? 1 : 0, 0}};
 #pragma omp parallel num_threads(fr_team_threads(L->nthreads, nloop, gemm != NULL, T, B, I, GH))
     {
         unsigned csr = fr_ftz_on();
         SFX(slice_t) sl;
         int phase = 0;
         REAL *dbi = NULL, *dbh = NULL;      /* this thread's copies of db_ih, db_hh (bias_grads_take) */
-        if (SFX(loop_begin)(&sl, &bar, &failed, nloop, !gemm, SFX(direct_step)(T, B, I, H, 0), H, B, K1, 1, K2,
-                            K2 ? 1 : 0, 0, 0, 0)) {
-            SFX(slice_weights)(&sl, 0, w_hh, K1, 1, 0, 1, H);
-            if (K2) SFX(slice_weights)(&sl, 1, w_hh + (size_t)2 * H * H, K2, 1, 0, 1, H);
+        if (SFX(loop_begin)(&sl, &bar, &failed, &plan)) {
+            SFX(slice_weights)(&sl, 0, w_hh, 0, 1, H);
+            if (K2) SFX(slice_weights)(&sl, 1, w_hh + (size_t)2 * H * H, 0, 1, H);
             if (sl.hs > 0 && !(dbi = SFX(bias_grads_take)(db_ih, db_hh, 3, H, sl.j0, sl.hs, L->overwrite))) {
 #pragma omp atomic write
                 failed = 1;
@@ -364,7 +368,7 @@ int SFX(fr_gru_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
                     if (t < 0) continue;
                     SFX(gru_before_r_grad_row)(dg + (size_t)b * ldg, dgx + ((size_t)t * B + b) * GH, dh + (size_t)b * H,
                                                dbi, dbh, gs + (size_t)b * 4 * H, hp + (size_t)b * H,
-                                               sl.S + (size_t)b * sl.np2, j0, hs, H);
+                                               sl.S + (size_t)b * sl.np[1], j0, hs, H);
                 }
                 fr_barrier_wait(&bar, &phase);
             }

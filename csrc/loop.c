@@ -152,33 +152,26 @@ void SFX(weight_gradients_par)(REAL *dx, REAL *dw_ih, REAL *dw_hh, const SFX(pre
     }
 }
 
-/* product `which`'s packed weights, their padded width, and its output buffer */
-static REAL *SFX(slice_panels)(const SFX(slice_t) *sl, int which)
+void SFX(slice_weights)(SFX(slice_t) *sl, int which, const REAL *src, size_t gstride, size_t cstride,
+                        size_t kstride)
 {
-    return which == 0 ? sl->P1 : which == 1 ? sl->P2 : sl->P3;
-}
-static int64_t SFX(slice_np)(const SFX(slice_t) *sl, int which)
-{
-    return which == 0 ? sl->np1 : which == 1 ? sl->np2 : sl->np3;
-}
-
-void SFX(slice_weights)(SFX(slice_t) *sl, int which, const REAL *src, int64_t K, int64_t ngroups, size_t gstride,
-                        size_t cstride, size_t kstride)
-{
-    SFX(wview_t) w = {src, K, ngroups, gstride, cstride, kstride};
-    sl->w[which] = w;
+    SFX(wview_t) *w = &sl->w[which];
+    w->src = src;
+    w->gstride = gstride;
+    w->cstride = cstride;
+    w->kstride = kstride;
     if (!sl->direct)
-        SFX(pack_panels)(SFX(slice_panels)(sl, which), src, K, ngroups, sl->hs, sl->j0, gstride, cstride, kstride,
-                         SFX(slice_np)(sl, which));
+        SFX(pack_panels)(sl->P[which], src, w->K, w->ngroups, sl->hs, sl->j0, gstride, cstride, kstride,
+                         sl->np[which]);
 }
 
 void SFX(slice_product)(SFX(slice_t) *sl, int which, int64_t B, const REAL *A, size_t lda)
 {
-    const int64_t np = SFX(slice_np)(sl, which), hs = sl->hs;
+    const int64_t np = sl->np[which], hs = sl->hs;
     REAL *out = which == 2 ? sl->XS : sl->S;
     if (hs == 0) return;
     if (!sl->direct) {
-        SFX(packed_gemm)(B, np, sl->w[which].K, A, lda, SFX(slice_panels)(sl, which), out, np, sl->rev[which]);
+        SFX(packed_gemm)(B, np, sl->w[which].K, A, lda, sl->P[which], out, np, sl->rev[which]);
         sl->rev[which] ^= 1;
         return;
     }
@@ -199,33 +192,34 @@ void SFX(add_product)(REAL *dh, const SFX(slice_t) *sl, int64_t s, int64_t T, in
     for (int64_t b = 0; b < B; b++) {
         if (fr_time_index(s, b, T, lengths, reverse) < 0) continue;
         REAL *d = dh + (size_t)b * H + sl->j0;
-        const REAL *p = sl->S + (size_t)b * sl->np1;
+        const REAL *p = sl->S + (size_t)b * sl->np[0];
         for (int64_t u = 0; u < sl->hs; u++) d[u] += p[u];
     }
 }
 
-static int SFX(slice_alloc)(SFX(slice_t) *sl, int nt, int direct, int pack, int64_t H, int64_t B, int64_t K1, int64_t g1, int64_t K2,
-                           int64_t g2, int64_t K3, int64_t g3, int64_t xsteps)
+static int SFX(slice_alloc)(SFX(slice_t) *sl, const fr_loop_plan *plan)
 {
-    sl->direct = direct;
-    sl->xsteps = xsteps;
+    static const int bufs[3] = {FR_BUF_P1, FR_BUF_P2, FR_BUF_P3};
+    int nt = plan->nt, ok = 1;
+    sl->direct = plan->direct;
+    sl->xsteps = plan->xsteps;
     sl->xt0 = sl->xend = 0;
-    sl->rev[0] = sl->rev[1] = sl->rev[2] = 0;
-    if (direct) K1 = K2 = K3 = 0;     /* nothing to pack */
-    int tid = omp_get_thread_num();
     if (nt > omp_get_num_threads()) nt = omp_get_num_threads();
-    fr_slice(H, nt, tid, UNITS, &sl->j0, &sl->hs);
-    sl->np1 = (g1 * sl->hs + NR - 1) / NR * NR;
-    sl->np2 = (g2 * sl->hs + NR - 1) / NR * NR;
-    sl->np3 = (g3 * sl->hs + NR - 1) / NR * NR;
-    int64_t npmax = sl->np1 > sl->np2 ? sl->np1 : sl->np2;
-    sl->P1 = (REAL *)fr_buffer(FR_BUF_P1, sizeof(REAL) * (size_t)K1 * sl->np1);
-    sl->P2 = (REAL *)fr_buffer(FR_BUF_P2, sizeof(REAL) * (size_t)K2 * sl->np2);
-    sl->P3 = (REAL *)fr_buffer(FR_BUF_P3, sizeof(REAL) * (size_t)K3 * sl->np3);
-    sl->S = (REAL *)fr_buffer(FR_BUF_S, sizeof(REAL) * (size_t)B * npmax);
-    sl->XS = (REAL *)fr_buffer(FR_BUF_XS, sizeof(REAL) * (size_t)xsteps * B * sl->np3);
-    sl->PB = pack ? (REAL *)fr_buffer(FR_BUF_PACK, sizeof(REAL) * SFX(pack_size)()) : NULL;
-    return sl->P1 && sl->P2 && sl->P3 && sl->S && sl->XS && (sl->PB || !pack);
+    fr_slice(plan->H, nt, omp_get_thread_num(), UNITS, &sl->j0, &sl->hs);
+    for (int p = 0; p < 3; p++) {
+        SFX(wview_t) w = {NULL, plan->K[p], plan->groups[p], 0, 0, 0};
+        sl->w[p] = w;
+        sl->rev[p] = 0;
+        sl->np[p] = (plan->groups[p] * sl->hs + NR - 1) / NR * NR;
+        /* in place (direct): nothing to pack */
+        sl->P[p] = (REAL *)fr_buffer(bufs[p], sizeof(REAL) * (size_t)(plan->direct ? 0 : plan->K[p]) * sl->np[p]);
+        ok = ok && sl->P[p];
+    }
+    const int64_t npmax = sl->np[0] > sl->np[1] ? sl->np[0] : sl->np[1];
+    sl->S = (REAL *)fr_buffer(FR_BUF_S, sizeof(REAL) * (size_t)plan->B * npmax);
+    sl->XS = (REAL *)fr_buffer(FR_BUF_XS, sizeof(REAL) * (size_t)plan->xsteps * plan->B * sl->np[2]);
+    sl->PB = plan->pack ? (REAL *)fr_buffer(FR_BUF_PACK, sizeof(REAL) * SFX(pack_size)()) : NULL;
+    return ok && sl->S && sl->XS && (sl->PB || !plan->pack);
 }
 
 int SFX(direct_step)(int64_t T, int64_t B, int64_t I, int64_t H, int forward)
@@ -233,11 +227,9 @@ int SFX(direct_step)(int64_t T, int64_t B, int64_t I, int64_t H, int forward)
     return T == 1 && (B <= FR_DIRECT_BATCH || (forward && B * FR_DIRECT_ROW_TERMS <= I + H));
 }
 
-int SFX(loop_begin)(SFX(slice_t) *sl, fr_barrier_t *bar, int *failed, int nt, int pack, int direct, int64_t H,
-                    int64_t B, int64_t K1, int64_t g1, int64_t K2, int64_t g2, int64_t K3, int64_t g3,
-                    int64_t xsteps)
+int SFX(loop_begin)(SFX(slice_t) *sl, fr_barrier_t *bar, int *failed, const fr_loop_plan *plan)
 {
-    int ok = SFX(slice_alloc)(sl, nt, direct, pack, H, B, K1, g1, K2, g2, K3, g3, xsteps);
+    const int nt = plan->nt, ok = SFX(slice_alloc)(sl, plan);
     if (!ok) {
 #pragma omp atomic write
         *failed = 1;

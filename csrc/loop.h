@@ -16,46 +16,54 @@ typedef struct {
     size_t gstride, cstride, kstride;
 } SFX(wview_t);
 
+/* What a time loop asks of loop_begin, the same for each of its threads. Product p (0, 1, 2) is a
+ * thread's packed weights P[p], K[p] rows by groups[p] groups of the thread's units (groups[p] = 0:
+ * no such product). Products 0 and 1 are on the recurrent weights and go to S (B rows); product 2, the
+ * forward's input projection made by blocks of xsteps steps (step_projection; xsteps = 0: none), is
+ * on the thread's rows of w_ih and goes to XS (xsteps * B rows). */
+typedef struct {
+    int nt;                     /* threads that own units (fr_loop_threads); any others skip the loop */
+    int pack;                   /* 1: the big products' packing buffer too (par_gemm, no BLAS) */
+    int direct;                 /* direct_step: read the weights in place instead of packing them */
+    int64_t H, B;               /* hidden units, batch rows */
+    int64_t K[3], groups[3];    /* each product's weight rows and groups */
+    int64_t xsteps;             /* steps per block of product 2 */
+} fr_loop_plan;
+
 /* Everything a thread of a time loop owns: its hidden units [j0, j0 + hs), its packed weights, one
- * step's products. The buffers are the thread's own (runtime.h: fr_buffer). Products 0 and 1 are on
- * the recurrent weights (P1, P2) and go to S; product 2, the forward's input projection made by blocks
- * of steps (step_projection), is on the thread's rows of w_ih (P3) and goes to XS. */
+ * step's products (fr_loop_plan). The buffers are the thread's own (runtime.h: fr_buffer). */
 typedef struct {
     int64_t j0, hs;          /* first unit and number of units */
-    int64_t np1, np2, np3;   /* padded widths of P1, P2 and P3 */
-    REAL *P1, *P2, *P3, *S;  /* packed weights (K x np), and the product buffer (B x max(np1, np2)) */
-    REAL *XS;                /* product 2's buffer (xsteps * B rows of np3) */
-    int64_t xsteps, xt0;     /* steps per product 2 (step_projection; 0: none), and the first time of its rows */
+    int64_t np[3];           /* padded widths of the products (groups * hs, up to NR) */
+    REAL *P[3];              /* packed weights (K x np) */
+    REAL *S;                 /* products 0 and 1's buffer (B x max(np[0], np[1])) */
+    REAL *XS;                /* product 2's buffer (xsteps * B rows of np[2]) */
+    int64_t xsteps, xt0;     /* steps per product 2 (0: none), and the first time of its rows */
     int64_t xend;            /* the step after the current block (project_step) */
     REAL *PB;                /* packing buffer of the big products (par_gemm), NULL with BLAS */
     int direct;              /* a single step: read the weights in place (w[..]) instead of packing */
-    int rev[3];              /* sweep direction of the next product on P1 / P2 / P3, alternating (packed_gemm) */
-    SFX(wview_t) w[3];
+    int rev[3];              /* sweep direction of the next product on P[p], alternating (packed_gemm) */
+    SFX(wview_t) w[3];       /* each product's weights (K and ngroups from the plan, the rest slice_weights) */
 } SFX(slice_t);
 
 /* The start of every time loop, run by each thread of the parallel region: take this thread's slice
- * of the H units among `nt` threads (none when its number is nt or more) and its buffers: P1 for
- * product 0 (K1 x g1 groups), P2 for product 1 (K2 x g2 groups, may be empty), S (B rows), P3 and XS
- * for product 2 (K3 x g3 groups, XS of xsteps * B rows; xsteps = 0: none), and with `pack` the big
- * products' buffer; thread 0 sizes the per-step barrier. Returns 0 (and raises
- * *failed for everyone) when out of memory. `direct` (direct_step): no packing (slice_weights keeps
- * views). */
-int SFX(loop_begin)(SFX(slice_t) *sl, fr_barrier_t *bar, int *failed, int nt, int pack, int direct, int64_t H,
-                    int64_t B, int64_t K1, int64_t g1, int64_t K2, int64_t g2, int64_t K3, int64_t g3,
-                    int64_t xsteps);
+ * of the H units among plan->nt threads (none when its number is nt or more) and its buffers as the
+ * plan says; thread 0 sizes the per-step barrier. Returns 0 (and raises *failed for everyone) when
+ * out of memory. */
+int SFX(loop_begin)(SFX(slice_t) *sl, fr_barrier_t *bar, int *failed, const fr_loop_plan *plan);
 
 /* Whether a loop of T steps reads its weights in place rather than packed (loop_begin's `direct`):
  * only a single step (T = 1, a cell's), of a batch small enough that packing would cost more than
  * the register-blocked product saves (loop.c: FR_DIRECT_BATCH); `forward`: the forward's loop. */
 int SFX(direct_step)(int64_t T, int64_t B, int64_t I, int64_t H, int forward);
 
-/* Take the weights of product `which` (0: P1, 1: P2, 2: P3) as the view (src, K, ngroups, strides) of this
- * thread's units: pack them, or, for a single step, keep the view. */
-void SFX(slice_weights)(SFX(slice_t) *sl, int which, const REAL *src, int64_t K, int64_t ngroups, size_t gstride,
-                        size_t cstride, size_t kstride);
+/* Take the weights of product `which` (its K and groups from the plan) as the view (src, strides) of
+ * this thread's units: pack them into P[which], or, for a single step, keep the view. */
+void SFX(slice_weights)(SFX(slice_t) *sl, int which, const REAL *src, size_t gstride, size_t cstride,
+                        size_t kstride);
 
 /* S[b, 0..ngroups*hs) = A[b, :] Bmat for product `which`, b < B (A rows of stride lda; S's rows of
- * stride np1 or np2); product 2 into XS (rows of stride np3). */
+ * stride np[which]); product 2 into XS (rows of stride np[2]). */
 void SFX(slice_product)(SFX(slice_t) *sl, int which, int64_t B, const REAL *A, size_t lda);
 
 /* After a backward step's product 0 (into sl->S): dh[b, my units] += S[b] for the rows active at step
@@ -118,7 +126,7 @@ static inline void SFX(project_step)(SFX(slice_t) *sl, const REAL *x, int64_t s,
 static inline const REAL *SFX(projection_row)(const SFX(slice_t) *sl, int stepx, const REAL *xproj, int64_t t,
                                               int64_t b, int64_t B, int64_t GH)
 {
-    return stepx ? sl->XS + ((size_t)(t - sl->xt0) * B + b) * sl->np3 : xproj + ((size_t)t * B + b) * GH + sl->j0;
+    return stepx ? sl->XS + ((size_t)(t - sl->xt0) * B + b) * sl->np[2] : xproj + ((size_t)t * B + b) * GH + sl->j0;
 }
 int64_t SFX(chunk_steps)(int64_t T, int64_t B, const int64_t *lengths, int reverse);
 /* The end of the chunk of tc steps from c0: c0 + tc, or T, also when fewer than FR_DIRECT + 1 rows

@@ -96,16 +96,19 @@ int SFX(fr_rnn_forward)(REAL *out, REAL *h_n, REAL *states, REAL *xproj, const R
         /* the input projection without BLAS: by blocks of steps (product 2) or by chunks of steps (loop.h) */
         const int64_t xsteps = gemm ? 0 : SFX(step_projection)(T, B, I, H, lengths, reverse);
         const int stepx = xsteps > 0;
+        /* product 0: my units' rows of w_hh; product 2 (by blocks): the same of w_ih */
+        const fr_loop_plan plan = {.nt = nloop, .pack = !gemm && !stepx, .direct = SFX(direct_step)(T, B, I, H, 1),
+                                   .H = H, .B = B, .K = {H, 0, I}, .groups = {1, 0, stepx ? 1 : 0},
+                                   .xsteps = xsteps};
 #pragma omp parallel num_threads(fr_team_threads(L->nthreads, nloop, gemm != NULL || stepx, T, B, I, H))
         {
             unsigned csr = fr_ftz_on();
             SFX(slice_t) sl;
             int phase = 0;
-            /* P1[k][c] = w_hh[j0 + c][k]: my units' rows; P3 the same of w_ih */
-            if (SFX(loop_begin)(&sl, &bar, &failed, nloop, !gemm && !stepx, SFX(direct_step)(T, B, I, H, 1), H, B,
-                                H, 1, 0, 0, stepx ? I : 0, stepx ? 1 : 0, xsteps)) {
-                SFX(slice_weights)(&sl, 0, w_hh, H, 1, 0, H, 1);
-                if (stepx) SFX(slice_weights)(&sl, 2, w_ih, I, 1, 0, I, 1);
+            /* P[0][k][c] = w_hh[j0 + c][k]; P[2] the same of w_ih */
+            if (SFX(loop_begin)(&sl, &bar, &failed, &plan)) {
+                SFX(slice_weights)(&sl, 0, w_hh, 0, H, 1);
+                if (stepx) SFX(slice_weights)(&sl, 2, w_ih, 0, I, 1);
             }
 #pragma omp barrier
             const int64_t j0 = sl.j0, hs = sl.hs, tc = stepx ? T : SFX(chunk_steps)(T, B, lengths, reverse);
@@ -125,7 +128,7 @@ int SFX(fr_rnn_forward)(REAL *out, REAL *h_n, REAL *states, REAL *xproj, const R
                             continue;
                         }
                         const REAL *xq = SFX(projection_row)(&sl, stepx, xproj, t, b, B, H);
-                        const REAL *Sb = sl.S + (size_t)b * sl.np1;
+                        const REAL *Sb = sl.S + (size_t)b * sl.np[0];
                         REAL *ob = out + ((size_t)t * B + b) * H;
                         if (relu)
                             SFX(rnn_relu_row)(hb, ob, xq, bias, Sb, j0, hs);
@@ -166,16 +169,17 @@ int SFX(fr_rnn_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
     int failed = 0;
     fr_barrier_t bar = {0};
     const int nloop = fr_loop_threads(L->nthreads, T, B, H, H, 1, UNITS);
+    const fr_loop_plan plan = {.nt = nloop, .pack = !gemm, .direct = SFX(direct_step)(T, B, I, H, 0), .H = H, .B = B,
+                               .K = {H, 0, 0}, .groups = {1, 0, 0}};
 #pragma omp parallel num_threads(fr_team_threads(L->nthreads, nloop, gemm != NULL, T, B, I, H))
     {
         unsigned csr = fr_ftz_on();
         SFX(slice_t) sl;
         int phase = 0;
-        /* P1[k][c] = w_hh[k][j0 + c]: dh_{s-1}[:, my units] = dgh_s w_hh[:, my units] */
+        /* P[0][k][c] = w_hh[k][j0 + c]: dh_{s-1}[:, my units] = dgh_s w_hh[:, my units] */
         REAL *dbi = NULL, *dbh = NULL;      /* this thread's copies of db_ih, db_hh (bias_grads_take) */
-        if (SFX(loop_begin)(&sl, &bar, &failed, nloop, !gemm, SFX(direct_step)(T, B, I, H, 0), H, B, H, 1, 0, 0, 0,
-                            0, 0)) {
-            SFX(slice_weights)(&sl, 0, w_hh, H, 1, 0, 1, H);
+        if (SFX(loop_begin)(&sl, &bar, &failed, &plan)) {
+            SFX(slice_weights)(&sl, 0, w_hh, 0, 1, H);
             if (sl.hs > 0 && !(dbi = SFX(bias_grads_take)(db_ih, db_hh, 1, H, sl.j0, sl.hs, L->overwrite))) {
 #pragma omp atomic write
                 failed = 1;
