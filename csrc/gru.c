@@ -195,18 +195,18 @@ int SFX(fr_gru_forward)(REAL *out, REAL *h_n, REAL *states, REAL *gates, REAL *x
         if (lengths) fr_zero(out, sizeof(REAL) * T * BH);
         int failed = 0;
         fr_barrier_t bar = {0};
-        const int nloop = fr_loop_threads(L->nthreads, T, B, H, H, 3, UNITS);
+        const int nloop = fr_loop_threads(L, 3, UNITS);
         /* the input projection without BLAS: by blocks of steps (product 2) or by chunks of steps (loop.h) */
-        const int64_t xsteps = gemm ? 0 : SFX(step_projection)(T, B, I, GH, lengths, reverse);
+        const int64_t xsteps = gemm ? 0 : SFX(step_projection)(L, GH);
         const int stepx = xsteps > 0;
         /* reset after: product 0 = rows r, z, n of my units (one product per step);
            reset before: product 0 = rows r, z (on h), product 1 = rows n (on r * h, after a barrier);
            product 2 = my rows r, z, n of w_ih (by blocks) */
-        const fr_loop_plan plan = {.nt = nloop, .pack = !gemm && !stepx, .direct = SFX(direct_step)(T, B, I, H, 1),
+        const fr_loop_plan plan = {.nt = nloop, .pack = !gemm && !stepx, .direct = SFX(direct_step)(L, 1),
                                    .H = H, .B = B, .K = {H, H, I},
                                    .groups = {reset_after ? 3 : 2, reset_after ? 0 : 1, stepx ? 3 : 0},
                                    .xsteps = xsteps};
-#pragma omp parallel num_threads(fr_team_threads(L->nthreads, nloop, gemm != NULL || stepx, T, B, I, GH))
+#pragma omp parallel num_threads(fr_team_threads(L, nloop, gemm != NULL || stepx, GH))
         {
             unsigned csr = fr_ftz_on();
             SFX(slice_t) sl;
@@ -217,12 +217,12 @@ int SFX(fr_gru_forward)(REAL *out, REAL *h_n, REAL *states, REAL *gates, REAL *x
                 if (stepx) SFX(slice_weights)(&sl, 2, w_ih, (size_t)H * I, I, 1);
             }
 #pragma omp barrier
-            const int64_t j0 = sl.j0, hs = sl.hs, tc = stepx ? T : SFX(chunk_steps)(T, B, lengths, reverse);
+            const int64_t j0 = sl.j0, hs = sl.hs, tc = stepx ? T : SFX(chunk_steps)(L);
             const int64_t xg = stepx ? hs : H;
             const REAL *bx = bias, *b_hn = b_hh + 2 * H;
             for (int64_t c0 = 0, c1; c0 < T && !failed; c0 = c1) {
                 c1 = SFX(chunk_end)(c0, tc, T, B);
-                if (!gemm && !stepx) SFX(project_steps)(xproj, x, w_ih, c0, c1, T, B, I, GH, reverse, sl.PB);
+                if (!gemm && !stepx) SFX(project_steps)(xproj, x, w_ih, c0, c1, L, GH, sl.PB);
                 for (int64_t s = c0; s < c1 && hs > 0; s++) {
                     const REAL *hp = SFX(state_at)(states, pair, BH, s);
                     REAL *hnew = SFX(state_at)(states, pair, BH, s + 1);
@@ -277,7 +277,7 @@ int SFX(fr_gru_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
                          REAL *dgx, const REAL *d_out, const REAL *d_hn, const REAL *x, const REAL *states,
                          const REAL *gates, const REAL *w_ih, const REAL *w_hh, const fr_layer *L, GEMM_T gemm)
 {
-    const int64_t T = L->T, B = L->B, I = L->I, H = L->H;
+    const int64_t T = L->T, B = L->B, H = L->H;
     const int64_t *lengths = L->lengths;
     const int reverse = L->reverse, reset_after = L->variant == FR_GRU_RESET_AFTER;
     const size_t BH = (size_t)B * H;
@@ -291,23 +291,26 @@ int SFX(fr_gru_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
     /* the weight gradients' operands, with idle rows made finite where they are not (see finite_operands) */
     const REAL *xg = x, *sg = states;
     REAL *copies = NULL;
-    if (lengths && SFX(finite_operands)(&xg, &sg, &copies, lengths, T, B, I, H)) return FR_ENOMEM;
+    if (lengths && SFX(finite_operands)(&xg, &sg, &copies, L)) return FR_ENOMEM;
     if (lengths) fr_zero(dgx, sizeof(REAL) * T * 3 * BH);
     /* dgx == dgh (steps and times coincide, fastrnn.h): the input gradient's rows are the recurrent
        one's, and with reset after they are 4H wide, [dr | dz | dn * r | dn]: two thirds of the values
        the loop would write twice, written once */
     const int wide = dgx == dgh && reset_after;
     const int64_t ldg = wide ? 4 * H : GH;
-    const SFX(pregrads_t) pg = {dgh, dgx, wide ? dgh + 3 * H : NULL, (size_t)ldg, 2 * H};
+    /* dw_hh's rows n multiply r * h (gates' last H columns) with reset before, h with reset after */
+    const SFX(pregrads_t) pg = {.dgh = dgh, .dgx = dgx, .dgx_hi = wide ? dgh + 3 * H : NULL, .ld = (size_t)ldg,
+                                .xs = 2 * H, .x = xg, .states = sg, .rh = gates + 3 * H, .ld_rh = (size_t)4 * H,
+                                .split = reset_after ? GH : 2 * H, .w_ih = w_ih};
     int failed = 0;
     fr_barrier_t bar = {0};
     /* reset after: P[0][k][c] = w_hh[k][j0 + c], k < 3H: dh[:, my units] += dgh_s w_hh[:, my units]
        reset before: P[0] = rows r, z (K = 2H) for dh; P[1] = rows n (K = H) for d(r * h) */
     const int64_t K1 = reset_after ? GH : 2 * H, K2 = reset_after ? 0 : H;
-    const int nloop = fr_loop_threads(L->nthreads, T, B, H, H, 3, UNITS);
-    const fr_loop_plan plan = {.nt = nloop, .pack = !gemm, .direct = SFX(direct_step)(T, B, I, H, 0), .H = H, .B = B,
+    const int nloop = fr_loop_threads(L, 3, UNITS);
+    const fr_loop_plan plan = {.nt = nloop, .pack = !gemm, .direct = SFX(direct_step)(L, 0), .H = H, .B = B,
                                .K = {K1, K2, 0}, .groups = {1, K2 ? 1 : 0, 0}};
-#pragma omp parallel num_threads(fr_team_threads(L->nthreads, nloop, gemm != NULL, T, B, I, GH))
+#pragma omp parallel num_threads(fr_team_threads(L, nloop, gemm != NULL, GH))
     {
         unsigned csr = fr_ftz_on();
         SFX(slice_t) sl;
@@ -373,18 +376,16 @@ int SFX(fr_gru_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
                 fr_barrier_wait(&bar, &phase);
             }
             SFX(slice_product)(&sl, 0, B, dg, ldg);
-            SFX(add_product)(dh, &sl, s, T, B, H, lengths, reverse);
+            SFX(add_product)(dh, &sl, s, L);
         }
         if (!failed && hs > 0) SFX(bias_grads_give)(db_ih, db_hh, dbi, 3, H, j0, hs);
 #pragma omp barrier
         if (!gemm && !failed)
-            SFX(weight_gradients_par)(dx, dw_ih, dw_hh, &pg, xg, sg, gates + 3 * H, 4 * H, w_ih, T * B, I, H, GH,
-                                      reset_after ? GH : 2 * H, L->overwrite, sl.PB);
+            SFX(weight_gradients_par)(dx, dw_ih, dw_hh, &pg, L, GH, sl.PB);
         fr_ftz_restore(csr);
     }
     int rc = failed ? FR_ENOMEM : FR_OK;
     if (!rc && gemm)
-        rc = SFX(weight_gradients)(dx, dw_ih, dw_hh, &pg, xg, sg, gates + 3 * H, 4 * H, w_ih, T * B, I, H, GH,
-                                   reset_after ? GH : 2 * H, L->overwrite, gemm);
-    return SFX(backward_end)(rc, copies, dx, lengths, T, B, I);
+        rc = SFX(weight_gradients)(dx, dw_ih, dw_hh, &pg, L, GH, gemm);
+    return SFX(backward_end)(rc, copies, dx, L);
 }

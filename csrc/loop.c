@@ -58,12 +58,13 @@ void SFX(no_steps)(REAL *dx, REAL *dw_ih, REAL *dw_hh, REAL *db_ih, REAL *db_hh,
     fr_zero(db_hh, sizeof(REAL) * (size_t)GH);
 }
 
-int SFX(weight_gradients)(REAL *dx, REAL *dw_ih, REAL *dw_hh, const SFX(pregrads_t) *g, const REAL *x,
-                          const REAL *states, const REAL *rh, int64_t ld_rh, const REAL *w_ih, int64_t TB,
-                          int64_t I, int64_t H, int64_t GH, int64_t split, int overwrite, GEMM_T gemm)
+int SFX(weight_gradients)(REAL *dx, REAL *dw_ih, REAL *dw_hh, const SFX(pregrads_t) *g, const fr_layer *L,
+                          int64_t GH, GEMM_T gemm)
 {
-    const int64_t M = TB, ld = (int64_t)g->ld, xs = g->dgx_hi ? g->xs : GH;
-    const REAL beta = overwrite ? 0 : 1;     /* (each product below fills rows of its own) */
+    const int64_t M = L->T * L->B, I = L->I, H = L->H, ld = (int64_t)g->ld, xs = g->dgx_hi ? g->xs : GH;
+    const int64_t split = g->split, ld_rh = (int64_t)g->ld_rh;
+    const REAL *x = g->x, *states = g->states, *rh = g->rh, *w_ih = g->w_ih;
+    const REAL beta = L->overwrite ? 0 : 1;     /* (each product below fills rows of its own) */
     int rc = SFX(gemm_rm)(gemm, 1, 0, split, H, M, 1, g->dgh, ld, states, H, beta, dw_hh, H);
     if (!rc && split < GH)
         rc = SFX(gemm_rm)(gemm, 1, 0, GH - split, H, M, 1, g->dgh + split, ld, rh, ld_rh, beta, dw_hh + (size_t)split * H, H);
@@ -104,26 +105,28 @@ static void SFX(input_projection_par)(REAL *xproj, const REAL *x, const REAL *w_
 #define FR_CHUNK_ROWS 1024
 #define FR_STEPX_ROWS 32
 #define FR_STEPX_MAX_BYTES ((size_t)2 << 20)
-int64_t SFX(step_projection)(int64_t T, int64_t B, int64_t I, int64_t GH, const int64_t *lengths, int reverse)
+int64_t SFX(step_projection)(const fr_layer *L, int64_t GH)
 {
-    if (I == 0 || (lengths && reverse)) return 0;
+    const int64_t T = L->T, B = L->B, I = L->I;
+    if (I == 0 || (L->lengths && L->reverse)) return 0;
     if (T == 1) return 1;       /* one step: nothing to keep in cache; each thread reads (or packs) only its rows */
     if ((size_t)I * (size_t)GH * sizeof(REAL) > FR_STEPX_MAX_BYTES) return 0;
     const int64_t steps = (FR_STEPX_ROWS + B - 1) / B;
     return steps < T ? steps : T;
 }
 
-int64_t SFX(chunk_steps)(int64_t T, int64_t B, const int64_t *lengths, int reverse)
+int64_t SFX(chunk_steps)(const fr_layer *L)
 {
-    if (lengths && reverse) return T;
+    const int64_t T = L->T, B = L->B;
+    if (L->lengths && L->reverse) return T;
     int64_t tc = ((int64_t)FR_CHUNK_ROWS * omp_get_num_threads() + B - 1) / B;
     return tc < T ? tc : T;
 }
 
-void SFX(project_steps)(REAL *xproj, const REAL *x, const REAL *w_ih, int64_t s0, int64_t s1, int64_t T, int64_t B,
-                        int64_t I, int64_t GH, int reverse, REAL *P)
+void SFX(project_steps)(REAL *xproj, const REAL *x, const REAL *w_ih, int64_t s0, int64_t s1, const fr_layer *L,
+                        int64_t GH, REAL *P)
 {
-    const int64_t t0 = reverse ? T - s1 : s0;
+    const int64_t B = L->B, I = L->I, t0 = L->reverse ? L->T - s1 : s0;
     if (I == 0) {                        /* no inputs (x and w_ih may be NULL): a zero projection */
 #pragma omp single
         fr_zero(xproj + (size_t)t0 * B * GH, sizeof(REAL) * (size_t)(s1 - s0) * B * GH);
@@ -133,13 +136,13 @@ void SFX(project_steps)(REAL *xproj, const REAL *x, const REAL *w_ih, int64_t s0
                               GH, P);
 }
 
-void SFX(weight_gradients_par)(REAL *dx, REAL *dw_ih, REAL *dw_hh, const SFX(pregrads_t) *g, const REAL *x,
-                               const REAL *states, const REAL *rh, int64_t ld_rh, const REAL *w_ih, int64_t TB,
-                               int64_t I, int64_t H, int64_t GH, int64_t split, int overwrite, REAL *P)
+void SFX(weight_gradients_par)(REAL *dx, REAL *dw_ih, REAL *dw_hh, const SFX(pregrads_t) *g, const fr_layer *L,
+                               int64_t GH, REAL *P)
 {
-    const int64_t M = TB, xs = g->dgx_hi ? g->xs : GH;
-    const size_t ld = g->ld;
-    const int acc = !overwrite;              /* (each product below fills rows of its own) */
+    const int64_t M = L->T * L->B, I = L->I, H = L->H, xs = g->dgx_hi ? g->xs : GH, split = g->split;
+    const size_t ld = g->ld, ld_rh = g->ld_rh;
+    const REAL *x = g->x, *states = g->states, *rh = g->rh, *w_ih = g->w_ih;
+    const int acc = !L->overwrite;              /* (each product below fills rows of its own) */
     SFX(par_gemm)(split, H, M, g->dgh, 1, ld, states, H, 1, dw_hh, H, acc, P);
     if (split < GH) SFX(par_gemm)(GH - split, H, M, g->dgh + split, 1, ld, rh, ld_rh, 1, dw_hh + (size_t)split * H, H, acc, P);
     SFX(par_gemm)(xs, I, M, g->dgx, 1, ld, x, I, 1, dw_ih, I, acc, P);
@@ -186,11 +189,11 @@ void SFX(slice_product)(SFX(slice_t) *sl, int which, int64_t B, const REAL *A, s
     }
 }
 
-void SFX(add_product)(REAL *dh, const SFX(slice_t) *sl, int64_t s, int64_t T, int64_t B, int64_t H,
-                      const int64_t *lengths, int reverse)
+void SFX(add_product)(REAL *dh, const SFX(slice_t) *sl, int64_t s, const fr_layer *L)
 {
+    const int64_t B = L->B, H = L->H;
     for (int64_t b = 0; b < B; b++) {
-        if (fr_time_index(s, b, T, lengths, reverse) < 0) continue;
+        if (fr_time_index(s, b, L->T, L->lengths, L->reverse) < 0) continue;
         REAL *d = dh + (size_t)b * H + sl->j0;
         const REAL *p = sl->S + (size_t)b * sl->np[0];
         for (int64_t u = 0; u < sl->hs; u++) d[u] += p[u];
@@ -222,9 +225,10 @@ static int SFX(slice_alloc)(SFX(slice_t) *sl, const fr_loop_plan *plan)
     return ok && sl->S && sl->XS && (sl->PB || !plan->pack);
 }
 
-int SFX(direct_step)(int64_t T, int64_t B, int64_t I, int64_t H, int forward)
+int SFX(direct_step)(const fr_layer *L, int forward)
 {
-    return T == 1 && (B <= FR_DIRECT_BATCH || (forward && B * FR_DIRECT_ROW_TERMS <= I + H));
+    const int64_t B = L->B;
+    return L->T == 1 && (B <= FR_DIRECT_BATCH || (forward && B * FR_DIRECT_ROW_TERMS <= L->I + L->H));
 }
 
 int SFX(loop_begin)(SFX(slice_t) *sl, fr_barrier_t *bar, int *failed, const fr_loop_plan *plan)
@@ -267,9 +271,10 @@ static const REAL *SFX(zero_idle)(REAL *dst, const REAL *a, const int64_t *lengt
     return dst;
 }
 
-int SFX(finite_operands)(const REAL **xg, const REAL **sg, REAL **copies, const int64_t *lengths,
-                         int64_t T, int64_t B, int64_t I, int64_t H)
+int SFX(finite_operands)(const REAL **xg, const REAL **sg, REAL **copies, const fr_layer *L)
 {
+    const int64_t T = L->T, B = L->B, I = L->I, H = L->H;
+    const int64_t *lengths = L->lengths;
     int xok = SFX(idle_rows_finite)(*xg, lengths, T, B, I), sok = SFX(idle_rows_finite)(*sg, lengths, T, B, H);
     if (xok && sok) return FR_OK;
     const size_t nx = xok ? 0 : (size_t)T * B * I, ns = sok ? 0 : (size_t)T * B * H;
@@ -280,8 +285,10 @@ int SFX(finite_operands)(const REAL **xg, const REAL **sg, REAL **copies, const 
     return FR_OK;
 }
 
-int SFX(backward_end)(int rc, REAL *copies, REAL *dx, const int64_t *lengths, int64_t T, int64_t B, int64_t I)
+int SFX(backward_end)(int rc, REAL *copies, REAL *dx, const fr_layer *L)
 {
+    const int64_t T = L->T, B = L->B, I = L->I;
+    const int64_t *lengths = L->lengths;
     free(copies);
     if (!rc && lengths && I > 0)
         for (int64_t b = 0; b < B; b++)

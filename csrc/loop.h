@@ -55,7 +55,7 @@ int SFX(loop_begin)(SFX(slice_t) *sl, fr_barrier_t *bar, int *failed, const fr_l
 /* Whether a loop of T steps reads its weights in place rather than packed (loop_begin's `direct`):
  * only a single step (T = 1, a cell's), of a batch small enough that packing would cost more than
  * the register-blocked product saves (loop.c: FR_DIRECT_BATCH); `forward`: the forward's loop. */
-int SFX(direct_step)(int64_t T, int64_t B, int64_t I, int64_t H, int forward);
+int SFX(direct_step)(const fr_layer *L, int forward);
 
 /* Take the weights of product `which` (its K and groups from the plan) as the view (src, strides) of
  * this thread's units: pack them into P[which], or, for a single step, keep the view. */
@@ -68,8 +68,7 @@ void SFX(slice_product)(SFX(slice_t) *sl, int which, int64_t B, const REAL *A, s
 
 /* After a backward step's product 0 (into sl->S): dh[b, my units] += S[b] for the rows active at step
  * s (an idle row's dh passes unchanged: its product, 0 * w, may be NaN). */
-void SFX(add_product)(REAL *dh, const SFX(slice_t) *sl, int64_t s, int64_t T, int64_t B, int64_t H,
-                      const int64_t *lengths, int reverse);
+void SFX(add_product)(REAL *dh, const SFX(slice_t) *sl, int64_t s, const fr_layer *L);
 
 /* The bias gradients of a backward loop, added into at every step and row of a thread's units: the
  * caller's db_ih and db_hh (ngroups groups of H) are cut between threads at units whose addresses
@@ -106,7 +105,7 @@ int SFX(input_projection)(REAL *xproj, const REAL *x, const REAL *w_ih, int64_t 
  *    the whole of it for one use.
  *  - by chunks of steps (0): the steps per chunk of the input projection, and the projection of
  * steps [s0, s1) (times [s0, s1), or [T - s1, T - s0) in reverse), by every thread, P its buffer. */
-int64_t SFX(step_projection)(int64_t T, int64_t B, int64_t I, int64_t GH, const int64_t *lengths, int reverse);
+int64_t SFX(step_projection)(const fr_layer *L, int64_t GH);
 
 /* By blocks, called at every step s from 0 on: at the first step of a block, product 2 of its steps
  * [s, s + xsteps) (at most T), their rows of x (times [s, ..), or in reverse the times
@@ -128,7 +127,7 @@ static inline const REAL *SFX(projection_row)(const SFX(slice_t) *sl, int stepx,
 {
     return stepx ? sl->XS + ((size_t)(t - sl->xt0) * B + b) * sl->np[2] : xproj + ((size_t)t * B + b) * GH + sl->j0;
 }
-int64_t SFX(chunk_steps)(int64_t T, int64_t B, const int64_t *lengths, int reverse);
+int64_t SFX(chunk_steps)(const fr_layer *L);
 /* The end of the chunk of tc steps from c0: c0 + tc, or T, also when fewer than FR_DIRECT + 1 rows
  * would be left after it. tc depends on the thread count, and a last chunk of at most FR_DIRECT rows
  * would take par_gemm's other path (gemm.h), giving those steps different bits at another count
@@ -137,34 +136,39 @@ static inline int64_t SFX(chunk_end)(int64_t c0, int64_t tc, int64_t T, int64_t 
 {
     return c0 + tc >= T || (T - c0 - tc) * B <= FR_DIRECT ? T : c0 + tc;
 }
-void SFX(project_steps)(REAL *xproj, const REAL *x, const REAL *w_ih, int64_t s0, int64_t s1, int64_t T, int64_t B,
-                        int64_t I, int64_t GH, int reverse, REAL *P);
+void SFX(project_steps)(REAL *xproj, const REAL *x, const REAL *w_ih, int64_t s0, int64_t s1, const fr_layer *L,
+                        int64_t GH, REAL *P);
 
-/* The pre-activation gradients a backward loop leaves for its weight gradients: dgh (TB rows, GH
- * columns) and dgx, both of row stride ld; dgx's columns [0, xs) at dgx and, when dgx_hi is not NULL,
- * its columns [xs, GH) at dgx_hi (the reset-after GRU's shared buffer, fastrnn.h). */
+/* The operands of the weight and input gradients after a backward loop (TB = T B rows each): the
+ * pre-activation gradients the loop leaves, dgh (GH columns) and dgx, both of row stride ld, dgx's
+ * columns [0, xs) at dgx and, when dgx_hi is not NULL, its columns [xs, GH) at dgx_hi (the reset-after
+ * GRU's shared buffer, fastrnn.h); x (I columns); the states each step starts from (H columns), which
+ * multiply dw_hh's rows [0, split), and rh (H columns, row stride ld_rh; the Cho GRU's r * h), which
+ * multiply its rows [split, GH); and w_ih. */
 typedef struct {
     const REAL *dgh, *dgx, *dgx_hi;
     size_t ld;
     int64_t xs;
+    const REAL *x, *states, *rh;
+    size_t ld_rh;
+    int64_t split;
+    const REAL *w_ih;
 } SFX(pregrads_t);
 
 /* A backward with no step to run (T or B * H zero): dx zeroed, and the weight and bias gradients too
  * when they are written rather than added into (L->overwrite). */
 void SFX(no_steps)(REAL *dx, REAL *dw_ih, REAL *dw_hh, REAL *db_ih, REAL *db_hh, const fr_layer *L, int64_t GH);
 
-/* The weight and input gradients after a backward loop (`=` instead of `+=` with `overwrite`):
+/* The weight and input gradients after a backward loop (`=` instead of `+=` with L->overwrite):
  *   dw_ih += dgx^T x,  dx = dgx w_ih,
- *   dw_hh[rows 0 .. split) += dgh[:, 0 .. split)^T states[0 .. T)
- *   dw_hh[rows split .. GH) += dgh[:, split .. GH)^T rh   (rh: rows of stride ld_rh; the Cho GRU's r * h)
+ *   dw_hh[rows 0 .. split) += dgh[:, 0 .. split)^T states
+ *   dw_hh[rows split .. GH) += dgh[:, split .. GH)^T rh
  * with BLAS (one call each, two for dx and dw_ih with dgx_hi; FR_ETOOBIG possible), or by every thread
  * of the region (P its buffer). */
-int SFX(weight_gradients)(REAL *dx, REAL *dw_ih, REAL *dw_hh, const SFX(pregrads_t) *g, const REAL *x,
-                          const REAL *states, const REAL *rh, int64_t ld_rh, const REAL *w_ih, int64_t TB,
-                          int64_t I, int64_t H, int64_t GH, int64_t split, int overwrite, GEMM_T gemm);
-void SFX(weight_gradients_par)(REAL *dx, REAL *dw_ih, REAL *dw_hh, const SFX(pregrads_t) *g, const REAL *x,
-                               const REAL *states, const REAL *rh, int64_t ld_rh, const REAL *w_ih, int64_t TB,
-                               int64_t I, int64_t H, int64_t GH, int64_t split, int overwrite, REAL *P);
+int SFX(weight_gradients)(REAL *dx, REAL *dw_ih, REAL *dw_hh, const SFX(pregrads_t) *g, const fr_layer *L,
+                          int64_t GH, GEMM_T gemm);
+void SFX(weight_gradients_par)(REAL *dx, REAL *dw_ih, REAL *dw_hh, const SFX(pregrads_t) *g, const fr_layer *L,
+                               int64_t GH, REAL *P);
 
 /* Where the forward keeps the state after step s - 1: in `states` (training), or, when `states` is
  * NULL (inference, no backward to come), in the two rows of `pair` (state_pair: a per-thread buffer,
@@ -180,11 +184,10 @@ REAL *SFX(state_pair)(REAL *states, size_t BH);
  * 0 * Inf is NaN, so a non-finite value there (padding, or the state of a sequence with no valid step)
  * would reach dw_ih / dw_hh. Where there is one, *xg / *sg become copies with zeros in the idle rows
  * (in *copies, freed by backward_end). Returns FR_ENOMEM when a copy cannot be made. */
-int SFX(finite_operands)(const REAL **xg, const REAL **sg, REAL **copies, const int64_t *lengths, int64_t T,
-                         int64_t B, int64_t I, int64_t H);
+int SFX(finite_operands)(const REAL **xg, const REAL **sg, REAL **copies, const fr_layer *L);
 
 /* The end of a backward: free the copies of finite_operands, and zero dx at padded times (there the
  * product dgx w_ih is 0 * w_ih, NaN where w_ih is not finite; the reference leaves them 0). Returns rc. */
-int SFX(backward_end)(int rc, REAL *copies, REAL *dx, const int64_t *lengths, int64_t T, int64_t B, int64_t I);
+int SFX(backward_end)(int rc, REAL *copies, REAL *dx, const fr_layer *L);
 
 #endif

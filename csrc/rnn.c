@@ -92,15 +92,15 @@ int SFX(fr_rnn_forward)(REAL *out, REAL *h_n, REAL *states, REAL *xproj, const R
         if (lengths) fr_zero(out, sizeof(REAL) * T * BH);
         int failed = 0;
         fr_barrier_t bar = {0};
-        const int nloop = fr_loop_threads(L->nthreads, T, B, H, H, 1, UNITS);
+        const int nloop = fr_loop_threads(L, 1, UNITS);
         /* the input projection without BLAS: by blocks of steps (product 2) or by chunks of steps (loop.h) */
-        const int64_t xsteps = gemm ? 0 : SFX(step_projection)(T, B, I, H, lengths, reverse);
+        const int64_t xsteps = gemm ? 0 : SFX(step_projection)(L, H);
         const int stepx = xsteps > 0;
         /* product 0: my units' rows of w_hh; product 2 (by blocks): the same of w_ih */
-        const fr_loop_plan plan = {.nt = nloop, .pack = !gemm && !stepx, .direct = SFX(direct_step)(T, B, I, H, 1),
+        const fr_loop_plan plan = {.nt = nloop, .pack = !gemm && !stepx, .direct = SFX(direct_step)(L, 1),
                                    .H = H, .B = B, .K = {H, 0, I}, .groups = {1, 0, stepx ? 1 : 0},
                                    .xsteps = xsteps};
-#pragma omp parallel num_threads(fr_team_threads(L->nthreads, nloop, gemm != NULL || stepx, T, B, I, H))
+#pragma omp parallel num_threads(fr_team_threads(L, nloop, gemm != NULL || stepx, H))
         {
             unsigned csr = fr_ftz_on();
             SFX(slice_t) sl;
@@ -111,10 +111,10 @@ int SFX(fr_rnn_forward)(REAL *out, REAL *h_n, REAL *states, REAL *xproj, const R
                 if (stepx) SFX(slice_weights)(&sl, 2, w_ih, 0, I, 1);
             }
 #pragma omp barrier
-            const int64_t j0 = sl.j0, hs = sl.hs, tc = stepx ? T : SFX(chunk_steps)(T, B, lengths, reverse);
+            const int64_t j0 = sl.j0, hs = sl.hs, tc = stepx ? T : SFX(chunk_steps)(L);
             for (int64_t c0 = 0, c1; c0 < T && !failed; c0 = c1) {
                 c1 = SFX(chunk_end)(c0, tc, T, B);
-                if (!gemm && !stepx) SFX(project_steps)(xproj, x, w_ih, c0, c1, T, B, I, H, reverse, sl.PB);
+                if (!gemm && !stepx) SFX(project_steps)(xproj, x, w_ih, c0, c1, L, H, sl.PB);
                 for (int64_t s = c0; s < c1 && hs > 0; s++) {
                     const REAL *hp = SFX(state_at)(states, pair, BH, s);
                     REAL *hnew = SFX(state_at)(states, pair, BH, s + 1);
@@ -150,7 +150,7 @@ int SFX(fr_rnn_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
                          REAL *dgx, const REAL *d_out, const REAL *d_hn, const REAL *x, const REAL *states,
                          const REAL *w_ih, const REAL *w_hh, const fr_layer *L, GEMM_T gemm)
 {
-    const int64_t T = L->T, B = L->B, I = L->I, H = L->H;
+    const int64_t T = L->T, B = L->B, H = L->H;
     const int64_t *lengths = L->lengths;
     const int reverse = L->reverse, relu = L->variant == FR_RNN_RELU;
     const size_t BH = (size_t)B * H;
@@ -163,15 +163,16 @@ int SFX(fr_rnn_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
     /* the weight gradients' operands, with idle rows made finite where they are not (see finite_operands) */
     const REAL *xg = x, *sg = states;
     REAL *copies = NULL;
-    if (lengths && SFX(finite_operands)(&xg, &sg, &copies, lengths, T, B, I, H)) return FR_ENOMEM;
+    if (lengths && SFX(finite_operands)(&xg, &sg, &copies, L)) return FR_ENOMEM;
     if (lengths && dgx != dgh) fr_zero(dgx, sizeof(REAL) * T * BH);
-    const SFX(pregrads_t) pg = {dgh, dgx, NULL, (size_t)H, H};
+    const SFX(pregrads_t) pg = {.dgh = dgh, .dgx = dgx, .ld = (size_t)H, .xs = H, .x = xg, .states = sg, .split = H,
+                                .w_ih = w_ih};
     int failed = 0;
     fr_barrier_t bar = {0};
-    const int nloop = fr_loop_threads(L->nthreads, T, B, H, H, 1, UNITS);
-    const fr_loop_plan plan = {.nt = nloop, .pack = !gemm, .direct = SFX(direct_step)(T, B, I, H, 0), .H = H, .B = B,
+    const int nloop = fr_loop_threads(L, 1, UNITS);
+    const fr_loop_plan plan = {.nt = nloop, .pack = !gemm, .direct = SFX(direct_step)(L, 0), .H = H, .B = B,
                                .K = {H, 0, 0}, .groups = {1, 0, 0}};
-#pragma omp parallel num_threads(fr_team_threads(L->nthreads, nloop, gemm != NULL, T, B, I, H))
+#pragma omp parallel num_threads(fr_team_threads(L, nloop, gemm != NULL, H))
     {
         unsigned csr = fr_ftz_on();
         SFX(slice_t) sl;
@@ -208,15 +209,15 @@ int SFX(fr_rnn_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
             }
             fr_barrier_wait(&bar, &phase);
             SFX(slice_product)(&sl, 0, B, dg, H);
-            SFX(add_product)(dh, &sl, s, T, B, H, lengths, reverse);
+            SFX(add_product)(dh, &sl, s, L);
         }
         if (!failed && hs > 0) SFX(bias_grads_give)(db_ih, db_hh, dbi, 1, H, j0, hs);
 #pragma omp barrier
         if (!gemm && !failed)
-            SFX(weight_gradients_par)(dx, dw_ih, dw_hh, &pg, xg, sg, NULL, 0, w_ih, T * B, I, H, H, H, L->overwrite, sl.PB);
+            SFX(weight_gradients_par)(dx, dw_ih, dw_hh, &pg, L, H, sl.PB);
         fr_ftz_restore(csr);
     }
     int rc = failed ? FR_ENOMEM : FR_OK;
-    if (!rc && gemm) rc = SFX(weight_gradients)(dx, dw_ih, dw_hh, &pg, xg, sg, NULL, 0, w_ih, T * B, I, H, H, H, L->overwrite, gemm);
-    return SFX(backward_end)(rc, copies, dx, lengths, T, B, I);
+    if (!rc && gemm) rc = SFX(weight_gradients)(dx, dw_ih, dw_hh, &pg, L, H, gemm);
+    return SFX(backward_end)(rc, copies, dx, L);
 }

@@ -151,9 +151,11 @@ void fr_slice(int64_t H, int nt, int tid, int64_t vl, int64_t *j0, int64_t *hs)
  * limit was 2e6 before). */
 #define FR_MIN_FLOPS_PER_THREAD 65536.0
 #define FR_MIN_FLOPS_PER_CALL 2e5
-int fr_loop_threads(int nthreads, int64_t T, int64_t B, int64_t H, int64_t K, int64_t G, int64_t vl)
+int fr_loop_threads(const fr_layer *L, int64_t G, int64_t vl)
 {
-    double flops = 2.0 * (double)B * (double)G * (double)H * (double)K;
+    const int64_t T = L->T, H = L->H;
+    const int nthreads = L->nthreads;
+    double flops = 2.0 * (double)L->B * (double)G * (double)H * (double)H;
     double by_work = flops / FR_MIN_FLOPS_PER_THREAD;
     if (flops * (double)T < FR_MIN_FLOPS_PER_CALL) by_work = 1;   /* a short call: waking threads costs more */
     int64_t by_units = (H + vl - 1) / vl;
@@ -167,11 +169,11 @@ int fr_loop_threads(int nthreads, int64_t T, int64_t B, int64_t H, int64_t K, in
  * (no BLAS), more where those (2 T B GH I flops) give each at least FR_MIN_FLOPS_PER_GEMM_THREAD of
  * work; remembered by fr_team. */
 #define FR_MIN_FLOPS_PER_GEMM_THREAD 2e6
-int fr_team_threads(int nthreads, int nloop, int blas, int64_t T, int64_t B, int64_t I, int64_t GH)
+int fr_team_threads(const fr_layer *L, int nloop, int blas, int64_t GH)
 {
-    double flops = 2.0 * (double)T * (double)B * (double)GH * (double)I;
+    double flops = 2.0 * (double)L->T * (double)L->B * (double)GH * (double)L->I;
     double by_work = flops / FR_MIN_FLOPS_PER_GEMM_THREAD;
-    int n = nthreads;
+    int n = L->nthreads;
     if (n > by_work) n = (int)by_work;
     return fr_team(blas || n < nloop ? nloop : n);
 }

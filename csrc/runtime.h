@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "fastrnn.h"
+
 #ifdef _OPENMP
 #include <omp.h>
 #else
@@ -58,14 +60,15 @@ void fr_barrier_wait(fr_barrier_t *bar, int *my_phase);
 /* Thread `tid` of `nt` owns hidden units [*j0, *j0 + *hs): whole chunks of `vl` units, spread evenly. */
 void fr_slice(int64_t H, int nt, int tid, int64_t vl, int64_t *j0, int64_t *hs);
 
-/* Threads worth using for the time loop (at most `nthreads`): one per chunk of `vl` units at most,
- * and enough recurrent work per step (2 B G H K flops) for each to outweigh a barrier. */
-int fr_loop_threads(int nthreads, int64_t T, int64_t B, int64_t H, int64_t K, int64_t G, int64_t vl);
+/* Threads worth using for the time loop of the call L (at most L->nthreads): one per chunk of `vl`
+ * units at most, and enough recurrent work per step (2 B G H H flops, G groups) for each to outweigh
+ * a barrier. */
+int fr_loop_threads(const fr_layer *L, int64_t G, int64_t vl);
 
 /* Threads for the whole call's parallel region (passed through fr_team): those of the time loop, or
- * more when the region also runs the big products (`blas` 0) and those (2 T B GH I flops) give each
- * enough work. */
-int fr_team_threads(int nthreads, int nloop, int blas, int64_t T, int64_t B, int64_t I, int64_t GH);
+ * more when the region also runs the big products (`blas` 0) and those (2 T B GH I flops, GH = G H)
+ * give each enough work. */
+int fr_team_threads(const fr_layer *L, int nloop, int blas, int64_t GH);
 
 /* Flush denormals to zero in the calling thread (x86 MXCSR FTZ and DAZ; nothing elsewhere); returns
  * the previous state for fr_ftz_restore. */
