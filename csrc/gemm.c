@@ -410,7 +410,15 @@ static void SFX(direct_gemm)(int64_t M, int64_t N, int64_t K, const REAL *A, siz
 #define FR_BMC 144                /* rows of A packed at a time (a multiple of FR_BMR) */
 enum { BNV = 2, BNR = BNV * VL }; /* vectors, columns of the register block */
 enum { BNC = FR_BNC / BNR * BNR, BMC = FR_BMC / FR_BMR * FR_BMR };
-size_t SFX(pack_size)(void) { return (size_t)FR_BKC * BNC + (size_t)BMC * FR_BKC; }
+/* The micro-panels of A lie FR_APAD elements apart past their kc * FR_BMR: at kc = FR_BKC a panel is
+ * 6 KiB (AVX2) or 12 KiB (AVX-512) of floats, so without the pad the panels that pack_a_block_t
+ * writes at once start on the same few cache sets (at AVX2, 24 panels on two). Measured on a Zen 4
+ * (2 threads, perf's share of pack_a_block_t in benches/gemm.c's weight gradient, 3 runs each): AVX2
+ * gnmt 5.8-5.9% -> 4.2-4.7%, large 2.9-3.1% -> 2.5-2.8%; AVX-512 the same within the noise;
+ * benches.ab GRU gnmt training at AVX2 0.989x (its backward 0.975x). The values packed do not change. */
+#define FR_APAD (64 / (int)sizeof(REAL))
+static inline size_t SFX(apanel)(int64_t kc) { return (size_t)kc * FR_BMR + FR_APAD; }
+size_t SFX(pack_size)(void) { return (size_t)FR_BKC * BNC + (size_t)(BMC / FR_BMR) * SFX(apanel)(FR_BKC); }
 
 /* The register block: C[0..mr, 0..nc) (+)= Ap Bp over kc terms, Ap a micro-panel (Ap[k*BMR + i]),
  * Bp a panel (Bp[k*BNR + j]); `add` adds into C. */
@@ -491,9 +499,9 @@ static void SFX(pack_a_block_t)(REAL *restrict Ap, const REAL *A, size_t cs, int
         if (k + FR_PACK_AHEAD < kc)
             for (int64_t b = 0; b < mc * (int64_t)sizeof(REAL); b += 64)
                 __builtin_prefetch((const char *)(a + FR_PACK_AHEAD * cs) + b, 0, 3);
-        for (int64_t q = 0; q < full; q++) memcpy(d + (size_t)q * kc * FR_BMR, a + q * FR_BMR, sizeof(REAL) * FR_BMR);
+        for (int64_t q = 0; q < full; q++) memcpy(d + (size_t)q * SFX(apanel)(kc), a + q * FR_BMR, sizeof(REAL) * FR_BMR);
         if (rest) {
-            REAL *t = d + (size_t)full * kc * FR_BMR;
+            REAL *t = d + (size_t)full * SFX(apanel)(kc);
             for (int64_t i = 0; i < FR_BMR; i++) t[i] = i < rest ? a[full * FR_BMR + i] : 0;
         }
     }
@@ -557,7 +565,7 @@ void SFX(par_gemm)(int64_t M, int64_t N, int64_t K, const REAL *A, size_t ars, s
                         const int64_t mr = mc - q * FR_BMR < FR_BMR ? mc - q * FR_BMR : FR_BMR;
                         const REAL *a = A + (size_t)(ic + q * FR_BMR) * ars + (size_t)k0 * acs;
                         const int64_t nnext = q + 1 < nmp ? (mc - (q + 1) * FR_BMR < FR_BMR ? mc - (q + 1) * FR_BMR : FR_BMR) : 0;
-                        SFX(pack_a)(Ap + (size_t)q * kc * FR_BMR, a, ars, acs, mr, kc, nnext ? a + FR_BMR * ars : NULL, nnext);
+                        SFX(pack_a)(Ap + (size_t)q * SFX(apanel)(kc), a, ars, acs, mr, kc, nnext ? a + FR_BMR * ars : NULL, nnext);
                     }
 #if !FR_BLOOP_A
                 for (int64_t p = 0; p < npanels; p++) {
@@ -565,7 +573,7 @@ void SFX(par_gemm)(int64_t M, int64_t N, int64_t K, const REAL *A, size_t ars, s
                     const REAL *Bp = P + (size_t)p * kc * BNR;
                     for (int64_t q = 0; q < nmp; q++) {
                         const int64_t mr = mc - q * FR_BMR < FR_BMR ? mc - q * FR_BMR : FR_BMR;
-                        SFX(bkernel)(kc, Ap + (size_t)q * kc * FR_BMR, Bp,
+                        SFX(bkernel)(kc, Ap + (size_t)q * SFX(apanel)(kc), Bp,
                                      C + (size_t)(ic + q * FR_BMR) * ldc + jc + p * BNR, ldc, mr, w, add);
                     }
                 }
@@ -574,7 +582,7 @@ void SFX(par_gemm)(int64_t M, int64_t N, int64_t K, const REAL *A, size_t ars, s
                     const int64_t mr = mc - q * FR_BMR < FR_BMR ? mc - q * FR_BMR : FR_BMR;
                     for (int64_t p = 0; p < npanels; p++) {
                         const int64_t w = nc - p * BNR < BNR ? nc - p * BNR : BNR;
-                        SFX(bkernel)(kc, Ap + (size_t)q * kc * FR_BMR, P + (size_t)p * kc * BNR,
+                        SFX(bkernel)(kc, Ap + (size_t)q * SFX(apanel)(kc), P + (size_t)p * kc * BNR,
                                      C + (size_t)(ic + q * FR_BMR) * ldc + jc + p * BNR, ldc, mr, w, add);
                     }
                 }
