@@ -111,12 +111,12 @@ int64_t SFX(step_projection)(const fr_layer *L, int64_t GH);
  * [s, s + xsteps) (at most T), their rows of x (times [s, ..), or in reverse the times
  * [T - s - xsteps, T - s), in time order either way) times the thread's rows of w_ih, into XS; xt0
  * becomes the block's first time, xend its end. */
-static inline void SFX(project_step)(SFX(slice_t) *sl, const REAL *x, int64_t s, int64_t T, int64_t B, int64_t I,
-                                     int reverse)
+static inline void SFX(project_step)(SFX(slice_t) *sl, const REAL *x, int64_t s, const fr_layer *L)
 {
+    const int64_t T = L->T, B = L->B, I = L->I;
     if (s < sl->xend) return;
     sl->xend = s + sl->xsteps < T ? s + sl->xsteps : T;
-    sl->xt0 = reverse ? T - sl->xend : s;
+    sl->xt0 = L->reverse ? T - sl->xend : s;
     SFX(slice_product)(sl, 2, (sl->xend - s) * B, x + (size_t)sl->xt0 * B * I, I);
 }
 
