@@ -8,7 +8,8 @@
                  the median of the rounds. Every worker gets the same thread count (OMP_NUM_THREADS,
                  OPENBLAS_NUM_THREADS, MKL_NUM_THREADS, FASTRNN_NUM_THREADS and each library's own
                  setter). A contender that is not installed, or fails, comes back as None: a gap in
-                 the table, never a crash.
+                 the table, never a crash. Around each worker the parent probes how well the
+                 machine runs that many threads at the moment (benches/probe.py).
 
     measure_memory()  the memory of one training step (run.py --memory): one fresh worker process per
                  contender and workload, benches.memory.memory_step() in it (peak RSS above the RSS
@@ -27,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 
 from .memory import MEMORY_WORKER_ENV
+from .probe import scaling
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -88,23 +90,29 @@ class Results:
     info: dict = field(default_factory=dict)  # contender -> what its setup() reported
     problems: dict = field(default_factory=dict)  # contender -> key (or None: all) -> message
     memory: dict = field(default_factory=dict)  # contender -> key -> memory_step record (measure_memory)
+    scaling: dict = field(default_factory=dict)  # contender -> [(probe before, probe after) per round]
 
     def time(self, contender, w):
         times = self.rounds.get(contender, {}).get(w.key)
         return statistics.median(times) if times else None
 
 
-def measure(jobs, *, threads, rounds=3, min_time=0.3, timeout=WORKER_TIMEOUT_S, progress=None):
+def measure(jobs, *, threads, rounds=3, min_time=0.3, timeout=WORKER_TIMEOUT_S, progress=None, probe=True):
     """Time jobs = {contender name: [Workload]} following SPEC §4; returns Results.
 
-    Every round starts one worker process per contender, in an order rotated from round to round."""
+    Every round starts one worker process per contender, in an order rotated from round to round.
+    With probe, the machine's thread scaling (benches.probe.scaling) is measured in this process
+    just before and just after each worker, into Results.scaling."""
     results = Results()
     names = [name for name, ws in jobs.items() if ws]
     for r in range(rounds):
         order = names[r % len(names):] + names[:r % len(names)] if names else []
         for name in order:
             started = time.perf_counter()
+            before = scaling(threads) if probe else None
             info, records, problem = _run_worker(name, jobs[name], threads, min_time, timeout)
+            after = scaling(threads) if probe else None
+            results.scaling.setdefault(name, []).append((before, after))
             if info is not None:
                 results.info[name] = info
             per_key = results.problems.setdefault(name, {})

@@ -26,7 +26,10 @@ as a multiple of the GEMM-bound time (fastrnn / gemm: 1 would be the bound itsel
 contender that is not installed, has no such workload (ONNX Runtime: the RNN, training), failed (the
 reason is printed under the table) or was skipped: the NumPy reference is skipped where one call
 does more than --reference-max-gflop GFLOP of GEMM work. How the times are taken is described in
-benches/orchestrate.py (and benches/timing.py, benches/contenders/).
+benches/orchestrate.py (and benches/timing.py, benches/contenders/). Under the table: the rounds whose
+slowest took over 1.5x the fastest ("noisy"), and the thread scaling probed just before and after
+every worker (benches/probe.py) with the workers around which it was slow: on a shared VM the
+second core's throughput comes and goes, and one contender's rounds can all fall in a slow spell.
 
 Memory (--memory, instead of the times):
 
@@ -68,6 +71,7 @@ import numpy as np
 from .contenders import BOUND, CONTENDERS, REFERENCE_MAX_GFLOP, SUBJECT, too_slow
 from .memory import min_bytes_per_step
 from .orchestrate import measure, measure_memory
+from .probe import PROBE_N, SLOW_SCALING, is_slow
 from .tables import fixed, print_notes, shape_columns, table as render_table
 from .workloads import (CELLS, DTYPES, PASSES, QUICK_SHAPES, SHAPES, STEP_PASSES, default_threads, parse_choices,
                         parse_shapes, workloads)
@@ -218,11 +222,29 @@ def notes(args, rows, results, skipped):
         listed = ": " + ", ".join(noisy) if len(noisy) <= 6 else ""
         out.append(f"noisy: in {len(noisy)} of {total} measurements the slowest round took over {NOISY_SPREAD}x "
                    f"the fastest (is the machine busy?){listed}")
+    out += scaling_notes(results.scaling, args.threads)
     for name, keys in skipped.items():
         if keys:
             out.append(f"{name}: skipped above {args.reference_max_gflop:g} GFLOP per call "
                        f"(--reference-max-gflop): {', '.join(keys)}")
     return out + problem_notes(results.problems)
+
+
+def scaling_notes(probes, threads):
+    """One footnote on the thread-scaling probes taken around the workers (benches/probe.py), naming
+    the rounds where the machine ran `threads` threads slowly; none if no probe ran."""
+    values = [v for pairs in probes.values() for pair in pairs for v in pair if v is not None]
+    if not values:
+        return []
+    workers = sum(len(pairs) for pairs in probes.values())
+    slow = [f"{name} round {r + 1}" for name, pairs in probes.items() for r, pair in enumerate(pairs)
+            if any(is_slow(v, threads) for v in pair)]
+    text = (f"thread scaling (a {PROBE_N}^3 float32 GEMM at 1 and {threads} threads, just before and after "
+            f"each worker): {min(values):.2f}-{max(values):.2f}x")
+    if slow:
+        text += (f"; under {SLOW_SCALING * threads:.2g}x around {len(slow)} of {workers} workers, whose "
+                 f"times may be slower for the machine, not the library: {', '.join(slow)}")
+    return [text]
 
 
 def info_notes(info):
@@ -356,7 +378,8 @@ def main(argv=None):
                 "settings": {"dtype": args.dtype, "threads": args.threads, "rounds": args.rounds,
                              "min_time_s": args.min_time, "reference_max_gflop": args.reference_max_gflop,
                              "shapes": {k: list(v) for k, v in args.shapes.items()}},
-                "contenders": results.info, "results": rows, "notes": footnotes}
+                "contenders": results.info, "results": rows, "notes": footnotes,
+                "scaling": {name: [list(pair) for pair in pairs] for name, pairs in results.scaling.items()}}
         write_json(args.json, data)
 
 
