@@ -102,17 +102,19 @@ def measure(jobs, *, threads, rounds=3, min_time=0.3, timeout=WORKER_TIMEOUT_S, 
 
     Every round starts one worker process per contender, in an order rotated from round to round.
     With probe, the machine's thread scaling (benches.probe.scaling) is measured in this process
-    just before and just after each worker, into Results.scaling."""
+    between the workers (once before the first, then after each): a worker's pair in
+    Results.scaling is the probe just before it and the one just after."""
     results = Results()
     names = [name for name, ws in jobs.items() if ws]
+    last = scaling(threads) if probe and names else None
     for r in range(rounds):
         order = names[r % len(names):] + names[:r % len(names)] if names else []
         for name in order:
             started = time.perf_counter()
-            before = scaling(threads) if probe else None
             info, records, problem = _run_worker(name, jobs[name], threads, min_time, timeout)
             after = scaling(threads) if probe else None
-            results.scaling.setdefault(name, []).append((before, after))
+            results.scaling.setdefault(name, []).append((last, after))
+            last = after
             if info is not None:
                 results.info[name] = info
             per_key = results.problems.setdefault(name, {})

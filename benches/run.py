@@ -28,8 +28,8 @@ reason is printed under the table) or was skipped: the NumPy reference is skippe
 does more than --reference-max-gflop GFLOP of GEMM work. How the times are taken is described in
 benches/orchestrate.py (and benches/timing.py, benches/contenders/). Under the table: the rounds whose
 slowest took over 1.5x the fastest ("noisy"), and the thread scaling probed just before and after
-every worker (benches/probe.py) with the workers around which it was slow: on a shared VM the
-second core's throughput comes and goes, and one contender's rounds can all fall in a slow spell.
+every worker (benches/probe.py) with the workers around which it was slow: on a shared VM what a
+second thread adds comes and goes, and one contender's rounds can all fall in a slow spell.
 
 Memory (--memory, instead of the times):
 
